@@ -1,0 +1,127 @@
+"""Stage 8: apply reviewed plans — lock, check, transaction, verify, history."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+
+import psycopg2
+
+from . import __version__, history
+from .config import Config
+from .errors import (
+    ApplyFailedError, DatabaseError, DestructiveNotApprovedError, LockTimeoutError, StalePlanError,
+)
+from .hazards import classify
+from .inspection import take_snapshot
+from .planfile import PlanFile
+from .rehearse import PlanStatementFailed, run_statements
+from .servers import connect, first_line
+
+# One advisory lock for every reconcile apply on a database (a stable 63-bit key from the tool's name).
+ADVISORY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"reconcile apply").digest()[:8], "big") >> 1
+
+
+@dataclasses.dataclass(frozen=True)
+class AppliedPlan:
+    name: str
+    statements: int
+    duration_ms: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplyResult:
+    applied: tuple[AppliedPlan, ...]
+    already_applied: int
+
+
+def _acquire_lock(cur, wait_ms: int) -> None:
+    deadline = time.monotonic() + wait_ms / 1000
+    delay = 0.05
+    while True:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+        if cur.fetchone()[0]:
+            return
+        if time.monotonic() >= deadline:
+            raise LockTimeoutError(
+                f"another reconcile apply holds the lock on this database; gave up after "
+                f"{wait_ms / 1000:g}s (timeouts.apply_lock_wait in reconcile.yaml)"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+def pending_plans(plans: list[PlanFile], applied_names: set[str]) -> list[PlanFile]:
+    return [p for p in sorted(plans, key=lambda p: p.name) if p.name not in applied_names]
+
+
+def apply_plans(config: Config, target_url: str, plans: list[PlanFile], *, allow_destructive: bool,
+                git_commit: str | None, applied_by: str, on_progress=lambda message: None) -> ApplyResult:
+    conn = connect(target_url, config.timeouts.connect_timeout_s, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            _acquire_lock(cur, config.timeouts.apply_lock_wait_ms)
+            try:
+                history.ensure_table(cur)
+            except psycopg2.Error as exc:
+                raise DatabaseError(f"cannot create the history table {history.TABLE}: {first_line(exc)}") from exc
+            applied_names = {entry.plan_file for entry in history.read(cur)}
+        pending = pending_plans(plans, applied_names)
+        done = []
+        for plan_file in pending:
+            on_progress(f"applying {plan_file.name} ({len(plan_file.plan.statements)} statements)")
+            done.append(_apply_one(conn, config, plan_file, allow_destructive, git_commit, applied_by))
+        return ApplyResult(tuple(done), len(plans) - len(pending))
+    finally:
+        conn.close()  # closing the session releases the advisory lock
+
+
+def _apply_one(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
+               git_commit: str | None, applied_by: str) -> AppliedPlan:
+    plan = plan_file.plan
+    started = time.monotonic()
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+                        (f"{config.timeouts.lock_timeout_ms}ms", f"{config.timeouts.statement_timeout_ms}ms"))
+            current = take_snapshot(conn, config.managed_schemas)
+            if current.fingerprint != plan.fingerprint_before:
+                raise StalePlanError(
+                    f"{plan_file.name}: the database changed since this plan was made (fingerprint "
+                    f"{current.fingerprint[:19]}… is not the plan's before {plan.fingerprint_before[:19]}…); "
+                    f"nothing was applied: run 'reconcile drift' to see what changed, then plan again"
+                )
+            destructive = [s for s in plan.statements if classify(s.sql, current).destructive]
+            if destructive and not (allow_destructive or plan.destructive_approved):
+                first = classify(destructive[0].sql, current).destructive
+                raise DestructiveNotApprovedError(
+                    f"{plan_file.name}: {len(destructive)} destructive statement(s) ({first}); nothing was applied: "
+                    f"review them, then set '-- destructive-approved: yes' in the plan or pass --allow-destructive"
+                )
+            try:
+                run_statements(conn, plan.statements, plan_file.name)
+            except PlanStatementFailed as failed:
+                raise ApplyFailedError(f"{failed}; rolled back, nothing was applied") from failed
+            after = take_snapshot(conn, config.managed_schemas)
+            if after.fingerprint != plan.fingerprint_after:
+                raise ApplyFailedError(
+                    f"{plan_file.name}: after its statements the schema does not match the plan's expected "
+                    f"fingerprint {plan.fingerprint_after[:19]}… (got {after.fingerprint[:19]}…); "
+                    f"rolled back, nothing was applied"
+                )
+            duration_ms = int((time.monotonic() - started) * 1000)
+            history.record(
+                cur, plan_file=plan_file.name, plan_sha256=plan_file.sha256,
+                fingerprint_before=plan.fingerprint_before, fingerprint_after=plan.fingerprint_after,
+                git_commit=git_commit, applied_by=applied_by, duration_ms=duration_ms,
+                statement_count=len(plan.statements), tool_version=__version__,
+            )
+        conn.commit()
+        return AppliedPlan(plan_file.name, len(plan.statements), duration_ms)
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.autocommit = True

@@ -1,0 +1,225 @@
+"""The commands: plain functions taking Options (argument parsing is wired separately, in cli.py).
+
+Each returns an exit code; each raises a ReconcileError subclass where the fault is known.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import getpass
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+from . import history, planfile
+from .apply import apply_plans, pending_plans
+from .config import Config, load_config
+from .declared import DesiredState, load_desired_state
+from .diff import diff
+from .errors import EXIT_CHANGES, EXIT_OK, PendingPlansError, PlanNotConvergedError
+from .inspection import NOT_COMPARED, inspect_database
+from .plan import build_plan
+from .rehearse import rehearse
+from .scratch import ScratchDatabase, choose_scratch_server
+from .servers import Target, connect, resolve_target
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    project: Path
+    config_file: Path | None = None
+    database_url: str | None = None
+    as_of: dt.date | None = None
+    format: str = "text"
+
+
+def _print(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _setup(options: Options) -> tuple[Config, DesiredState, Target]:
+    config = load_config(options.project, options.config_file)
+    desired = load_desired_state(config, options.as_of or dt.date.today())
+    return config, desired, resolve_target(config, options.database_url)
+
+
+@contextlib.contextmanager
+def _desired_database(config: Config, desired: DesiredState, target: Target):
+    server = choose_scratch_server(config, target)
+    with ScratchDatabase(server, "desired", config.timeouts.connect_timeout_s) as scratch:
+        scratch.prepare(config)
+        scratch.load_desired(desired)
+        yield scratch, server
+
+
+def _plan_files(config: Config) -> list[planfile.PlanFile]:
+    return [planfile.read(path) for path in planfile.list_plans(config.path(config.migrations_dir))]
+
+
+def _history(config: Config, target: Target) -> list[history.HistoryEntry]:
+    conn = connect(target.url, config.timeouts.connect_timeout_s)
+    try:
+        with conn.cursor() as cur:
+            return history.read(cur)
+    finally:
+        conn.close()
+
+
+def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detailed_exitcode: bool = False) -> int:
+    config, desired, target = _setup(options)
+    plans = _plan_files(config)
+    applied = {entry.plan_file for entry in _history(config, target)}
+    pending = pending_plans(plans, applied)
+    if pending:
+        raise PendingPlansError(
+            f"{len(pending)} plan(s) in {config.migrations_dir}/ not yet applied to {target.name} "
+            f"({', '.join(p.name for p in pending)}): apply them first, or delete them if they are abandoned"
+        )
+    with _desired_database(config, desired, target) as (scratch, server):
+        current = inspect_database(target.url, config.managed_schemas, config.timeouts.connect_timeout_s)
+        wanted = inspect_database(scratch.url, config.managed_schemas, config.timeouts.connect_timeout_s)
+        differences = current.snapshot.differences(wanted.snapshot)
+        changes = diff(current, wanted)
+        if changes.empty and not differences:
+            _emit_no_changes(options)
+            return EXIT_OK
+        the_plan = build_plan(changes, current.snapshot, wanted.snapshot, desired.as_of)
+        rehearsal = rehearse(the_plan, target.url, current.snapshot, scratch.url, server, config)
+    if not rehearsal.converged:
+        details = [f"  still to do: {s.splitlines()[0]}" for s in rehearsal.remaining_statements]
+        details += [f"  still differs: {d.describe('after plan', 'declared')}" for d in rehearsal.remaining_differences]
+        raise PlanNotConvergedError(
+            f"the plan does not reach the declared state when rehearsed on a copy of the target, so it was not "
+            f"written ({len(details)} difference(s) remain, listed above)",
+            details,
+        )
+    text = planfile.render(the_plan)
+    path = None if dry_run else planfile.write(the_plan, config.path(config.migrations_dir), name)
+    if options.format == "json":
+        payload = the_plan.to_dict() | {"file": str(path) if path else None, "rehearsed": True}
+        _print(json.dumps(payload, indent=2))
+    else:
+        _print(text)
+        _print(f"-- rehearsed on a copy of {target.name}: converged")
+        _print(f"-- wrote {path.relative_to(config.project_dir) if path else 'nothing (--dry-run)'}")
+    return EXIT_CHANGES if detailed_exitcode else EXIT_OK
+
+
+def _emit_no_changes(options: Options) -> None:
+    if options.format == "json":
+        _print(json.dumps({"statements": [], "changes": False}))
+    else:
+        _print("No changes: the target matches the declared state.")
+
+
+def _git_commit(project: Path) -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def apply(options: Options, *, allow_destructive: bool = False) -> int:
+    config = load_config(options.project, options.config_file)
+    plans = _plan_files(config)
+    target = resolve_target(config, options.database_url)
+    result = apply_plans(
+        config, target.url, plans, allow_destructive=allow_destructive,
+        git_commit=_git_commit(config.project_dir),
+        applied_by=f"{getpass.getuser()}@{socket.gethostname()}",
+        on_progress=_print,
+    )
+    for applied in result.applied:
+        _print(f"applied {applied.name}: {applied.statements} statements in {applied.duration_ms} ms")
+    if not result.applied:
+        _print(f"Nothing to apply: {result.already_applied} plan(s) already applied to {target.name}.")
+    return EXIT_OK
+
+
+def drift(options: Options) -> int:
+    config, desired, target = _setup(options)
+    plans = _plan_files(config)
+    entries = _history(config, target)
+    pending = pending_plans(plans, {e.plan_file for e in entries})
+    with _desired_database(config, desired, target) as (scratch, _server):
+        current = inspect_database(target.url, config.managed_schemas, config.timeouts.connect_timeout_s)
+        wanted = inspect_database(scratch.url, config.managed_schemas, config.timeouts.connect_timeout_s)
+        differences = current.snapshot.differences(wanted.snapshot)
+        changes = diff(current, wanted)
+    fingerprint = current.snapshot.fingerprint
+    last_after = entries[-1].fingerprint_after if entries else None
+    out_of_band = last_after is not None and fingerprint != last_after
+    pending_explains = bool(pending) and pending[0].plan.fingerprint_before == fingerprint and \
+        pending[-1].plan.fingerprint_after == wanted.snapshot.fingerprint
+    in_sync = not differences and changes.empty and not pending and not out_of_band
+    report = {
+        "in_sync": in_sync,
+        "target": target.name,
+        "as_of": desired.as_of.isoformat(),
+        "fingerprint": fingerprint,
+        "declared_fingerprint": wanted.snapshot.fingerprint,
+        "last_applied_fingerprint": last_after,
+        "changed_outside_reconcile": out_of_band,
+        "pending_plans": [p.name for p in pending],
+        "pending_plans_explain_differences": pending_explains,
+        "differences": [d.describe() for d in differences],
+        "fix_sql": [s.sql for s in changes.statements],
+        "not_compared": list(NOT_COMPARED),
+    }
+    if options.format == "json":
+        _print(json.dumps(report, indent=2))
+    else:
+        _print_drift(report)
+    return EXIT_OK if in_sync else EXIT_CHANGES
+
+
+def _print_drift(report: dict) -> None:
+    if report["in_sync"]:
+        _print(f"In sync: {report['target']} matches the declared state (as of {report['as_of']}).")
+        return
+    _print(f"Drift: {report['target']} does not match the declared state (as of {report['as_of']}).")
+    if report["pending_plans"]:
+        explained = " (they account for every difference)" if report["pending_plans_explain_differences"] else ""
+        _print(f"\nReviewed plans not yet applied{explained}:")
+        for name in report["pending_plans"]:
+            _print(f"  - {name}")
+    if report["changed_outside_reconcile"]:
+        _print("\nChanged outside reconcile since the last apply "
+               f"(fingerprint {report['fingerprint'][:19]}…, last applied {report['last_applied_fingerprint'][:19]}…).")
+    if report["differences"]:
+        _print("\nDifferences (target vs declared):")
+        for line in report["differences"]:
+            _print(f"  - {line}")
+    if report["fix_sql"]:
+        _print("\nSQL that would bring the target to the declared state (run 'reconcile plan' to get a reviewed plan):")
+        for sql in report["fix_sql"]:
+            _print("  " + sql.replace("\n", "\n  "))
+    _print(f"\nNot compared: {'; '.join(report['not_compared'])}.")
+
+
+def status(options: Options) -> int:
+    config = load_config(options.project, options.config_file)
+    plans = _plan_files(config)
+    target = resolve_target(config, options.database_url)
+    entries = _history(config, target)
+    pending = pending_plans(plans, {e.plan_file for e in entries})
+    if options.format == "json":
+        _print(json.dumps({
+            "applied": [{"plan_file": e.plan_file, "applied_at": e.applied_at.isoformat(), "applied_by": e.applied_by,
+                         "git_commit": e.git_commit, "duration_ms": e.duration_ms} for e in entries],
+            "pending": [p.name for p in pending],
+        }, indent=2))
+        return EXIT_OK
+    _print(f"Target: {target.name}")
+    _print(f"Applied ({len(entries)}):")
+    for e in entries:
+        _print(f"  {e.plan_file}  {e.applied_at:%Y-%m-%d %H:%M:%S %Z}  by {e.applied_by}"
+               f"{'  at ' + e.git_commit[:12] if e.git_commit else ''}")
+    _print(f"Pending ({len(pending)}):")
+    for p in pending:
+        _print(f"  {p.name}")
+    return EXIT_OK

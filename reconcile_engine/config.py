@@ -1,0 +1,168 @@
+"""Stage 0: read reconcile.yaml into a typed Config (every later stage takes this, never the file)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+CONFIG_FILE_NAME = "reconcile.yaml"
+SCRATCH_MODES = ("auto", "target-server", "server", "embedded")
+# The tool keeps its history here; it is never diffed and never touched by a plan.
+TOOL_SCHEMA = "reconcile"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)?\s*$")
+_DURATION_FACTORS_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, None: 1000}
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeouts:
+    lock_timeout_ms: int = 5_000
+    statement_timeout_ms: int = 300_000
+    apply_lock_wait_ms: int = 60_000
+    connect_timeout_s: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    project_dir: Path
+    config_file: Path | None
+    database_url: str | None = None
+    managed_schemas: tuple[str, ...] = ("public",)
+    excluded_schemas: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    extensions: tuple[str, ...] = ()
+    scratch_mode: str = "auto"
+    scratch_server_url: str | None = None
+    embedded_dir: Path = Path(".reconcile")
+    migrations_dir: Path = Path("migrations")
+    timeouts: Timeouts = Timeouts()
+    vars: dict = dataclasses.field(default_factory=dict)
+
+    def path(self, relative: Path | str) -> Path:
+        return (self.project_dir / relative).resolve()
+
+
+def _duration_ms(value: Any, where: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a duration such as 5s, 500ms or 2min, got {value!r}")
+    if isinstance(value, (int, float)):
+        return int(value * 1000)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return int(float(match.group(1)) * _DURATION_FACTORS_MS[match.group(2)])
+    raise ConfigError(f"{where}: expected a duration such as 5s, 500ms or 2min, got {value!r}")
+
+
+def _string(value: Any, where: str, allow_none: bool = False) -> str | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _string_list(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: expected a list of names, got {value!r}")
+    return tuple(value)
+
+
+def _mapping(value: Any, where: str, allowed: tuple[str, ...]) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+    for key in value:
+        if key not in allowed:
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(allowed)})")
+    return value
+
+
+_TOP_KEYS = (
+    "database_url", "managed_schemas", "excluded_schemas", "roles", "extensions",
+    "scratch", "embedded_dir", "migrations_dir", "timeouts", "vars",
+)
+
+
+def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
+    """Read the project's config; a project without reconcile.yaml gets the defaults."""
+    project_dir = project_dir.resolve()
+    explicit = config_file is not None
+    config_file = (config_file or project_dir / CONFIG_FILE_NAME).resolve()
+    if not project_dir.is_dir():
+        raise ConfigError(f"project folder {project_dir} does not exist")
+    if not config_file.exists():
+        if explicit:
+            raise ConfigError(f"{config_file}: config file not found")
+        return Config(project_dir=project_dir, config_file=None)
+    try:
+        raw = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{config_file}:{mark.line + 1}" if mark else str(config_file)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: malformed YAML: {problem}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{config_file}: cannot read: {exc.strerror}") from exc
+    name = config_file.name
+    top = _mapping(raw, name, _TOP_KEYS)
+
+    scratch = _mapping(top.get("scratch"), f"{name}: scratch", ("mode", "server_url"))
+    mode = scratch.get("mode", "auto")
+    if mode not in SCRATCH_MODES:
+        raise ConfigError(f"{name}: scratch.mode: expected one of {', '.join(SCRATCH_MODES)}, got {mode!r}")
+    if mode == "server" and not scratch.get("server_url"):
+        raise ConfigError(f"{name}: scratch.server_url: required when scratch.mode is 'server'")
+
+    timeouts_raw = _mapping(
+        top.get("timeouts"), f"{name}: timeouts",
+        ("lock_timeout", "statement_timeout", "apply_lock_wait", "connect_timeout"),
+    )
+    defaults = Timeouts()
+    timeouts = Timeouts(
+        lock_timeout_ms=_duration_ms(timeouts_raw["lock_timeout"], f"{name}: timeouts.lock_timeout")
+        if "lock_timeout" in timeouts_raw else defaults.lock_timeout_ms,
+        statement_timeout_ms=_duration_ms(timeouts_raw["statement_timeout"], f"{name}: timeouts.statement_timeout")
+        if "statement_timeout" in timeouts_raw else defaults.statement_timeout_ms,
+        apply_lock_wait_ms=_duration_ms(timeouts_raw["apply_lock_wait"], f"{name}: timeouts.apply_lock_wait")
+        if "apply_lock_wait" in timeouts_raw else defaults.apply_lock_wait_ms,
+        connect_timeout_s=max(1, _duration_ms(timeouts_raw["connect_timeout"], f"{name}: timeouts.connect_timeout") // 1000)
+        if "connect_timeout" in timeouts_raw else defaults.connect_timeout_s,
+    )
+
+    managed = _string_list(top.get("managed_schemas", ["public"]), f"{name}: managed_schemas") or ("public",)
+    excluded = _string_list(top.get("excluded_schemas"), f"{name}: excluded_schemas")
+    overlap = set(managed) & (set(excluded) | {TOOL_SCHEMA})
+    if overlap:
+        raise ConfigError(
+            f"{name}: managed_schemas: {', '.join(sorted(overlap))} is excluded "
+            f"(excluded_schemas, or the tool's own schema '{TOOL_SCHEMA}')"
+        )
+    variables = top.get("vars") or {}
+    if not isinstance(variables, dict):
+        raise ConfigError(f"{name}: vars: expected a mapping, got {type(variables).__name__}")
+
+    return Config(
+        project_dir=project_dir,
+        config_file=config_file,
+        database_url=_string(top.get("database_url"), f"{name}: database_url", allow_none=True),
+        managed_schemas=managed,
+        excluded_schemas=excluded,
+        roles=_string_list(top.get("roles"), f"{name}: roles"),
+        extensions=_string_list(top.get("extensions"), f"{name}: extensions"),
+        scratch_mode=mode,
+        scratch_server_url=_string(scratch.get("server_url"), f"{name}: scratch.server_url", allow_none=True),
+        embedded_dir=Path(_string(top.get("embedded_dir", ".reconcile"), f"{name}: embedded_dir")),
+        migrations_dir=Path(_string(top.get("migrations_dir", "migrations"), f"{name}: migrations_dir")),
+        timeouts=timeouts,
+        vars=variables,
+    )

@@ -1,0 +1,89 @@
+"""Corrections to migra's diff, one module per object kind (the shape of alembic's autogenerate/compare).
+
+migra 3.0 is unmaintained and wrong in known ways. Each correction is a small named unit:
+  - before_migra(current, desired): adjust schemainspect's inspections before migra compares them
+    (returns True when it changed anything);
+  - rewrite(statements, current, desired): replace statements migra writes wrongly (parsed with pglast);
+  - after_migra(statements, current, desired): return statements to add for what migra ignores.
+`current` and `desired` are Sides: a schemainspect inspection plus our own CatalogSnapshot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pglast import ast, parse_sql
+from pglast.enums import ObjectType
+
+from ..inspection import CatalogSnapshot
+
+
+@dataclasses.dataclass
+class Side:
+    inspected: object  # schemainspect.pg.PostgreSQL, filtered to the managed schemas
+    snapshot: CatalogSnapshot
+
+
+class Correction:
+    name = "correction"
+    fixes = ""  # one line: what migra gets wrong
+
+    def before_migra(self, current: Side, desired: Side) -> bool:
+        return False
+
+    def rewrite(self, statements: list, current: Side, desired: Side) -> list:
+        """statements are diff.DiffStatement; return the new list (the same one when nothing changes)."""
+        return statements
+
+    def after_migra(self, statements: list[str], current: Side, desired: Side) -> list[str]:
+        return []
+
+
+def dotted(*parts: str) -> str:
+    return ".".join(parts)
+
+
+def parsed(statement: str):
+    try:
+        return parse_sql(statement)
+    except Exception:  # a statement pglast cannot parse is simply not recognised
+        return ()
+
+
+def dropped_relations(statements: list[str], object_types=None) -> set[str]:
+    """Relations (schema.name) that the statements drop, optionally only of the given ObjectTypes."""
+    dropped = set()
+    for statement in statements:
+        for raw in parsed(statement):
+            node = raw.stmt
+            if not isinstance(node, ast.DropStmt):
+                continue
+            if object_types is not None and node.removeType not in object_types:
+                continue
+            for names in node.objects or ():
+                if not isinstance(names, tuple):  # DROP FUNCTION and friends name objects differently
+                    continue
+                parts = [n.sval for n in names]
+                dropped.add(dotted(*(["public"] + parts)[-2:]))  # migra always schema-qualifies
+    return dropped
+
+
+def recreated_relations(statements: list[str]) -> set[str]:
+    """Views and materialized views that migra drops and re-creates because they changed or depend on a change."""
+    return dropped_relations(statements, (ObjectType.OBJECT_MATVIEW, ObjectType.OBJECT_VIEW))
+
+
+def all_corrections() -> list[Correction]:
+    from .comments import Comments
+    from .matviews import MaterializedViewIndexes
+    from .partitions import InheritedPartitionObjects, PartitionedForeignKeys, PartitionedParentKeys
+    from .rls import ForceRowLevelSecurity
+
+    return [
+        InheritedPartitionObjects(),
+        PartitionedParentKeys(),
+        PartitionedForeignKeys(),
+        ForceRowLevelSecurity(),
+        MaterializedViewIndexes(),
+        Comments(),
+    ]

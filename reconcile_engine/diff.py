@@ -1,0 +1,50 @@
+"""Stage 4: diff (migra + corrections). Takes two inspected databases, returns the statements between them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .corrections import Correction, Side, all_corrections
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffStatement:
+    sql: str
+    origin: str  # "migra" or the name of the correction that wrote it
+
+
+@dataclasses.dataclass(frozen=True)
+class SchemaDiff:
+    statements: tuple[DiffStatement, ...]
+    corrections_used: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.statements
+
+
+def diff(current: Side, desired: Side, corrections: list[Correction] | None = None) -> SchemaDiff:
+    """Statements that take `current` to `desired`. The inspections in the Sides are adjusted in place."""
+    from migra import Migration
+
+    corrections = all_corrections() if corrections is None else corrections
+    used = [c.name for c in corrections if c.before_migra(current, desired)]
+    migration = Migration(current.inspected, desired.inspected)
+    # Unsafe statements are not refused here: the plan classifies and gates them instead.
+    migration.set_safety(False)
+    migration.add_all_changes()
+    statements = [DiffStatement(s.strip(), "migra") for s in migration.statements if s.strip()]
+    for correction in corrections:
+        rewritten = correction.rewrite(statements, current, desired)
+        if rewritten != statements:
+            used.append(correction.name)
+            statements = rewritten
+    sql_so_far = [s.sql for s in statements]
+    for correction in corrections:
+        extra = correction.after_migra(sql_so_far, current, desired)
+        if extra:
+            used.append(correction.name)
+            statements += [DiffStatement(sql, correction.name) for sql in extra]
+            sql_so_far += extra
+    return SchemaDiff(tuple(statements), tuple(used))
+

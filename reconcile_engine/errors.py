@@ -1,0 +1,67 @@
+"""Typed, user-facing errors: raised where the fault is known, printed as one line by the CLI."""
+
+# Exit codes a CI job can branch on. Usage errors are errors (1): they never collide with 2.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+
+
+class ReconcileError(Exception):
+    """Base of every error the user sees. Its message is one line that says what to do.
+
+    `details` are extra lines (e.g. what a rehearsal left undone) printed before that line.
+    """
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, details: list[str] | None = None):
+        super().__init__(message)
+        self.details = list(details or [])
+
+
+class UsageError(ReconcileError):
+    """The command line itself is wrong."""
+
+
+class ConfigError(ReconcileError):
+    """reconcile.yaml is missing, malformed, or has an unknown key or a wrong type."""
+
+
+class DeclaredStateError(ReconcileError):
+    """A declared file is missing, unreadable, or fails to render or load."""
+
+
+class DatabaseError(ReconcileError):
+    """The database could not be reached, or refused what was asked of it."""
+
+
+class ScratchError(ReconcileError):
+    """A scratch database could not be created or used."""
+
+
+class PlanNotConvergedError(ReconcileError):
+    """Rehearsal showed that the plan would not reach the declared state."""
+
+
+class PlanFileError(ReconcileError):
+    """A plan file under migrations/ is malformed."""
+
+
+class PendingPlansError(ReconcileError):
+    """A new plan was asked for while reviewed plans are still waiting to be applied."""
+
+
+class StalePlanError(ReconcileError):
+    """The target changed since the plan was made: its fingerprint is not the plan's 'before'."""
+
+
+class DestructiveNotApprovedError(ReconcileError):
+    """A plan with destructive statements was applied without approval."""
+
+
+class ApplyFailedError(ReconcileError):
+    """A statement of a plan failed; the transaction was rolled back."""
+
+
+class LockTimeoutError(ReconcileError):
+    """Another apply held the advisory lock for longer than the configured wait."""

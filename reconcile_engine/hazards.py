@@ -1,0 +1,182 @@
+"""Stage 5a: what each planned statement does and whether it destroys data, read with PostgreSQL's own parser.
+
+No regular expressions over SQL: pglast gives the statement's syntax tree, and the current
+catalog snapshot gives the column types that a type change starts from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pglast import ast, parse_sql
+from pglast.enums import AlterTableType, ObjectType
+from pglast.stream import RawStream
+
+from .inspection import CatalogSnapshot
+
+# Object kinds whose DROP deletes stored data (or a counter that cannot be rebuilt).
+_DATA_OBJECTS = {
+    ObjectType.OBJECT_TABLE: "table",
+    ObjectType.OBJECT_SCHEMA: "schema",
+    ObjectType.OBJECT_SEQUENCE: "sequence",
+    ObjectType.OBJECT_FOREIGN_TABLE: "foreign table",
+}
+
+# Type changes that keep every value (old type -> new types), as format_type names them.
+_WIDENINGS = {
+    "smallint": {"integer", "bigint", "numeric", "real", "double precision", "text"},
+    "integer": {"bigint", "numeric", "double precision", "text"},
+    "bigint": {"numeric", "text"},
+    "real": {"double precision"},
+    "character varying": {"text"},
+    "character": {"text", "character varying"},
+    "date": {"timestamp without time zone", "timestamp with time zone"},
+    "timestamp without time zone": {"timestamp with time zone"},
+    "json": {"jsonb", "text"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification:
+    summary: str  # e.g. "create table public.users"
+    destructive: str | None  # why it can lose data, or None
+
+
+def _name(*parts) -> str:
+    return ".".join(p for p in parts if p)
+
+
+def _rangevar(rv) -> str:
+    return _name(rv.schemaname, rv.relname)
+
+
+def _names(names) -> str:
+    try:
+        return ".".join(n.sval for n in names)
+    except (AttributeError, TypeError):
+        return RawStream()(names) if names is not None else "?"
+
+
+def _type_name(type_name) -> str:
+    return RawStream()(type_name)
+
+
+def _full_type(text: str) -> str:
+    return text.split(" not null")[0].split(" default ")[0].split(" collate ")[0].split(" generated ")[0].strip()
+
+
+def _base_type(text: str) -> str:
+    return _full_type(text).split("(")[0].strip()
+
+
+def _is_widening(old: str, new_sql: str) -> bool:
+    """old: format_type text of the current column; new_sql: the type as the statement writes it."""
+    aliases = {
+        "int": "integer", "int4": "integer", "int8": "bigint", "int2": "smallint", "float8": "double precision",
+        "float4": "real", "varchar": "character varying", "timestamptz": "timestamp with time zone",
+        "timestamp": "timestamp without time zone", "bool": "boolean",
+    }
+    new = new_sql.lower().replace("pg_catalog.", "").strip()
+    new_base = aliases.get(new.split("(")[0].strip(), new.split("(")[0].strip())
+    old_base = _base_type(old)
+    if new_base == old_base:
+        if "(" not in new:  # varchar(n) -> varchar, numeric(p,s) -> numeric: limit removed
+            return True
+        old_args = old.split("(", 1)[1].split(")")[0] if "(" in old else None
+        new_args = new.split("(", 1)[1].split(")")[0]
+        if old_args is None:
+            return False
+        try:
+            old_n = [int(x) for x in old_args.split(",")]
+            new_n = [int(x) for x in new_args.split(",")]
+        except ValueError:
+            return False
+        if old_base == "numeric":
+            # numeric(p,s) keeps values when integer digits and scale both do not shrink.
+            old_p, old_s = (old_n + [0])[:2]
+            new_p, new_s = (new_n + [0])[:2]
+            return new_s >= old_s and (new_p - new_s) >= (old_p - old_s)
+        return all(n >= o for n, o in zip(new_n, old_n))
+    return new_base in _WIDENINGS.get(old_base, set())
+
+
+def _alter_table(node, current: CatalogSnapshot | None) -> Classification:
+    table = _rangevar(node.relation)
+    actions, destructive = [], None
+    for cmd in node.cmds:
+        subtype = cmd.subtype
+        if subtype == AlterTableType.AT_DropColumn:
+            actions.append(f"drop column {cmd.name}")
+            destructive = f"drops column {table}.{cmd.name} and its data"
+        elif subtype == AlterTableType.AT_AlterColumnType:
+            new_type = _type_name(cmd.def_.typeName)
+            actions.append(f"change type of {cmd.name} to {new_type}")
+            old = None
+            if current is not None:
+                schema_table = table if "." in table else f"public.{table}"
+                old = current.objects.get(("column", f"{schema_table}.{cmd.name}"))
+            if old is None or not _is_widening(old, new_type):
+                was = f" from {_full_type(old) if old else 'its current type'}"
+                destructive = f"changes {table}.{cmd.name}{was} to {new_type}: values may be lost or rejected"
+        elif subtype == AlterTableType.AT_ColumnDefault:
+            actions.append(f"{'set' if cmd.def_ is not None else 'drop'} default of {cmd.name}")
+        elif subtype == AlterTableType.AT_DetachPartition:
+            actions.append("detach partition")
+        else:
+            label = subtype.name.removeprefix("AT_")
+            detail = getattr(cmd, "name", None) or (getattr(cmd.def_, "conname", None) if cmd.def_ else None)
+            actions.append(f"{_humanize(label)}{' ' + detail if detail else ''}")
+    return Classification(f"alter table {table}: {', '.join(actions)}", destructive)
+
+
+def _humanize(camel: str) -> str:
+    out = ""
+    for ch in camel:
+        out += (" " + ch.lower()) if ch.isupper() and out else ch.lower()
+    return out
+
+
+def classify(sql: str, current: CatalogSnapshot | None = None) -> Classification:
+    try:
+        statements = parse_sql(sql)
+    except Exception:
+        return Classification(_first_line(sql), "could not be parsed, so it cannot be shown to be safe")
+    if len(statements) != 1:
+        parts = [classify(RawStream()(s.stmt), current) for s in statements]
+        reasons = [p.destructive for p in parts if p.destructive]
+        return Classification("; ".join(p.summary for p in parts), "; ".join(reasons) or None)
+    node = statements[0].stmt
+    if isinstance(node, ast.DropStmt):
+        kind = node.removeType.name.removeprefix("OBJECT_").lower().replace("_", " ")
+        targets = ", ".join(_names(o) for o in node.objects or ())
+        destructive = None
+        if node.removeType in _DATA_OBJECTS:
+            destructive = f"drops {_DATA_OBJECTS[node.removeType]} {targets} and everything in it"
+        if node.behavior.name == "DROP_CASCADE":
+            destructive = (destructive or f"drops {kind} {targets}") + " with CASCADE"
+        return Classification(f"drop {kind} {targets}", destructive)
+    if isinstance(node, ast.TruncateStmt):
+        return Classification("truncate " + ", ".join(_rangevar(r) for r in node.relations), "deletes every row")
+    if isinstance(node, ast.DeleteStmt):
+        return Classification(f"delete from {_rangevar(node.relation)}", "deletes rows")
+    if isinstance(node, ast.AlterTableStmt):
+        return _alter_table(node, current)
+    if isinstance(node, ast.CreateStmt):
+        kind = "partition" if node.partbound else "table"
+        return Classification(f"create {kind} {_rangevar(node.relation)}", None)
+    if isinstance(node, ast.IndexStmt):
+        return Classification(f"create index {node.idxname} on {_rangevar(node.relation)}", None)
+    if isinstance(node, ast.CreatePolicyStmt):
+        return Classification(f"create policy {node.policy_name} on {_rangevar(node.table)}", None)
+    if isinstance(node, ast.CreateTableAsStmt):
+        return Classification(f"create materialized view {_rangevar(node.into.rel)}", None)
+    if isinstance(node, ast.ViewStmt):
+        return Classification(f"create view {_rangevar(node.view)}", None)
+    if isinstance(node, ast.CommentStmt):
+        return Classification(f"comment on {node.objtype.name.removeprefix('OBJECT_').lower()}", None)
+    return Classification(_first_line(sql), None)
+
+
+def _first_line(sql: str) -> str:
+    line = sql.strip().splitlines()[0] if sql.strip() else ""
+    return line if len(line) <= 80 else line[:77] + "..."

@@ -1,0 +1,75 @@
+"""Stage 5: the Plan, a data object wrapping the corrected diff (statements, hazards, fingerprints).
+
+Like alembic's operations/ops.py: the diff becomes data first; planfile.py renders it to text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from . import __version__
+from .diff import SchemaDiff
+from .hazards import classify
+from .inspection import NOT_COMPARED, CatalogSnapshot
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedStatement:
+    sql: str
+    summary: str
+    origin: str  # "migra", a correction's name, or "file" for a statement read back from a plan file
+    destructive: str | None = None  # why it can lose data
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    statements: tuple[PlannedStatement, ...]
+    as_of: dt.date
+    fingerprint_before: str
+    fingerprint_after: str
+    created_at: dt.datetime
+    tool_version: str = __version__
+    corrections_used: tuple[str, ...] = ()
+    not_compared: tuple[str, ...] = NOT_COMPARED
+    destructive_approved: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.statements
+
+    @property
+    def destructive(self) -> tuple[PlannedStatement, ...]:
+        return tuple(s for s in self.statements if s.destructive)
+
+    def to_dict(self) -> dict:
+        return {
+            "tool_version": self.tool_version,
+            "created_at": self.created_at.isoformat(),
+            "as_of": self.as_of.isoformat(),
+            "fingerprint_before": self.fingerprint_before,
+            "fingerprint_after": self.fingerprint_after,
+            "corrections": list(self.corrections_used),
+            "not_compared": list(self.not_compared),
+            "destructive_approved": self.destructive_approved,
+            "statements": [
+                {"sql": s.sql, "summary": s.summary, "origin": s.origin, "destructive": s.destructive}
+                for s in self.statements
+            ],
+        }
+
+
+def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnapshot, as_of: dt.date) -> Plan:
+    statements = []
+    for statement in diff.statements:
+        classification = classify(statement.sql, current)
+        statements.append(PlannedStatement(statement.sql, classification.summary, statement.origin,
+                                           classification.destructive))
+    return Plan(
+        statements=tuple(statements),
+        as_of=as_of,
+        fingerprint_before=current.fingerprint,
+        fingerprint_after=desired.fingerprint,
+        created_at=dt.datetime.now(dt.timezone.utc).replace(microsecond=0),
+        corrections_used=diff.corrections_used,
+    )

@@ -1,0 +1,136 @@
+"""Stage 7: the plan file under migrations/ — rendering a Plan to reviewed SQL, and reading it back."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import re
+from pathlib import Path
+
+from pglast import parser as pg_parser
+
+from .errors import PlanFileError
+from .hazards import classify
+from .plan import Plan, PlannedStatement
+
+MAGIC = "-- reconcile plan"
+STATEMENTS_MARK = "-- ---- statements ----"
+APPROVAL_KEY = "destructive-approved"
+_NAME = re.compile(r"[^a-z0-9]+")
+
+
+def render(plan: Plan) -> str:
+    lines = [
+        MAGIC,
+        f"-- tool: reconcile {plan.tool_version}",
+        f"-- created: {plan.created_at.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+        f"-- as-of: {plan.as_of.isoformat()}",
+        f"-- fingerprint-before: {plan.fingerprint_before}",
+        f"-- fingerprint-after: {plan.fingerprint_after}",
+        f"-- corrections: {', '.join(plan.corrections_used) or 'none'}",
+        f"-- not compared: {'; '.join(plan.not_compared)}",
+    ]
+    if plan.destructive:
+        lines += [
+            f"-- destructive: {len(plan.destructive)} statement(s) marked DESTRUCTIVE below can lose data.",
+            f"--   After review, change the next line to 'yes' (or run apply with --allow-destructive).",
+        ]
+    else:
+        lines.append("-- destructive: none")
+    lines.append(f"-- {APPROVAL_KEY}: {'yes' if plan.destructive_approved else 'no'}")
+    lines.append("-- summary:")
+    for number, statement in enumerate(plan.statements, 1):
+        mark = "  [DESTRUCTIVE]" if statement.destructive else ""
+        lines.append(f"--   {number:>3}. {statement.summary}{mark}")
+    lines += ["", STATEMENTS_MARK, ""]
+    for number, statement in enumerate(plan.statements, 1):
+        lines.append(f"-- [{number}] {statement.summary}")
+        if statement.destructive:
+            lines.append(f"-- DESTRUCTIVE: {statement.destructive}")
+        sql = statement.sql.rstrip()
+        lines += [sql if sql.endswith(";") else sql + ";", ""]
+    return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanFile:
+    path: Path
+    plan: Plan
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def file_name(created_at: dt.datetime, name: str) -> str:
+    slug = _NAME.sub("_", name.lower()).strip("_") or "plan"
+    return f"{created_at.strftime('%Y%m%d%H%M%S')}_{slug}.sql"
+
+
+def write(plan: Plan, directory: Path, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / file_name(plan.created_at, name)
+    if path.exists():
+        raise PlanFileError(f"{path}: a plan with this name already exists; choose another --name")
+    path.write_text(render(plan), encoding="utf-8")
+    return path
+
+
+def read(path: Path) -> PlanFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanFileError(f"{path}: cannot read: {exc}") from exc
+    if not text.startswith(MAGIC) or STATEMENTS_MARK not in text:
+        raise PlanFileError(f"{path}: not a reconcile plan (it must start with '{MAGIC}')")
+    header_text, body = text.split(STATEMENTS_MARK, 1)
+    header = {}
+    for line in header_text.splitlines():
+        match = re.match(r"^-- ([a-z-]+): (.*)$", line)
+        if match:
+            header.setdefault(match.group(1), match.group(2).strip())
+    for key in ("fingerprint-before", "fingerprint-after", "as-of"):
+        if key not in header:
+            raise PlanFileError(f"{path}: header line '-- {key}:' is missing")
+    approval = header.get(APPROVAL_KEY, "no").lower()
+    if approval not in ("yes", "no"):
+        raise PlanFileError(f"{path}: '-- {APPROVAL_KEY}:' must be yes or no, got {approval!r}")
+    try:
+        slices = pg_parser.split(body, with_parser=True, only_slices=True)
+        as_of = dt.date.fromisoformat(header["as-of"])
+    except pg_parser.ParseError as exc:
+        line = body.count("\n", 0, exc.args[1]) + header_text.count("\n") + 1 if len(exc.args) > 1 else "?"
+        raise PlanFileError(f"{path}:{line}: {exc.args[0]}") from exc
+    except ValueError as exc:
+        raise PlanFileError(f"{path}: as-of: {exc}") from exc
+    statements = []
+    for piece in slices:
+        sql = body[piece].strip() + ";"
+        classification = classify(sql)
+        statements.append(PlannedStatement(sql, classification.summary, "file", classification.destructive))
+    plan = Plan(
+        statements=tuple(statements),
+        as_of=as_of,
+        fingerprint_before=header["fingerprint-before"],
+        fingerprint_after=header["fingerprint-after"],
+        created_at=_created(header.get("created")),
+        tool_version=header.get("tool", "").removeprefix("reconcile ").strip(),
+        corrections_used=tuple(c.strip() for c in header.get("corrections", "").split(",") if c.strip() not in ("", "none")),
+        destructive_approved=approval == "yes",
+    )
+    return PlanFile(path, plan, hashlib.sha256(text.encode()).hexdigest())
+
+
+def _created(value: str | None) -> dt.datetime:
+    try:
+        return dt.datetime.strptime(value or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return dt.datetime.fromtimestamp(0, dt.timezone.utc)
+
+
+def list_plans(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix == ".sql")
