@@ -118,6 +118,8 @@ def _alter_table(node, current: CatalogSnapshot | None) -> Classification:
             if old is None or not _is_widening(old, new_type):
                 was = f" from {_full_type(old) if old else 'its current type'}"
                 destructive = f"changes {table}.{cmd.name}{was} to {new_type}: values may be lost or rejected"
+        elif subtype == AlterTableType.AT_AddColumn:
+            actions.append(f"add column {cmd.def_.colname}")
         elif subtype == AlterTableType.AT_ColumnDefault:
             actions.append(f"{'set' if cmd.def_ is not None else 'drop'} default of {cmd.name}")
         elif subtype == AlterTableType.AT_DetachPartition:
@@ -148,6 +150,7 @@ def classify(sql: str, current: CatalogSnapshot | None = None) -> Classification
     node = statements[0].stmt
     if isinstance(node, ast.DropStmt):
         kind = node.removeType.name.removeprefix("OBJECT_").lower().replace("_", " ")
+        kind = {"matview": "materialized view"}.get(kind, kind)
         targets = ", ".join(_names(o) for o in node.objects or ())
         destructive = None
         if node.removeType in _DATA_OBJECTS:
@@ -173,7 +176,8 @@ def classify(sql: str, current: CatalogSnapshot | None = None) -> Classification
     if isinstance(node, ast.ViewStmt):
         return Classification(f"create view {_rangevar(node.view)}", None)
     if isinstance(node, ast.CommentStmt):
-        return Classification(f"comment on {node.objtype.name.removeprefix('OBJECT_').lower()}", None)
+        kind = node.objtype.name.removeprefix("OBJECT_").lower().replace("matview", "materialized view")
+        return Classification(f"comment on {kind} {_names(node.object)}", None)
     return Classification(_first_line(sql), None)
 
 

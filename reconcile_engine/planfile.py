@@ -64,14 +64,26 @@ class PlanFile:
         return self.path.name
 
 
-def file_name(created_at: dt.datetime, name: str) -> str:
+_STAMP = "%Y%m%d%H%M%S"
+
+
+def file_name(created_at: dt.datetime, name: str, existing: list[Path] = ()) -> str:
+    """<UTC yyyymmddHHMMSS>_<name>.sql, stamped after every existing plan: apply runs plans in name order."""
+    stamp = created_at.replace(tzinfo=None)
+    for path in existing:
+        try:
+            other = dt.datetime.strptime(path.name[:14], _STAMP)
+        except ValueError:
+            continue
+        if other >= stamp:
+            stamp = other + dt.timedelta(seconds=1)
     slug = _NAME.sub("_", name.lower()).strip("_") or "plan"
-    return f"{created_at.strftime('%Y%m%d%H%M%S')}_{slug}.sql"
+    return f"{stamp.strftime(_STAMP)}_{slug}.sql"
 
 
 def write(plan: Plan, directory: Path, name: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / file_name(plan.created_at, name)
+    path = directory / file_name(plan.created_at, name, list_plans(directory))
     if path.exists():
         raise PlanFileError(f"{path}: a plan with this name already exists; choose another --name")
     path.write_text(render(plan), encoding="utf-8")

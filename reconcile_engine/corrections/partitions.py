@@ -71,8 +71,9 @@ class PartitionedParentKeys(Correction):
 
 class PartitionedForeignKeys(Correction):
     name = "partitions.foreign-keys"
-    fixes = ("migra adds foreign keys NOT VALID then validates them, which PostgreSQL refuses on a "
-             "partitioned table: add them valid in one step")
+    fixes = ("migra adds foreign keys NOT VALID then validates them: PostgreSQL refuses NOT VALID on a "
+             "partitioned table, and (15) leaves the per-partition copies of a key that references a "
+             "partitioned table unvalidated; add such keys valid in one step")
 
     def rewrite(self, statements, current: Side, desired: Side):
         partitioned = {k for k, kind in desired.snapshot.fact("relkind").items() if kind == "p"}
@@ -83,12 +84,11 @@ class PartitionedForeignKeys(Correction):
             if not isinstance(node, ast.AlterTableStmt) or len(node.cmds) != 1:
                 out.append(statement)
                 continue
-            table = dotted(node.relation.schemaname or "public", node.relation.relname)
+            table = _table_name(node.relation)
             cmd = node.cmds[0]
-            if table not in partitioned:
-                out.append(statement)
-            elif (cmd.subtype == AlterTableType.AT_AddConstraint and cmd.def_.contype == ConstrType.CONSTR_FOREIGN
-                    and cmd.def_.skip_validation):
+            if (cmd.subtype == AlterTableType.AT_AddConstraint and cmd.def_.contype == ConstrType.CONSTR_FOREIGN
+                    and cmd.def_.skip_validation
+                    and (table in partitioned or _table_name(cmd.def_.pktable) in partitioned)):
                 cmd.def_.skip_validation = False
                 cmd.def_.initially_valid = True
                 made_valid.add((table, cmd.def_.conname))
@@ -98,3 +98,7 @@ class PartitionedForeignKeys(Correction):
             else:
                 out.append(statement)
         return out
+
+
+def _table_name(rangevar) -> str:
+    return dotted(rangevar.schemaname or "public", rangevar.relname)

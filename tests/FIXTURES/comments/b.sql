@@ -1,0 +1,10 @@
+CREATE TABLE things (id int PRIMARY KEY, label text);
+COMMENT ON TABLE things IS 'new words, with a quote: it''s here';
+CREATE VIEW thing_labels AS SELECT label FROM things;
+COMMENT ON VIEW thing_labels IS 'labels only';
+COMMENT ON COLUMN thing_labels.label IS 'from things';
+ALTER TABLE things ENABLE ROW LEVEL SECURITY;
+CREATE POLICY "see all" ON things USING (true);
+COMMENT ON POLICY "see all" ON things IS 'everything is visible';
+CREATE FUNCTION double_it(x integer) RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT x * 2 $$;
+COMMENT ON FUNCTION double_it(integer) IS 'twice x';

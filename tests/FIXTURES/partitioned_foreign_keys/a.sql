@@ -1,0 +1,10 @@
+CREATE TABLE orgs (id text PRIMARY KEY);
+CREATE TABLE facts (
+    id bigint NOT NULL,
+    day date NOT NULL,
+    org_id text NOT NULL,
+    PRIMARY KEY (id, day)
+) PARTITION BY RANGE (day);
+CREATE TABLE facts_2025 PARTITION OF facts FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE facts_2026 PARTITION OF facts FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE TABLE notes (id bigint PRIMARY KEY, fact_id bigint NOT NULL, fact_day date NOT NULL);

