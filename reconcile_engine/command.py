@@ -19,12 +19,12 @@ from .apply import apply_plans, pending_plans
 from .config import Config, load_config
 from .declared import DesiredState, load_desired_state
 from .diff import diff
-from .errors import EXIT_CHANGES, EXIT_OK, PendingPlansError, PlanNotConvergedError
+from .errors import EXIT_CHANGES, EXIT_OK, PendingPlansError, PlanNotConvergedError, ScratchError
 from .inspection import NOT_COMPARED, inspect_database
 from .plan import build_plan
 from .rehearse import rehearse
 from .scratch import ScratchDatabase, choose_scratch_server
-from .servers import Target, connect, resolve_target
+from .servers import Target, connect, resolve_target, server_major
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,10 +49,29 @@ def _setup(options: Options) -> tuple[Config, DesiredState, Target]:
 @contextlib.contextmanager
 def _desired_database(config: Config, desired: DesiredState, target: Target):
     server = choose_scratch_server(config, target)
+    if not server.same_server_as_target:
+        _check_same_major(config, target.url, server.admin_url)
     with ScratchDatabase(server, "desired", config.timeouts.connect_timeout_s) as scratch:
         scratch.prepare(config)
         scratch.load_desired(desired)
         yield scratch, server
+
+
+def _check_same_major(config: Config, target_url: str, scratch_url: str) -> None:
+    """Catalog text (view definitions, defaults) differs between majors: comparing across them is noise."""
+    majors = []
+    for url in (target_url, scratch_url):
+        conn = connect(url, config.timeouts.connect_timeout_s)
+        try:
+            majors.append(server_major(conn))
+        finally:
+            conn.close()
+    if majors[0] != majors[1]:
+        raise ScratchError(
+            f"the scratch server runs PostgreSQL {majors[1]} but the target runs {majors[0]}; plans and drift "
+            f"would not be trustworthy: set scratch.mode to target-server, or scratch.server_url to a "
+            f"PostgreSQL {majors[0]} server"
+        )
 
 
 def _plan_files(config: Config) -> list[planfile.PlanFile]:

@@ -10,8 +10,40 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import select
+
 import psycopg2
 import psycopg2.extensions
+
+
+def _wait_interruptibly(conn) -> None:
+    """Wait for libpq in Python, so Ctrl-C (and SIGTERM, see scratch.py) reaches us mid-statement.
+
+    Like psycopg2.extras.wait_select, the statement is cancelled on the server; unlike it, the
+    interrupt is raised again afterwards, so the command stops instead of reporting a failed statement.
+    """
+    interrupted = False
+    while True:
+        try:
+            state = conn.poll()
+            if state == psycopg2.extensions.POLL_OK:
+                break
+            if state == psycopg2.extensions.POLL_READ:
+                select.select([conn.fileno()], [], [])
+            elif state == psycopg2.extensions.POLL_WRITE:
+                select.select([], [conn.fileno()], [])
+        except KeyboardInterrupt:
+            conn.cancel()
+            interrupted = True
+        except psycopg2.extensions.QueryCanceledError:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise
+    if interrupted:
+        raise KeyboardInterrupt
+
+
+psycopg2.extensions.set_wait_callback(_wait_interruptibly)
 
 from .config import Config
 from .errors import DatabaseError
@@ -38,6 +70,10 @@ def describe(url: str) -> str:
     port = f":{parts.port}" if parts.port else ""
     user = f"{parts.username}@" if parts.username else ""
     return f"{user}{host}{port}{parts.path or '/'}"
+
+
+def server_major(conn) -> int:
+    return conn.server_version // 10000
 
 
 def first_line(exc: BaseException) -> str:

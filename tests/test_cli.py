@@ -1,6 +1,8 @@
 """End-to-end through the command line: declared files -> plan -> apply -> drift, on a real server."""
 
 import json
+import os
+import shutil
 import re
 import subprocess
 import sys
@@ -358,3 +360,87 @@ def test_entry_point_exit_codes_and_no_traceback(project, target_url):
     assert changes.returncode == 2 and "Drift:" in changes.stdout
     bad = subprocess.run(base + ["apply", "--project", str(project / "nope")], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and bad.stderr.startswith("error: ")
+
+
+def test_plan_as_json(cli, project):
+    code, out, err = cli("plan", "--as-of", AS_OF, "--format", "json", "--dry-run")
+
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["rehearsed"] is True and payload["file"] is None
+    assert payload["fingerprint_before"].startswith("sha256:") and payload["as_of"] == AS_OF
+    assert any(s["summary"] == "create table public.users" for s in payload["statements"])
+    assert "rls.force" in payload["corrections"]
+    assert not plan_files(project)
+
+
+def test_scratch_on_a_configured_server(cli, project, target_url, pg_server_url):
+    (project / "reconcile.yaml").write_text(f"scratch:\n  mode: server\n  server_url: {pg_server_url}\n")
+
+    code, out, err = cli("plan", "--as-of", AS_OF)
+
+    assert code == 0, err
+    assert cli("apply")[0] == 0 and cli("drift", "--as-of", AS_OF)[0] == 0
+    assert scratch_databases(pg_server_url) == 0
+
+
+def test_missing_role_on_the_target_server_is_a_clear_error(cli, project, target_url):
+    (project / "reconcile.yaml").write_text("roles: [no_such_role_here]\n")
+
+    code, out, err = cli("plan", "--as-of", AS_OF)
+
+    assert code == 1
+    assert "role 'no_such_role_here'" in _one_clean_line(err) and "create it there first" in err
+    assert scratch_databases(target_url) == 0
+
+
+def test_interrupt_drops_the_scratch_database(project, target_url):
+    import signal
+    import time
+
+    (project / "views" / "000_slow.sql").write_text("SELECT pg_sleep(60);\n")
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "reconcile.py"), "plan", "--project", str(project), "--database-url", target_url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while scratch_databases(target_url) == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert scratch_databases(target_url) == 1
+        time.sleep(0.5)  # into the slow statement
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+
+    assert process.returncode == 1
+    assert "interrupted" in err and "Traceback" not in err
+    assert scratch_databases(target_url) == 0
+    assert not plan_files(project)
+
+
+def test_embedded_default_target(project, tmp_path):
+    """No URL anywhere: the whole loop runs on an embedded server, as on a fresh machine."""
+    from reconcile_engine.config import load_config
+    from reconcile_engine.servers import embedded_data_dir
+
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    base = [sys.executable, str(REPO / "reconcile.py")]
+    data_dir = embedded_data_dir(load_config(project))
+
+    def reconcile(*args):
+        return subprocess.run(base + [*args, "--project", str(project)], capture_output=True, text=True,
+                              timeout=300, env=env)
+
+    try:
+        shown = reconcile("plan", "--dry-run", "--as-of", AS_OF)
+        assert shown.returncode == 0, shown.stderr
+        assert "create table public.learner_analytics" in shown.stdout and not plan_files(project)
+        assert reconcile("plan", "--as-of", AS_OF).returncode == 0
+        applied = reconcile("apply")
+        assert applied.returncode == 0 and "applied" in applied.stdout, applied.stderr
+        drift = reconcile("drift", "--as-of", AS_OF)
+        assert drift.returncode == 0 and "In sync: embedded database" in drift.stdout
+    finally:
+        shutil.rmtree(data_dir.parent if data_dir.parent.name != ".reconcile" else data_dir, ignore_errors=True)
