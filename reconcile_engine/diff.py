@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from .corrections import Correction, Side, all_corrections
+from .corrections import Correction, all_corrections
+from .inspection import InspectedDatabase
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,8 +24,8 @@ class SchemaDiff:
         return not self.statements
 
 
-def diff(current: Side, desired: Side, corrections: list[Correction] | None = None) -> SchemaDiff:
-    """Statements that take `current` to `desired`. The inspections in the Sides are adjusted in place."""
+def diff(current: InspectedDatabase, desired: InspectedDatabase, corrections: list[Correction] | None = None) -> SchemaDiff:
+    """Statements that take `current` to `desired`. Their schemainspect inspections are adjusted in place."""
     from migra import Migration
 
     corrections = all_corrections() if corrections is None else corrections

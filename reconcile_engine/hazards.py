@@ -96,7 +96,7 @@ def _is_widening(old: str, new_sql: str) -> bool:
             old_p, old_s = (old_n + [0])[:2]
             new_p, new_s = (new_n + [0])[:2]
             return new_s >= old_s and (new_p - new_s) >= (old_p - old_s)
-        return all(n >= o for n, o in zip(new_n, old_n))
+        return all(n >= o for n, o in zip(new_n, old_n, strict=False))
     return new_base in _WIDENINGS.get(old_base, set())
 
 

@@ -284,6 +284,14 @@ class CatalogSnapshot:
         ]
 
 
+@dataclasses.dataclass
+class InspectedDatabase:
+    """Both views of one database: schemainspect's (what migra diffs) and our CatalogSnapshot."""
+
+    inspected: object  # schemainspect.pg.PostgreSQL, kept to the managed schemas
+    snapshot: CatalogSnapshot
+
+
 def take_snapshot(conn, schemas: tuple[str, ...]) -> CatalogSnapshot:
     objects: dict = {}
     facts: dict = {}
@@ -311,12 +319,11 @@ def _read_catalog(cur, schemas, objects: dict, facts: dict) -> None:
                 objects[(kind, key)] = definition or ""
 
 
-def inspect_database(url: str, schemas: tuple[str, ...], connect_timeout_s: int = 10):
-    """Both views of one database, on one connection: schemainspect's (for migra) and our snapshot."""
+def inspect_database(url: str, schemas: tuple[str, ...], connect_timeout_s: int = 10) -> InspectedDatabase:
+    """Both views of one database, read on one connection."""
     from schemainspect import get_inspector
     from schemainspect.pg.obj import PROPS
 
-    from .corrections import Side
     from .servers import sqlalchemy_connection
 
     with sqlalchemy_connection(url, connect_timeout_s) as conn:
@@ -326,4 +333,4 @@ def inspect_database(url: str, schemas: tuple[str, ...], connect_timeout_s: int 
         for prop in PROPS.split():
             setattr(inspected, prop, {k: v for k, v in getattr(inspected, prop).items() if v.schema in wanted})
         snapshot = take_snapshot(conn.connection.dbapi_connection, schemas)
-    return Side(inspected, snapshot)
+    return InspectedDatabase(inspected, snapshot)

@@ -34,7 +34,7 @@ def render(plan: Plan) -> str:
     if plan.destructive:
         lines += [
             f"-- destructive: {len(plan.destructive)} statement(s) marked DESTRUCTIVE below can lose data.",
-            f"--   After review, change the next line to 'yes' (or run apply with --allow-destructive).",
+            "--   After review, change the next line to 'yes' (or run apply with --allow-destructive).",
         ]
     else:
         lines.append("-- destructive: none")

@@ -54,13 +54,18 @@ def _converges(a_url, b_url, corrections=None):
     return changes, None
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_case_converges_and_diffing_again_finds_nothing(case, new_database):
+def _case(case, new_database):
+    """The case's expectations, and two fresh databases holding a.sql and b.sql."""
     folder = FIXTURES / case
-    expect = yaml.safe_load((folder / "expect.yaml").read_text())
     a_url, b_url = new_database(), new_database()
     _load(a_url, (folder / "a.sql").read_text())
     _load(b_url, (folder / "b.sql").read_text())
+    return yaml.safe_load((folder / "expect.yaml").read_text()), a_url, b_url
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_case_converges_and_diffing_again_finds_nothing(case, new_database):
+    expect, a_url, b_url = _case(case, new_database)
 
     changes, problem = _converges(a_url, b_url)
 
@@ -73,11 +78,7 @@ def test_case_converges_and_diffing_again_finds_nothing(case, new_database):
 @pytest.mark.parametrize("case", CASES)
 def test_case_is_wrong_without_its_corrections(case, new_database):
     """Each correction earns its place: migra alone fails or leaves something undone."""
-    folder = FIXTURES / case
-    expect = yaml.safe_load((folder / "expect.yaml").read_text())
-    a_url, b_url = new_database(), new_database()
-    _load(a_url, (folder / "a.sql").read_text())
-    _load(b_url, (folder / "b.sql").read_text())
+    expect, a_url, b_url = _case(case, new_database)
     without = [c for c in all_corrections() if c.name not in expect["corrections"]]
 
     _, problem = _converges(a_url, b_url, without)

@@ -5,23 +5,15 @@ migra 3.0 is unmaintained and wrong in known ways. Each correction is a small na
     (returns True when it changed anything);
   - rewrite(statements, current, desired): replace statements migra writes wrongly (parsed with pglast);
   - after_migra(statements, current, desired): return statements to add for what migra ignores.
-`current` and `desired` are Sides: a schemainspect inspection plus our own CatalogSnapshot.
+`current` and `desired` are InspectedDatabases: schemainspect's inspection plus our own CatalogSnapshot.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 from pglast import ast, parse_sql
 from pglast.enums import ObjectType
 
-from ..inspection import CatalogSnapshot
-
-
-@dataclasses.dataclass
-class Side:
-    inspected: object  # schemainspect.pg.PostgreSQL, filtered to the managed schemas
-    snapshot: CatalogSnapshot
+from ..inspection import InspectedDatabase as Side  # noqa: F401 (the corrections' name for either side)
 
 
 class Correction:
