@@ -82,11 +82,15 @@ def _apply_one(conn, config: Config, plan_file: PlanFile, allow_destructive: boo
     plan = plan_file.plan
     started = time.monotonic()
     conn.autocommit = False
+    timeouts = (f"{config.timeouts.lock_timeout_ms}ms", f"{config.timeouts.statement_timeout_ms}ms")
+
+    def begin(cur):
+        cur.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)", timeouts)
+
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
-                        (f"{config.timeouts.lock_timeout_ms}ms", f"{config.timeouts.statement_timeout_ms}ms"))
-            current = take_snapshot(conn, config.managed_schemas)
+            begin(cur)
+            current = take_snapshot(conn, config.scope)
             if current.fingerprint != plan.fingerprint_before:
                 raise StalePlanError(
                     f"{plan_file.name}: the database changed since this plan was made (fingerprint "
@@ -101,10 +105,15 @@ def _apply_one(conn, config: Config, plan_file: PlanFile, allow_destructive: boo
                     f"review them, then set '-- destructive-approved: yes' in the plan or pass --allow-destructive"
                 )
             try:
-                run_statements(conn, plan.statements, plan_file.name)
+                run_statements(conn, plan.statements, plan_file.name, begin)
             except PlanStatementFailed as failed:
+                if failed.committed_through:
+                    raise ApplyFailedError(
+                        f"{failed}; statements 1-{failed.committed_through} had to be committed first and stay "
+                        f"applied (additive), the rest was rolled back: plan again from here"
+                    ) from failed
                 raise ApplyFailedError(f"{failed}; rolled back, nothing was applied") from failed
-            after = take_snapshot(conn, config.managed_schemas)
+            after = take_snapshot(conn, config.scope)
             if after.fingerprint != plan.fingerprint_after:
                 raise ApplyFailedError(
                     f"{plan_file.name}: after its statements the schema does not match the plan's expected "

@@ -98,8 +98,8 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
             f"({', '.join(p.name for p in pending)}): apply them first, or delete them if they are abandoned"
         )
     with _desired_database(config, desired, target) as (scratch, server):
-        current = inspect_database(target.url, config.managed_schemas, config.timeouts.connect_timeout_s)
-        wanted = inspect_database(scratch.url, config.managed_schemas, config.timeouts.connect_timeout_s)
+        current = inspect_database(target.url, config.scope, config.timeouts.connect_timeout_s)
+        wanted = inspect_database(scratch.url, config.scope, config.timeouts.connect_timeout_s)
         differences = current.snapshot.differences(wanted.snapshot)
         changes = diff(current, wanted)
         if changes.empty and not differences:
@@ -165,8 +165,8 @@ def drift(options: Options) -> int:
     entries = _history(config, target)
     pending = pending_plans(plans, {e.plan_file for e in entries})
     with _desired_database(config, desired, target) as (scratch, _server):
-        current = inspect_database(target.url, config.managed_schemas, config.timeouts.connect_timeout_s)
-        wanted = inspect_database(scratch.url, config.managed_schemas, config.timeouts.connect_timeout_s)
+        current = inspect_database(target.url, config.scope, config.timeouts.connect_timeout_s)
+        wanted = inspect_database(scratch.url, config.scope, config.timeouts.connect_timeout_s)
         differences = current.snapshot.differences(wanted.snapshot)
         changes = diff(current, wanted)
     fingerprint = current.snapshot.fingerprint

@@ -43,6 +43,13 @@ class Config:
     migrations_dir: Path = Path("migrations")
     timeouts: Timeouts = Timeouts()
     vars: dict = dataclasses.field(default_factory=dict)
+    privileges: bool = False  # manage (diff and apply) grants on the managed schemas' objects
+
+    @property
+    def scope(self):
+        from .inspection import Scope
+
+        return Scope(self.managed_schemas, self.privileges)
 
     def path(self, relative: Path | str) -> Path:
         return (self.project_dir / relative).resolve()
@@ -89,7 +96,7 @@ def _mapping(value: Any, where: str, allowed: tuple[str, ...]) -> dict:
 
 _TOP_KEYS = (
     "database_url", "managed_schemas", "excluded_schemas", "roles", "extensions",
-    "scratch", "embedded_dir", "migrations_dir", "timeouts", "vars",
+    "scratch", "embedded_dir", "migrations_dir", "timeouts", "vars", "privileges",
 )
 
 
@@ -147,6 +154,9 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
             f"{name}: managed_schemas: {', '.join(sorted(overlap))} is excluded "
             f"(excluded_schemas, or the tool's own schema '{TOOL_SCHEMA}')"
         )
+    privileges = top.get("privileges", False)
+    if not isinstance(privileges, bool):
+        raise ConfigError(f"{name}: privileges: expected true or false, got {privileges!r}")
     variables = top.get("vars") or {}
     if not isinstance(variables, dict):
         raise ConfigError(f"{name}: vars: expected a mapping, got {type(variables).__name__}")
@@ -165,4 +175,5 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
         migrations_dir=Path(_string(top.get("migrations_dir", "migrations"), f"{name}: migrations_dir")),
         timeouts=timeouts,
         vars=variables,
+        privileges=privileges,
     )

@@ -12,6 +12,9 @@ from .inspection import InspectedDatabase
 class DiffStatement:
     sql: str
     origin: str  # "migra" or the name of the correction that wrote it
+    # Commit right after this statement: what follows needs it committed (a new enum value
+    # cannot be used in the transaction that adds it).
+    commit_after: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +36,7 @@ def diff(current: InspectedDatabase, desired: InspectedDatabase, corrections: li
     migration = Migration(current.inspected, desired.inspected)
     # Unsafe statements are not refused here: the plan classifies and gates them instead.
     migration.set_safety(False)
-    migration.add_all_changes()
+    migration.add_all_changes(privileges=desired.scope.privileges)
     statements = [DiffStatement(s.strip(), "migra") for s in migration.statements if s.strip()]
     for correction in corrections:
         rewritten = correction.rewrite(statements, current, desired)

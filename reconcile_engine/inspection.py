@@ -231,6 +231,9 @@ _QUERIES = {
     """,
 }
 
+# Compared only when privileges are managed (privileges: true in reconcile.yaml).
+_PRIVILEGE_QUERIES: dict[str, str] = {}
+
 # What this view does not look at, and so what neither plans nor drift reports can be trusted on.
 NOT_COMPARED = (
     "column order within a table",
@@ -238,6 +241,14 @@ NOT_COMPARED = (
     "grants and ownership",
     "table data and sequence current values",
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Scope:
+    """What is inspected: the managed schemas, and whether grants are managed (and so compared)."""
+
+    schemas: tuple[str, ...]
+    privileges: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,9 +301,10 @@ class InspectedDatabase:
 
     inspected: object  # schemainspect.pg.PostgreSQL, kept to the managed schemas
     snapshot: CatalogSnapshot
+    scope: Scope
 
 
-def take_snapshot(conn, schemas: tuple[str, ...]) -> CatalogSnapshot:
+def take_snapshot(conn, scope: Scope) -> CatalogSnapshot:
     objects: dict = {}
     facts: dict = {}
     with conn.cursor() as cur:
@@ -301,14 +313,15 @@ def take_snapshot(conn, schemas: tuple[str, ...]) -> CatalogSnapshot:
         cur.execute("SELECT current_setting('search_path'), set_config('search_path', 'pg_catalog', false)")
         saved_search_path = cur.fetchone()[0]
         try:
-            _read_catalog(cur, schemas, objects, facts)
+            queries = list(_QUERIES.values()) + (list(_PRIVILEGE_QUERIES.values()) if scope.privileges else [])
+            _read_catalog(cur, queries, scope.schemas, objects, facts)
         finally:
             cur.execute("SELECT set_config('search_path', %s, false)", (saved_search_path,))
     return CatalogSnapshot(objects, facts)
 
 
-def _read_catalog(cur, schemas, objects: dict, facts: dict) -> None:
-    for query in _QUERIES.values():
+def _read_catalog(cur, queries, schemas, objects: dict, facts: dict) -> None:
+    for query in queries:
         cur.execute(query, {"schemas": list(schemas)})
         for kind, key, definition in cur.fetchall():
             if key is None:
@@ -319,7 +332,7 @@ def _read_catalog(cur, schemas, objects: dict, facts: dict) -> None:
                 objects[(kind, key)] = definition or ""
 
 
-def inspect_database(url: str, schemas: tuple[str, ...], connect_timeout_s: int = 10) -> InspectedDatabase:
+def inspect_database(url: str, scope: Scope, connect_timeout_s: int = 10) -> InspectedDatabase:
     """Both views of one database, read on one connection."""
     from schemainspect import get_inspector
     from schemainspect.pg.obj import PROPS
@@ -329,8 +342,8 @@ def inspect_database(url: str, schemas: tuple[str, ...], connect_timeout_s: int 
     with sqlalchemy_connection(url, connect_timeout_s) as conn:
         inspected = get_inspector(conn)
         # migra can keep one schema or exclude one; we keep exactly the managed ones.
-        wanted = set(schemas)
+        wanted = set(scope.schemas)
         for prop in PROPS.split():
             setattr(inspected, prop, {k: v for k, v in getattr(inspected, prop).items() if v.schema in wanted})
-        snapshot = take_snapshot(conn.connection.dbapi_connection, schemas)
-    return InspectedDatabase(inspected, snapshot)
+        snapshot = take_snapshot(conn.connection.dbapi_connection, scope)
+    return InspectedDatabase(inspected, snapshot, scope)

@@ -20,6 +20,7 @@ class PlannedStatement:
     summary: str
     origin: str  # "migra", a correction's name, or "file" for a statement read back from a plan file
     destructive: str | None = None  # why it can lose data
+    commit_after: bool = False  # see diff.DiffStatement
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +54,8 @@ class Plan:
             "not_compared": list(self.not_compared),
             "destructive_approved": self.destructive_approved,
             "statements": [
-                {"sql": s.sql, "summary": s.summary, "origin": s.origin, "destructive": s.destructive}
+                {"sql": s.sql, "summary": s.summary, "origin": s.origin, "destructive": s.destructive,
+                 "commit_after": s.commit_after}
                 for s in self.statements
             ],
         }
@@ -64,7 +66,7 @@ def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnaps
     for statement in diff.statements:
         classification = classify(statement.sql, current)
         statements.append(PlannedStatement(statement.sql, classification.summary, statement.origin,
-                                           classification.destructive))
+                                           classification.destructive, statement.commit_after))
     return Plan(
         statements=tuple(statements),
         as_of=as_of,

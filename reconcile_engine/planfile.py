@@ -17,6 +17,7 @@ from .plan import Plan, PlannedStatement
 MAGIC = "-- reconcile plan"
 STATEMENTS_MARK = "-- ---- statements ----"
 APPROVAL_KEY = "destructive-approved"
+COMMIT_MARK = "-- reconcile: commit here"
 _NAME = re.compile(r"[^a-z0-9]+")
 
 
@@ -49,7 +50,10 @@ def render(plan: Plan) -> str:
         if statement.destructive:
             lines.append(f"-- DESTRUCTIVE: {statement.destructive}")
         sql = statement.sql.rstrip()
-        lines += [sql if sql.endswith(";") else sql + ";", ""]
+        lines.append(sql if sql.endswith(";") else sql + ";")
+        if statement.commit_after:
+            lines.append(f"{COMMIT_MARK} (what follows needs the statement above committed)")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -118,10 +122,12 @@ def read(path: Path) -> PlanFile:
     except ValueError as exc:
         raise PlanFileError(f"{path}: as-of: {exc}") from exc
     statements = []
-    for piece in slices:
+    for number, piece in enumerate(slices):
         sql = body[piece].strip() + ";"
         classification = classify(sql)
-        statements.append(PlannedStatement(sql, classification.summary, "file", classification.destructive))
+        following = body[piece.stop:slices[number + 1].start if number + 1 < len(slices) else len(body)]
+        statements.append(PlannedStatement(sql, classification.summary, "file", classification.destructive,
+                                           commit_after=COMMIT_MARK in following))
     plan = Plan(
         statements=tuple(statements),
         as_of=as_of,

@@ -66,15 +66,30 @@ def recreated_relations(statements: list[str]) -> set[str]:
 
 
 def all_corrections() -> list[Correction]:
+    """Every correction, in the order they run (rewrites, then additions, each in this order)."""
+    from .columns import DefaultsAfterFunctions, GeneratedColumns
     from .comments import Comments
+    from .enums import EnumValues
     from .matviews import MaterializedViewIndexes
-    from .partitions import InheritedPartitionObjects, PartitionedForeignKeys, PartitionedParentKeys
+    from .partitions import (
+        InheritedPartitionObjects, PartitionAttachment, PartitionedForeignKeys, PartitionedParentKeys,
+        PartitionTriggers,
+    )
     from .rls import ForceRowLevelSecurity
+    from .sequences import SequenceOptions
+    from .views import ViewOptions
 
     return [
         InheritedPartitionObjects(),
         PartitionedParentKeys(),
         PartitionedForeignKeys(),
+        PartitionTriggers(),
+        PartitionAttachment(),
+        EnumValues(),
+        SequenceOptions(),
+        GeneratedColumns(),
+        DefaultsAfterFunctions(),
+        ViewOptions(),
         ForceRowLevelSecurity(),
         MaterializedViewIndexes(),
         Comments(),

@@ -102,3 +102,13 @@ class PartitionedForeignKeys(Correction):
 
 def _table_name(rangevar) -> str:
     return dotted(rangevar.schemaname or "public", rangevar.relname)
+
+
+class PartitionTriggers(Correction):
+    name = "partitions.triggers"
+    fixes = "migra re-creates on each partition the row triggers PostgreSQL clones from the parent"
+
+
+class PartitionAttachment(Correction):
+    name = "partitions.attachment"
+    fixes = "migra cannot attach an existing table as a partition, nor detach one"
