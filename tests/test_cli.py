@@ -444,3 +444,19 @@ def test_embedded_default_target(project, tmp_path):
         assert drift.returncode == 0 and "In sync: embedded database" in drift.stdout
     finally:
         shutil.rmtree(data_dir.parent if data_dir.parent.name != ".reconcile" else data_dir, ignore_errors=True)
+
+
+def test_plan_is_refused_when_rehearsal_does_not_converge(cli, tmp_path, target_url):
+    """Table storage options are seen by the independent comparison but written by nothing yet:
+    the plan must be refused with what remains, and no file written."""
+    folder = tmp_path / "storage"
+    (folder / "schema").mkdir(parents=True)
+    (folder / "schema" / "t.sql").write_text("CREATE TABLE t (id int PRIMARY KEY) WITH (fillfactor = 70);\n")
+
+    code, out, err = cli("plan", folder=folder)
+
+    assert code == 1
+    assert "still differs: table public.t: differs" in err and "fillfactor=70" in err
+    assert err.strip().splitlines()[-1].startswith("error: the plan does not reach the declared state")
+    assert not (folder / "migrations").exists()
+    assert table_names(target_url) is None
