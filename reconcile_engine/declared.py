@@ -11,7 +11,7 @@ import jinja2
 
 from .config import Config
 from .errors import DeclaredStateError
-from .partitions import read_spec, render_spec
+from .partitions import PartitionSpec, read_spec, render_spec
 from .sqltext import jinja_environment
 
 # Load order: tables first, then their partitions, then views over them, then the policies on all.
@@ -26,12 +26,17 @@ class SqlSource:
     display: str  # path relative to the project, as shown to the user
     sql: str
     rendered: bool  # True when the SQL was produced by a template, so lines are of the rendered text
+    spec: PartitionSpec | None = None  # for partitions/*.yaml: checked against the parent before loading
 
 
 @dataclasses.dataclass(frozen=True)
 class DesiredState:
     sources: tuple[SqlSource, ...]
     as_of: dt.date
+
+    @property
+    def partition_specs(self) -> tuple[PartitionSpec, ...]:
+        return tuple(s.spec for s in self.sources if s.spec is not None)
 
     @property
     def content_hash(self) -> str:
@@ -70,7 +75,7 @@ def load_desired_state(config: Config, as_of: dt.date) -> DesiredState:
             try:
                 if folder == "partitions" and name.endswith((".yaml", ".yml")):
                     spec = read_spec(path, display)
-                    sources.append(SqlSource(display, render_spec(spec, display, as_of), rendered=True))
+                    sources.append(SqlSource(display, render_spec(spec, as_of), rendered=True, spec=spec))
                 elif name.endswith(".sql.j2"):
                     sources.append(SqlSource(display, _render_template(path, display, project, config.vars), rendered=True))
                 elif name.endswith(".sql"):

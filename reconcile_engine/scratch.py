@@ -195,7 +195,33 @@ def _line_at(text: str, index: int) -> int:
     return text.count("\n", 0, max(0, index)) + 1
 
 
+def _check_partition_spec(cur, spec) -> None:
+    """A spec must name a range-partitioned table declared in schema/, by its single key column."""
+    cur.execute(
+        """SELECT pt.partstrat::text, pg_get_partkeydef(c.oid),
+                  (SELECT array_agg(a.attname::text ORDER BY k.n) FROM unnest(pt.partattrs) WITH ORDINALITY k(attnum, n)
+                   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum)
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
+           WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')""",
+        (spec.schema, spec.table),
+    )
+    row = cur.fetchone()
+    where = f"{spec.display}: "
+    if row is None:
+        raise DeclaredStateError(f"{where}table: {spec.schema}.{spec.table} is not declared in schema/")
+    strategy, keydef, columns = row
+    if strategy is None:
+        raise DeclaredStateError(f"{where}table: {spec.schema}.{spec.table} is not partitioned "
+                                 f"(declare it with PARTITION BY RANGE ({spec.column}))")
+    if strategy != "r" or columns != [spec.column]:
+        raise DeclaredStateError(f"{where}column: {spec.column} is not the range partition key of "
+                                 f"{spec.schema}.{spec.table}, which is partitioned by {keydef}")
+
+
 def _load_source(cur, source: SqlSource) -> None:
+    if source.spec is not None:
+        _check_partition_spec(cur, source.spec)
     label = f"{source.display}{' (rendered)' if source.rendered else ''}"
     try:
         slices = pg_parser.split(source.sql, with_parser=True, only_slices=True)

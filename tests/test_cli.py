@@ -343,7 +343,7 @@ def test_bad_partition_spec(cli, project, target_url):
     code, out, err = cli("plan")
 
     assert code == 1
-    assert "partitions/aggregated_analytics.yaml: interval: expected one of yearly, got 'hourly'" in _one_clean_line(err)
+    assert "partitions/aggregated_analytics.yaml: interval: expected one of yearly, quarterly, monthly, got 'hourly'" in _one_clean_line(err)
 
 
 def test_usage_error_is_exit_1_not_2(cli):
@@ -460,3 +460,41 @@ def test_plan_is_refused_when_rehearsal_does_not_converge(cli, tmp_path, target_
     assert err.strip().splitlines()[-1].startswith("error: the plan does not reach the declared state")
     assert not (folder / "migrations").exists()
     assert table_names(target_url) is None
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("table: no_such_table\ncolumn: period_start\n",
+     "partitions/aggregated_analytics.yaml: table: public.no_such_table is not declared in schema/"),
+    ("table: users\ncolumn: created_at\n",
+     "partitions/aggregated_analytics.yaml: table: public.users is not partitioned "
+     "(declare it with PARTITION BY RANGE (created_at))"),
+    ("table: aggregated_analytics\ncolumn: created_at\n",
+     "partitions/aggregated_analytics.yaml: column: created_at is not the range partition key of "
+     "public.aggregated_analytics, which is partitioned by RANGE (period_start)"),
+    ("table: aggregated_analytics\ncolumn: period_start\npremake: -2\n",
+     "partitions/aggregated_analytics.yaml: premake: expected a whole number 0 or more, got -2"),
+    ("table: aggregated_analytics\ncolumn: period_start\nexpire: shred\n",
+     "partitions/aggregated_analytics.yaml: expire: expected one of detach, drop, got 'shred'"),
+])
+def test_bad_partition_spec_fields(cli, project, target_url, spec, expected):
+    (project / "partitions" / "aggregated_analytics.yaml").write_text(spec)
+
+    code, out, err = cli("plan")
+
+    assert code == 1
+    assert _one_clean_line(err) == f"error: {expected}"
+    assert table_names(target_url) is None and scratch_databases(target_url) == 0
+
+
+def test_monthly_spec_with_default_partition(cli, project, target_url):
+    (project / "partitions" / "aggregated_analytics.yaml").write_text(
+        "table: aggregated_analytics\ncolumn: period_start\ninterval: monthly\nkeep: 84\npremake: 2\n"
+        "default_partition: true\n"
+    )
+
+    assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
+
+    assert scalar(target_url, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'aggregated_analytics'::regclass") == 87
+    assert scalar(target_url, "SELECT count(*) FROM pg_class WHERE relname IN "
+                              "('aggregated_analytics_2019_07', 'aggregated_analytics_2026_08', 'aggregated_analytics_default')") == 3
+    assert cli("drift", "--as-of", AS_OF)[0] == 0

@@ -90,3 +90,22 @@ def test_content_hash_changes_with_files_and_as_of(tmp_path):
     assert load_desired_state(config, dt.date(2026, 1, 2)).content_hash != first
     (tmp_path / "schema" / "a.sql").write_text("CREATE TABLE t (id bigint);")
     assert load_desired_state(config, dt.date(2026, 1, 1)).content_hash != first
+
+
+def test_quarterly_and_monthly_windows(tmp_path):
+    path = tmp_path / "q.yaml"
+    path.write_text("table: t\ncolumn: day\ninterval: quarterly\nkeep: 4\npremake: 1\n")
+    quarters = partitions_for(read_spec(path, "q.yaml"), dt.date(2026, 1, 2))
+    assert [p.name for p in quarters] == ["t_2025_q2", "t_2025_q3", "t_2025_q4", "t_2026_q1", "t_2026_q2"]
+    assert (quarters[0].start, quarters[-1].end) == (dt.date(2025, 4, 1), dt.date(2026, 7, 1))
+
+    path.write_text("table: t\ncolumn: day\ninterval: monthly\nkeep: 84\npremake: 1\nnaming: '{table}_m{year}{month:02d}'\n")
+    months = partitions_for(read_spec(path, "m.yaml"), dt.date(2026, 12, 31))
+    assert len(months) == 85 and months[0].name == "t_m202001" and months[-1].name == "t_m202701"
+
+
+def test_bad_naming_pattern(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("table: t\ncolumn: day\nnaming: '{table}_{decade}'\n")
+    with pytest.raises(DeclaredStateError, match="naming: '{table}_{decade}' is not a pattern"):
+        read_spec(path, "partitions/p.yaml")
