@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 "exit 2 on drift")
     drift.add_argument("--as-of", type=_date, help="date that places partition windows (default: today)")
 
+    maintain = commands.add_parser("maintain", parents=[common], help="for cron: create the current and "
+                                   "upcoming declared partitions (additive only, no reviewed plan)")
+    maintain.add_argument("--as-of", type=_date, help="date that places partition windows (default: today)")
+
     commands.add_parser("status", parents=[common], help="which plans are applied and which are pending")
     return parser
 
@@ -73,6 +77,8 @@ def _dispatch(ns: argparse.Namespace) -> int:
         return command.apply(options, allow_destructive=ns.allow_destructive)
     if ns.command == "drift":
         return command.drift(options)
+    if ns.command == "maintain":
+        return command.maintain(options)
     return command.status(options)
 
 

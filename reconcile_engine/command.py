@@ -15,16 +15,19 @@ import subprocess
 from pathlib import Path
 
 from . import history, planfile
-from .apply import apply_plans, pending_plans
+from .apply import apply_plans, maintain_partitions, pending_plans
 from .config import Config, load_config
 from .declared import DesiredState, load_desired_state
+from .corrections import all_corrections
 from .diff import diff
 from .errors import EXIT_CHANGES, EXIT_OK, PendingPlansError, PlanNotConvergedError, ScratchError
 from .inspection import NOT_COMPARED, inspect_database
+from .lifecycle import missing_partitions, stranded_rows
 from .plan import build_plan
 from .rehearse import rehearse
 from .scratch import ScratchDatabase, choose_scratch_server
 from .servers import Target, connect, resolve_target, server_major
+from .sqltext import quote_ident
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,12 +104,14 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
         current = inspect_database(target.url, config.scope, config.timeouts.connect_timeout_s)
         wanted = inspect_database(scratch.url, config.scope, config.timeouts.connect_timeout_s)
         differences = current.snapshot.differences(wanted.snapshot)
-        changes = diff(current, wanted)
+        changes = diff(current, wanted, all_corrections(desired.partition_specs))
         if changes.empty and not differences:
             _emit_no_changes(options)
             return EXIT_OK
         the_plan = build_plan(changes, current.snapshot, wanted.snapshot, desired.as_of)
-        rehearsal = rehearse(the_plan, target.url, current.snapshot, scratch.url, server, config)
+        the_plan = the_plan.with_row_counts(_count_rows(config, target, the_plan.tables_at_stake))
+        rehearsal = rehearse(the_plan, target.url, current.snapshot, scratch.url, server, config,
+                             all_corrections(desired.partition_specs))
     if not rehearsal.converged:
         details = [f"  still to do: {s.splitlines()[0]}" for s in rehearsal.remaining_statements]
         details += [f"  still differs: {d.describe('after plan', 'declared')}" for d in rehearsal.remaining_differences]
@@ -125,6 +130,26 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
         _print(f"-- rehearsed on a copy of {target.name}: converged")
         _print(f"-- wrote {path.relative_to(config.project_dir) if path else 'nothing (--dry-run)'}")
     return EXIT_CHANGES if detailed_exitcode else EXIT_OK
+
+
+def _count_rows(config: Config, target: Target, tables: set[str]) -> dict:
+    """Row counts of the tables a plan drops, rewrites or detaches: the plan says what is at stake."""
+    if not tables:
+        return {}
+    counts = {}
+    conn = connect(target.url, config.timeouts.connect_timeout_s)
+    try:
+        with conn.cursor() as cur:
+            for table in sorted(tables):
+                schema, _, name = table.rpartition(".")
+                cur.execute("SELECT to_regclass(%s)", (f"{quote_ident(schema or 'public')}.{quote_ident(name)}",))
+                regclass = cur.fetchone()[0]
+                if regclass is not None:
+                    cur.execute(f"SELECT count(*) FROM {regclass}")
+                    counts[table] = cur.fetchone()[0]
+    finally:
+        conn.close()
+    return counts
 
 
 def _emit_no_changes(options: Options) -> None:
@@ -168,13 +193,15 @@ def drift(options: Options) -> int:
         current = inspect_database(target.url, config.scope, config.timeouts.connect_timeout_s)
         wanted = inspect_database(scratch.url, config.scope, config.timeouts.connect_timeout_s)
         differences = current.snapshot.differences(wanted.snapshot)
-        changes = diff(current, wanted)
+        changes = diff(current, wanted, all_corrections(desired.partition_specs))
+    missing = missing_partitions(desired.partition_specs, desired.as_of, current.snapshot)
+    stranded = _stranded_rows(config, target, desired, current.snapshot)
     fingerprint = current.snapshot.fingerprint
     last_after = entries[-1].fingerprint_after if entries else None
     out_of_band = last_after is not None and fingerprint != last_after
     pending_explains = bool(pending) and pending[0].plan.fingerprint_before == fingerprint and \
         pending[-1].plan.fingerprint_after == wanted.snapshot.fingerprint
-    in_sync = not differences and changes.empty and not pending and not out_of_band
+    in_sync = not differences and changes.empty and not pending and not out_of_band and not stranded
     report = {
         "in_sync": in_sync,
         "target": target.name,
@@ -185,6 +212,8 @@ def drift(options: Options) -> int:
         "changed_outside_reconcile": out_of_band,
         "pending_plans": [p.name for p in pending],
         "pending_plans_explain_differences": pending_explains,
+        "missing_partitions": [m.describe() for m in missing],
+        "stranded_rows": [s.describe() for s in stranded],
         "differences": [d.describe() for d in differences],
         "fix_sql": [s.sql for s in changes.statements],
         "not_compared": list(NOT_COMPARED),
@@ -194,6 +223,36 @@ def drift(options: Options) -> int:
     else:
         _print_drift(report)
     return EXIT_OK if in_sync else EXIT_CHANGES
+
+
+def _stranded_rows(config: Config, target: Target, desired: DesiredState, snapshot) -> list:
+    conn = connect(target.url, config.timeouts.connect_timeout_s)
+    try:
+        with conn.cursor() as cur:
+            return stranded_rows(cur, desired.partition_specs, desired.as_of, snapshot)
+    finally:
+        conn.close()
+
+
+def maintain(options: Options) -> int:
+    """For cron: create the current and upcoming declared partitions; additive only, no reviewed plan."""
+    config, desired, target = _setup(options)
+    entries = _history(config, target)
+    pending = pending_plans(_plan_files(config), {e.plan_file for e in entries})
+    if pending:
+        raise PendingPlansError(
+            f"{len(pending)} reviewed plan(s) are waiting to be applied ({', '.join(p.name for p in pending)}); "
+            f"maintain changed nothing, so that they still apply: run 'reconcile apply' first"
+        )
+    result = maintain_partitions(config, target.url, desired.partition_specs, desired.as_of,
+                                 applied_by=f"{getpass.getuser()}@{socket.gethostname()} (maintain)",
+                                 on_progress=_print)
+    if result.created:
+        moved = f", moving {result.moved_rows} row(s) out of the DEFAULT partition" if result.moved_rows else ""
+        _print(f"created {len(result.created)} partition(s): {', '.join(result.created)}{moved}")
+    else:
+        _print(f"Nothing to do: every current and upcoming partition exists on {target.name}.")
+    return EXIT_OK
 
 
 def _print_drift(report: dict) -> None:
@@ -209,6 +268,14 @@ def _print_drift(report: dict) -> None:
     if report["changed_outside_reconcile"]:
         _print("\nChanged outside reconcile since the last apply "
                f"(fingerprint {report['fingerprint'][:19]}…, last applied {report['last_applied_fingerprint'][:19]}…).")
+    if report["missing_partitions"]:
+        _print("\nPartitions missing ('reconcile maintain' creates the current and upcoming ones):")
+        for line in report["missing_partitions"]:
+            _print(f"  - {line}")
+    if report["stranded_rows"]:
+        _print("\nRows in a DEFAULT partition that a declared partition should hold:")
+        for line in report["stranded_rows"]:
+            _print(f"  - {line}")
     if report["differences"]:
         _print("\nDifferences (target vs declared):")
         for line in report["differences"]:

@@ -40,6 +40,7 @@ _WIDENINGS = {
 class Classification:
     summary: str  # e.g. "create table public.users"
     destructive: str | None  # why it can lose data, or None
+    rows_of: str | None = None  # the table whose rows are at stake (dropped, rewritten or detached)
 
 
 def _name(*parts) -> str:
@@ -102,12 +103,13 @@ def _is_widening(old: str, new_sql: str) -> bool:
 
 def _alter_table(node, current: CatalogSnapshot | None) -> Classification:
     table = _rangevar(node.relation)
-    actions, destructive = [], None
+    actions, destructive, rows_of = [], None, None
     for cmd in node.cmds:
         subtype = cmd.subtype
         if subtype == AlterTableType.AT_DropColumn:
             actions.append(f"drop column {cmd.name}")
             destructive = f"drops column {table}.{cmd.name} and its data"
+            rows_of = table
         elif subtype == AlterTableType.AT_AlterColumnType:
             new_type = _type_name(cmd.def_.typeName)
             actions.append(f"change type of {cmd.name} to {new_type}")
@@ -118,17 +120,20 @@ def _alter_table(node, current: CatalogSnapshot | None) -> Classification:
             if old is None or not _is_widening(old, new_type):
                 was = f" from {_full_type(old) if old else 'its current type'}"
                 destructive = f"changes {table}.{cmd.name}{was} to {new_type}: values may be lost or rejected"
+                rows_of = table
         elif subtype == AlterTableType.AT_AddColumn:
             actions.append(f"add column {cmd.def_.colname}")
         elif subtype == AlterTableType.AT_ColumnDefault:
             actions.append(f"{'set' if cmd.def_ is not None else 'drop'} default of {cmd.name}")
         elif subtype == AlterTableType.AT_DetachPartition:
-            actions.append("detach partition")
+            partition = _rangevar(cmd.def_.name)
+            actions.append(f"detach partition {partition}")
+            rows_of = partition
         else:
             label = subtype.name.removeprefix("AT_")
             detail = getattr(cmd, "name", None) or (getattr(cmd.def_, "conname", None) if cmd.def_ else None)
             actions.append(f"{_humanize(label)}{' ' + detail if detail else ''}")
-    return Classification(f"alter table {table}: {', '.join(actions)}", destructive)
+    return Classification(f"alter table {table}: {', '.join(actions)}", destructive, rows_of)
 
 
 def _humanize(camel: str) -> str:
@@ -157,7 +162,8 @@ def classify(sql: str, current: CatalogSnapshot | None = None) -> Classification
             destructive = f"drops {_DATA_OBJECTS[node.removeType]} {targets} and everything in it"
         if node.behavior.name == "DROP_CASCADE":
             destructive = (destructive or f"drops {kind} {targets}") + " with CASCADE"
-        return Classification(f"drop {kind} {targets}", destructive)
+        rows_of = targets if node.removeType == ObjectType.OBJECT_TABLE and len(node.objects) == 1 else None
+        return Classification(f"drop {kind} {targets}", destructive, rows_of)
     if isinstance(node, ast.TruncateStmt):
         return Classification("truncate " + ", ".join(_rangevar(r) for r in node.relations), "deletes every row")
     if isinstance(node, ast.DeleteStmt):

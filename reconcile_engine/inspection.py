@@ -224,6 +224,13 @@ _QUERIES = {
         JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace tn ON tn.oid = c.relnamespace
         WHERE n.nspname = ANY(%(schemas)s)
     """,
+    "fact:partition parent": """
+        SELECT 'fact:partition parent', n.nspname || '.' || c.relname, pn.nspname || '.' || pc.relname
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid AND c.relispartition
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+        WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p')
+    """,
     "fact:inherited constraint": """
         SELECT 'fact:inherited constraint', n.nspname || '.' || c.relname || '.' || con.conname, ''
         FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace

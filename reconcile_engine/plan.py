@@ -21,6 +21,8 @@ class PlannedStatement:
     origin: str  # "migra", a correction's name, or "file" for a statement read back from a plan file
     destructive: str | None = None  # why it can lose data
     commit_after: bool = False  # see diff.DiffStatement
+    rows_of: str | None = None  # the table whose rows are at stake
+    rows: int | None = None  # how many rows it held when the plan was made
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,25 @@ class Plan:
     def destructive(self) -> tuple[PlannedStatement, ...]:
         return tuple(s for s in self.statements if s.destructive)
 
+    @property
+    def tables_at_stake(self) -> set[str]:
+        return {s.rows_of for s in self.statements if s.rows_of}
+
+    def with_row_counts(self, counts: dict) -> "Plan":
+        """Say how many rows each dropped, rewritten or detached table holds."""
+        statements = []
+        for s in self.statements:
+            rows = counts.get(s.rows_of)
+            if rows is None:
+                statements.append(s)
+                continue
+            note = f" ({rows} row{'s' if rows != 1 else ''})"
+            statements.append(dataclasses.replace(
+                s, rows=rows, summary=s.summary + note,
+                destructive=s.destructive + note if s.destructive else None,
+            ))
+        return dataclasses.replace(self, statements=tuple(statements))
+
     def to_dict(self) -> dict:
         return {
             "tool_version": self.tool_version,
@@ -55,7 +76,7 @@ class Plan:
             "destructive_approved": self.destructive_approved,
             "statements": [
                 {"sql": s.sql, "summary": s.summary, "origin": s.origin, "destructive": s.destructive,
-                 "commit_after": s.commit_after}
+                 "commit_after": s.commit_after, "rows": s.rows}
                 for s in self.statements
             ],
         }
@@ -66,7 +87,8 @@ def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnaps
     for statement in diff.statements:
         classification = classify(statement.sql, current)
         statements.append(PlannedStatement(statement.sql, classification.summary, statement.origin,
-                                           classification.destructive, statement.commit_after))
+                                           classification.destructive, statement.commit_after,
+                                           classification.rows_of))
     return Plan(
         statements=tuple(statements),
         as_of=as_of,

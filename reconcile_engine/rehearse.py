@@ -59,7 +59,7 @@ class PlanStatementFailed(Exception):
 
 
 def rehearse(plan: Plan, target_url: str, target_snapshot: CatalogSnapshot, desired_url: str,
-             server: ScratchServer, config: Config) -> Rehearsal:
+             server: ScratchServer, config: Config, corrections=None) -> Rehearsal:
     scope = config.scope
     with ScratchDatabase(server, "rehearsal", config.timeouts.connect_timeout_s) as copy:
         copy.prepare(config)
@@ -83,7 +83,7 @@ def rehearse(plan: Plan, target_url: str, target_snapshot: CatalogSnapshot, desi
             conn.close()
         rehearsed = inspect_database(copy.url, scope, config.timeouts.connect_timeout_s)
         desired = inspect_database(desired_url, scope, config.timeouts.connect_timeout_s)
-        remaining = diff(rehearsed, desired)
+        remaining = diff(rehearsed, desired, corrections)
         return Rehearsal(
             tuple(s.sql for s in remaining.statements),
             tuple(rehearsed.snapshot.differences(desired.snapshot)),

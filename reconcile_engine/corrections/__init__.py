@@ -13,7 +13,9 @@ from __future__ import annotations
 from pglast import ast, parse_sql
 from pglast.enums import ObjectType
 
-from ..inspection import InspectedDatabase as Side  # noqa: F401 (the corrections' name for either side)
+from ..inspection import InspectedDatabase
+
+Side = InspectedDatabase  # the corrections' short name for either database
 
 
 class Correction:
@@ -65,8 +67,11 @@ def recreated_relations(statements: list[str]) -> set[str]:
     return dropped_relations(statements, (ObjectType.OBJECT_MATVIEW, ObjectType.OBJECT_VIEW))
 
 
-def all_corrections() -> list[Correction]:
-    """Every correction, in the order they run (rewrites, then additions, each in this order)."""
+def all_corrections(partition_specs=()) -> list[Correction]:
+    """Every correction, in the order they run (rewrites, then additions, each in this order).
+
+    partition_specs: the declared partition specs, which say what expiring a partition means.
+    """
     from .columns import DefaultsAfterFunctions, GeneratedColumns
     from .comments import Comments
     from .enums import EnumValues
@@ -75,6 +80,7 @@ def all_corrections() -> list[Correction]:
         InheritedPartitionObjects, PartitionAttachment, PartitionedForeignKeys, PartitionedParentKeys,
         PartitionTriggers,
     )
+    from .retention import PartitionExpiry
     from .rls import ForceRowLevelSecurity
     from .sequences import SequenceOptions
     from .views import ViewOptions
@@ -85,6 +91,7 @@ def all_corrections() -> list[Correction]:
         PartitionedForeignKeys(),
         PartitionTriggers(),
         PartitionAttachment(),
+        PartitionExpiry(partition_specs),
         EnumValues(),
         SequenceOptions(),
         GeneratedColumns(),

@@ -1,0 +1,62 @@
+"""Correction for expired partitions: migra drops a partition that left the declared window.
+
+A partition spec says what expiry means. `detach` (the default) keeps every row: the partition is
+detached and moved to the archive schema, outside the managed schemas. `drop` keeps migra's DROP,
+which the plan marks destructive (with the row count) and apply gates.
+"""
+
+from __future__ import annotations
+
+from pglast import ast
+from pglast.enums import ObjectType
+
+from ..sqltext import quote_ident
+from . import Correction, InspectedDatabase, dotted, parsed
+
+
+class PartitionExpiry(Correction):
+    name = "partitions.expiry"
+    fixes = "migra drops a partition that left the declared window, losing its rows"
+
+    def __init__(self, specs=()):
+        # (schema.parent) -> spec, for specs whose expired partitions are detached, not dropped
+        self.detached_parents = {dotted(s.schema, s.table): s for s in specs if s.expire == "detach"}
+
+    def rewrite(self, statements, current: InspectedDatabase, desired: InspectedDatabase):
+        if not self.detached_parents:
+            return statements
+        parent_of = current.snapshot.fact("partition parent")
+        out = []
+        for statement in statements:
+            spec = self._expired_spec(statement.sql, parent_of)
+            if spec is None:
+                out.append(statement)
+                continue
+            partition = self._dropped_table(statement.sql)
+            schema, name = partition.split(".", 1)
+            parent = f"{quote_ident(spec.schema)}.{quote_ident(spec.table)}"
+            archive = quote_ident(spec.archive_schema)
+            for sql in (
+                f"alter table {parent} detach partition {quote_ident(schema)}.{quote_ident(name)};",
+                f"create schema if not exists {archive};",
+                f"alter table {quote_ident(schema)}.{quote_ident(name)} set schema {archive};",
+            ):
+                out.append(type(statement)(sql, self.name))
+        return out
+
+    @staticmethod
+    def _dropped_table(sql: str) -> str | None:
+        nodes = parsed(sql)
+        if len(nodes) != 1 or not isinstance(nodes[0].stmt, ast.DropStmt):
+            return None
+        node = nodes[0].stmt
+        if node.removeType != ObjectType.OBJECT_TABLE or len(node.objects) != 1:
+            return None
+        parts = [n.sval for n in node.objects[0]]
+        return dotted(*(["public"] + parts)[-2:])
+
+    def _expired_spec(self, sql: str, parent_of: dict):
+        table = self._dropped_table(sql)
+        if table is None:
+            return None
+        return self.detached_parents.get(parent_of.get(table))
