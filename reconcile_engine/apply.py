@@ -141,13 +141,16 @@ def _apply_one(conn, config: Config, plan_file: PlanFile, allow_destructive: boo
 class MaintainResult:
     created: tuple[str, ...]  # partition names
     moved_rows: int  # rows moved out of DEFAULT partitions into them
+    detached: tuple[str, ...] = ()  # expired partitions moved to the archive schema (auto_detach specs)
 
 
 def maintain_partitions(config: Config, target_url: str, specs, as_of, *, applied_by: str,
                         on_progress=lambda message: None) -> MaintainResult:
     """Create the declared current and upcoming partitions the target lacks: additive only, under the
     apply lock, after checking nothing changed outside reconcile, recorded in the history."""
-    from .lifecycle import create_partition_statements, missing_partitions, stranded_rows
+    from .lifecycle import (
+        create_partition_statements, detach_statements, expired_partitions, missing_partitions, stranded_rows,
+    )
 
     conn = connect(target_url, config.timeouts.connect_timeout_s, autocommit=True)
     try:
@@ -175,6 +178,10 @@ def maintain_partitions(config: Config, target_url: str, specs, as_of, *, applie
                 for item in missing:
                     on_progress(f"creating {item.describe().split(' missing')[0]}")
                     statements += create_partition_statements(cur, item, before)
+                expired = expired_partitions(specs, as_of, before)
+                for spec, name in expired:
+                    on_progress(f"detaching expired partition {spec.schema}.{name} into {spec.archive_schema}")
+                    statements += detach_statements(spec, name)
                 for statement in statements:
                     try:
                         cur.execute(statement)
@@ -196,6 +203,6 @@ def maintain_partitions(config: Config, target_url: str, specs, as_of, *, applie
             conn.rollback()
             raise
         moved = sum(stranded.get((m.spec.table, m.partition.name), 0) for m in missing)
-        return MaintainResult(tuple(m.partition.name for m in missing), moved)
+        return MaintainResult(tuple(m.partition.name for m in missing), moved, tuple(name for _, name in expired))
     finally:
         conn.close()

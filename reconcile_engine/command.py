@@ -250,7 +250,10 @@ def maintain(options: Options) -> int:
     if result.created:
         moved = f", moving {result.moved_rows} row(s) out of the DEFAULT partition" if result.moved_rows else ""
         _print(f"created {len(result.created)} partition(s): {', '.join(result.created)}{moved}")
-    else:
+    if result.detached:
+        _print(f"detached {len(result.detached)} expired partition(s) into the archive schema, rows kept: "
+               f"{', '.join(result.detached)}")
+    if not result.created and not result.detached:
         _print(f"Nothing to do: every current and upcoming partition exists on {target.name}.")
     return EXIT_OK
 

@@ -231,6 +231,11 @@ _QUERIES = {
         JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
         WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p')
     """,
+    "fact:partition bound": """
+        SELECT 'fact:partition bound', n.nspname || '.' || c.relname, pg_get_expr(c.relpartbound, c.oid)
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY(%(schemas)s) AND c.relispartition
+    """,
     "fact:inherited constraint": """
         SELECT 'fact:inherited constraint', n.nspname || '.' || c.relname || '.' || con.conname, ''
         FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace

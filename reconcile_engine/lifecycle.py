@@ -72,6 +72,47 @@ def stranded_rows(cur, specs, as_of: dt.date, target: CatalogSnapshot) -> list[S
     return found
 
 
+def _upper_bound(bound: str) -> dt.date | None:
+    """The TO date of 'FOR VALUES FROM (...) TO (...)', read with PostgreSQL's parser; None for DEFAULT."""
+    from pglast import parse_sql
+
+    node = parse_sql(f"CREATE TABLE x PARTITION OF y {bound}")[0].stmt.partbound
+    if node.is_default or len(node.upperdatums) != 1:
+        return None
+    try:
+        return dt.date.fromisoformat(node.upperdatums[0].val.sval)
+    except (AttributeError, ValueError):
+        return None
+
+
+def expired_partitions(specs, as_of: dt.date, target: CatalogSnapshot) -> list[tuple[PartitionSpec, str]]:
+    """(spec, partition name) of attached partitions wholly before the declared window, for specs
+    that let maintain detach them."""
+    parent_of = target.fact("partition parent")
+    bounds = target.fact("partition bound")
+    expired = []
+    for spec in specs:
+        if not spec.auto_detach:
+            continue
+        window_start = partitions_for(spec, as_of)[0].start
+        parent = f"{spec.schema}.{spec.table}"
+        for partition, its_parent in sorted(parent_of.items()):
+            upper = _upper_bound(bounds.get(partition, "DEFAULT")) if its_parent == parent else None
+            if upper is not None and upper <= window_start:
+                expired.append((spec, partition.split(".", 1)[1]))
+    return expired
+
+
+def detach_statements(spec: PartitionSpec, name: str) -> list[str]:
+    """Detach an expired partition and move it out of the managed schemas: every row is kept."""
+    archive = quote_ident(spec.archive_schema)
+    return [
+        f"ALTER TABLE {_qualified(spec, spec.table)} DETACH PARTITION {_qualified(spec, name)}",
+        f"CREATE SCHEMA IF NOT EXISTS {archive}",
+        f"ALTER TABLE {_qualified(spec, name)} SET SCHEMA {archive}",
+    ]
+
+
 def create_partition_statements(cur, missing: MissingPartition, target: CatalogSnapshot) -> list[str]:
     """CREATE the partition; if a DEFAULT partition holds rows of its range, move them in the same
     transaction (PostgreSQL would otherwise refuse to create it), so nothing fails half-way."""

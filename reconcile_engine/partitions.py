@@ -16,7 +16,7 @@ from .errors import DeclaredStateError
 from .sqltext import jinja_environment, quote_ident
 
 SPEC_KEYS = ("table", "schema", "column", "interval", "keep", "premake", "default_partition", "naming",
-             "expire", "archive_schema")
+             "expire", "archive_schema", "auto_detach")
 # Months per period, and the naming pattern each interval gets by default.
 INTERVALS = {"yearly": 12, "quarterly": 3, "monthly": 1}
 DEFAULT_NAMING = {
@@ -41,6 +41,7 @@ class PartitionSpec:
     naming: str = "{table}_{year}"
     expire: str = "detach"  # detach: move to archive_schema, rows kept; drop: destructive, gated
     archive_schema: str = "archive"
+    auto_detach: bool = False  # let `maintain` detach expired partitions without a reviewed plan
 
     @property
     def months(self) -> int:
@@ -100,6 +101,11 @@ def read_spec(path: Path, display: str) -> PartitionSpec:
     expire = raw.get("expire", "detach")
     if expire not in EXPIRE:
         raise DeclaredStateError(f"{display}: expire: expected one of {', '.join(EXPIRE)}, got {expire!r}")
+    auto_detach = raw.get("auto_detach", False)
+    if not isinstance(auto_detach, bool):
+        raise DeclaredStateError(f"{display}: auto_detach: expected true or false, got {auto_detach!r}")
+    if auto_detach and expire != "detach":
+        raise DeclaredStateError(f"{display}: auto_detach: only with expire: detach (a drop needs a reviewed plan)")
     naming = _name(raw, "naming", DEFAULT_NAMING[interval], display)
     try:
         naming.format(table="t", year=2000, quarter=1, month=1)
@@ -119,6 +125,7 @@ def read_spec(path: Path, display: str) -> PartitionSpec:
         naming=naming,
         expire=expire,
         archive_schema=_name(raw, "archive_schema", "archive", display),
+        auto_detach=auto_detach,
     )
 
 

@@ -25,7 +25,7 @@ def one(sql, url, query):
 def insert_rows(sql, url, years, per_year=2, day="03-01"):
     sql(url, "INSERT INTO organizations (id, name) VALUES ('o1', 'Org') ON CONFLICT DO NOTHING")
     for year in years:
-        for n in range(per_year):
+        for _ in range(per_year):
             sql(url, "INSERT INTO aggregated_analytics (organization_id, user_role, period_start, period_end) "
                      "VALUES ('o1', 'learner', %s, %s)", (f"{year}-{day}", f"{year}-12-31"))
 
@@ -140,3 +140,19 @@ def test_maintain_refuses_while_plans_are_pending(cli, project, target_url, sql)
 
     assert code == 1 and "waiting to be applied" in err and "run 'reconcile apply' first" in err
     assert one(sql, target_url, "SELECT to_regclass('aggregated_analytics_2027') IS NULL")
+
+
+def test_maintain_detaches_expired_partitions_when_the_spec_opts_in(cli, project, target_url, sql):
+    (project / SPEC).write_text("table: aggregated_analytics\ncolumn: period_start\nauto_detach: true\n")
+    plan_and_apply(cli, "2025-06-01")
+    insert_rows(sql, target_url, [2019, 2020], per_year=2)
+
+    code, out, err = cli("maintain", "--as-of", "2027-01-02")
+
+    assert code == 0, err
+    assert "created 2 partition(s): aggregated_analytics_2027, aggregated_analytics_2028" in out
+    assert "detached 2 expired partition(s) into the archive schema, rows kept: aggregated_analytics_2019, " \
+           "aggregated_analytics_2020" in out
+    assert one(sql, target_url, "SELECT count(*) FROM archive.aggregated_analytics_2019") == 2
+    assert one(sql, target_url, "SELECT count(*) FROM archive.aggregated_analytics_2020") == 2
+    assert cli("drift", "--as-of", "2027-01-02")[0] == 0
