@@ -190,3 +190,165 @@ def classify(sql: str, current: CatalogSnapshot | None = None) -> Classification
 def _first_line(sql: str) -> str:
     line = sql.strip().splitlines()[0] if sql.strip() else ""
     return line if len(line) <= 80 else line[:77] + "..."
+
+
+# -- lock and online-safety hazards ---------------------------------------------------------------
+
+DELETES_DATA = "deletes data"
+REWRITES_TABLE = "rewrites the table"
+ACCESS_EXCLUSIVE = "takes an ACCESS EXCLUSIVE lock (blocks reads and writes)"
+BLOCKS_WRITES = "blocks writes while it runs"
+BUILDS_INDEX = "blocks writes while building an index"
+SCANS_TO_VALIDATE = "scans the table to validate"
+NOT_IN_TRANSACTION = "cannot run in a transaction"
+
+# ALTER TABLE subcommands that take a weaker lock than ACCESS EXCLUSIVE.
+_WEAKER_ALTERS = {AlterTableType.AT_ValidateConstraint, AlterTableType.AT_AttachPartition}
+
+
+def _takes_access_exclusive(cmd) -> bool:
+    if cmd.subtype in _WEAKER_ALTERS:
+        return False
+    # Adding a foreign key takes SHARE ROW EXCLUSIVE on both tables: writes wait, reads do not.
+    return not (cmd.subtype == AlterTableType.AT_AddConstraint and cmd.def_.contype.name == "CONSTR_FOREIGN")
+
+
+def _default_may_rewrite(column_def) -> bool:
+    """Since PostgreSQL 11 a constant or stable default fills without a rewrite; a volatile one rewrites.
+    The parser cannot tell a function's volatility, so any function call but the clock counts as volatile."""
+    for constraint in column_def.constraints or ():
+        if constraint.contype.name in ("CONSTR_GENERATED", "CONSTR_IDENTITY"):
+            return True
+        if constraint.contype.name == "CONSTR_DEFAULT":
+            expr = constraint.raw_expr
+            while isinstance(expr, ast.TypeCast):
+                expr = expr.arg
+            if isinstance(expr, ast.FuncCall):
+                return _names(expr.funcname).split(".")[-1] not in ("now", "statement_timestamp", "transaction_timestamp")
+    return False
+
+
+def _type_change_rewrites(old: str | None, new_type: str) -> bool:
+    """varchar(n) -> varchar(m >= n), varchar -> text and dropping a limit are catalog-only changes."""
+    if old is None or not _is_widening(old, new_type):
+        return True
+    old_base = _base_type(old)
+    return old_base not in ("character varying", "text", "numeric", "bit varying") or new_type.lower().startswith(
+        ("int", "big", "small", "double", "real", "pg_catalog.int", "pg_catalog.float"))
+
+
+def _alter_table_hazards(node, current) -> set[str]:
+    found = set()
+    table = _rangevar(node.relation)
+    for cmd in node.cmds:
+        subtype = cmd.subtype
+        found.add(ACCESS_EXCLUSIVE if _takes_access_exclusive(cmd) else BLOCKS_WRITES)
+        if subtype == AlterTableType.AT_AddColumn and _default_may_rewrite(cmd.def_):
+            found.add(REWRITES_TABLE)
+        elif subtype == AlterTableType.AT_DropColumn:
+            found.add(DELETES_DATA)
+        elif subtype == AlterTableType.AT_AlterColumnType:
+            old = None
+            if current is not None:
+                old = current.objects.get(("column", f"{table if '.' in table else 'public.' + table}.{cmd.name}"))
+            if _type_change_rewrites(old, _type_name(cmd.def_.typeName)):
+                found.add(REWRITES_TABLE)
+            if old is None or not _is_widening(old, _type_name(cmd.def_.typeName)):
+                found.add(DELETES_DATA)
+        elif subtype == AlterTableType.AT_SetNotNull:
+            found.add(SCANS_TO_VALIDATE)
+        elif subtype == AlterTableType.AT_AddConstraint:
+            constraint = cmd.def_
+            kind = constraint.contype.name
+            if kind in ("CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_EXCLUSION") and not constraint.indexname:
+                found.add(BUILDS_INDEX)
+            if kind in ("CONSTR_CHECK", "CONSTR_FOREIGN") and not constraint.skip_validation:
+                found.add(SCANS_TO_VALIDATE)
+        elif subtype in (AlterTableType.AT_ValidateConstraint, AlterTableType.AT_AttachPartition):
+            found.discard(BLOCKS_WRITES)  # SHARE UPDATE EXCLUSIVE: reads and writes go on
+            found.add(SCANS_TO_VALIDATE)
+        elif subtype == AlterTableType.AT_DetachPartition and getattr(cmd.def_, "concurrent", False):
+            found.discard(ACCESS_EXCLUSIVE)
+            found.add(NOT_IN_TRANSACTION)
+        elif subtype in (AlterTableType.AT_SetLogged, AlterTableType.AT_SetUnLogged,
+                         AlterTableType.AT_SetTableSpace):
+            found.add(REWRITES_TABLE)
+    return found
+
+
+def hazards_of(sql: str, current: CatalogSnapshot | None = None) -> tuple[str, ...]:
+    """What running this statement does to a live, busy table (sorted, for stable output)."""
+    try:
+        statements = parse_sql(sql)
+    except Exception:
+        return ()
+    found: set[str] = set()
+    for raw in statements:
+        node = raw.stmt
+        if isinstance(node, ast.AlterTableStmt):
+            found |= _alter_table_hazards(node, current)
+        elif isinstance(node, ast.IndexStmt):
+            found.add(NOT_IN_TRANSACTION if node.concurrent else BUILDS_INDEX)
+        elif isinstance(node, ast.DropStmt):
+            if node.concurrent:
+                found.add(NOT_IN_TRANSACTION)
+            elif node.removeType in (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_INDEX, ObjectType.OBJECT_MATVIEW,
+                                     ObjectType.OBJECT_POLICY, ObjectType.OBJECT_TRIGGER):
+                found.add(ACCESS_EXCLUSIVE)
+            if node.removeType in _DATA_OBJECTS:
+                found.add(DELETES_DATA)
+        elif isinstance(node, ast.TruncateStmt):
+            found |= {DELETES_DATA, ACCESS_EXCLUSIVE}
+        elif isinstance(node, ast.DeleteStmt):
+            found.add(DELETES_DATA)
+        elif isinstance(node, (ast.CreatePolicyStmt, ast.AlterPolicyStmt)):
+            found.add(ACCESS_EXCLUSIVE)
+        elif isinstance(node, ast.CreateTrigStmt):
+            found.add(BLOCKS_WRITES)
+        elif isinstance(node, ast.RefreshMatViewStmt) and not node.concurrent:
+            found.add(ACCESS_EXCLUSIVE)
+        elif isinstance(node, (ast.VacuumStmt, ast.CreatedbStmt, ast.ReindexStmt)) and (
+                not isinstance(node, ast.ReindexStmt) or any(
+                    getattr(p, "defname", "") == "concurrently" for p in node.params or ())):
+            found.add(NOT_IN_TRANSACTION)
+    return tuple(sorted(found))
+
+
+def tables_created(sql: str) -> set[str]:
+    """Tables a statement creates: hazards on them do not matter (they are new and empty)."""
+    try:
+        statements = parse_sql(sql)
+    except Exception:
+        return set()
+    created = set()
+    for raw in statements:
+        if isinstance(raw.stmt, ast.CreateStmt):
+            rel = raw.stmt.relation
+            created.add(_name(rel.schemaname or "public", rel.relname))
+        elif isinstance(raw.stmt, ast.CreateTableAsStmt):
+            rel = raw.stmt.into.rel
+            created.add(_name(rel.schemaname or "public", rel.relname))
+    return created
+
+
+def target_table(sql: str) -> str | None:
+    """The existing table a statement works on, when it has one."""
+    try:
+        statements = parse_sql(sql)
+    except Exception:
+        return None
+    if len(statements) != 1:
+        return None
+    node = statements[0].stmt
+    rel = None
+    if isinstance(node, ast.AlterTableStmt):
+        rel = node.relation
+    elif isinstance(node, ast.IndexStmt):
+        rel = node.relation
+    elif isinstance(node, (ast.CreatePolicyStmt, ast.AlterPolicyStmt)):
+        rel = node.table
+    elif isinstance(node, ast.CreateTrigStmt):
+        rel = node.relation
+    if rel is None:
+        return None
+    return _name(rel.schemaname or "public", rel.relname)

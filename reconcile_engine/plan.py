@@ -10,7 +10,7 @@ import datetime as dt
 
 from . import __version__
 from .diff import SchemaDiff
-from .hazards import classify
+from .hazards import NOT_IN_TRANSACTION, classify, hazards_of, tables_created, target_table
 from .inspection import NOT_COMPARED, CatalogSnapshot
 
 
@@ -23,6 +23,7 @@ class PlannedStatement:
     commit_after: bool = False  # see diff.DiffStatement
     rows_of: str | None = None  # the table whose rows are at stake
     rows: int | None = None  # how many rows it held when the plan was made
+    hazards: tuple[str, ...] = ()  # what it does to a live table (hazards.py), none for tables new in this plan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,19 +77,34 @@ class Plan:
             "destructive_approved": self.destructive_approved,
             "statements": [
                 {"sql": s.sql, "summary": s.summary, "origin": s.origin, "destructive": s.destructive,
-                 "commit_after": s.commit_after, "rows": s.rows}
+                 "commit_after": s.commit_after, "rows": s.rows, "hazards": list(s.hazards)}
                 for s in self.statements
             ],
         }
 
 
+def live_hazards(statements_sql, current: CatalogSnapshot | None) -> list[tuple[str, ...]]:
+    """Each statement's hazards, leaving out those on tables an earlier statement of the plan created:
+    a new table is empty and unused, so locking or rewriting it harms nobody."""
+    created: set[str] = set()
+    out = []
+    for sql in statements_sql:
+        found = hazards_of(sql, current)
+        if target_table(sql) in created:
+            found = tuple(h for h in found if h == NOT_IN_TRANSACTION)
+        out.append(found)
+        created |= tables_created(sql)
+    return out
+
+
 def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnapshot, as_of: dt.date) -> Plan:
     statements = []
-    for statement in diff.statements:
+    hazards = live_hazards([s.sql for s in diff.statements], current)
+    for statement, its_hazards in zip(diff.statements, hazards, strict=True):
         classification = classify(statement.sql, current)
         statements.append(PlannedStatement(statement.sql, classification.summary, statement.origin,
                                            classification.destructive, statement.commit_after,
-                                           classification.rows_of))
+                                           classification.rows_of, hazards=its_hazards))
     return Plan(
         statements=tuple(statements),
         as_of=as_of,

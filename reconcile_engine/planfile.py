@@ -40,6 +40,9 @@ def render(plan: Plan) -> str:
     else:
         lines.append("-- destructive: none")
     lines.append(f"-- {APPROVAL_KEY}: {'yes' if plan.destructive_approved else 'no'}")
+    hazardous = [s for s in plan.statements if s.hazards]
+    lines.append(f"-- hazards: {len(hazardous)} statement(s) lock, rewrite or scan existing tables (named below)"
+                 if hazardous else "-- hazards: none on existing tables")
     lines.append("-- summary:")
     for number, statement in enumerate(plan.statements, 1):
         mark = "  [DESTRUCTIVE]" if statement.destructive else ""
@@ -49,6 +52,8 @@ def render(plan: Plan) -> str:
         lines.append(f"-- [{number}] {statement.summary}")
         if statement.destructive:
             lines.append(f"-- DESTRUCTIVE: {statement.destructive}")
+        if statement.hazards:
+            lines.append(f"-- hazards: {'; '.join(statement.hazards)}")
         sql = statement.sql.rstrip()
         lines.append(sql if sql.endswith(";") else sql + ";")
         if statement.commit_after:

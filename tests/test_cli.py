@@ -498,3 +498,18 @@ def test_monthly_spec_with_default_partition(cli, project, target_url):
     assert scalar(target_url, "SELECT count(*) FROM pg_class WHERE relname IN "
                               "('aggregated_analytics_2019_07', 'aggregated_analytics_2026_08', 'aggregated_analytics_default')") == 3
     assert cli("drift", "--as-of", AS_OF)[0] == 0
+
+
+def test_plan_names_hazards_on_existing_tables_only(cli, project, target_url):
+    assert cli("plan", "--as-of", AS_OF)[0] == 0
+    [first] = plan_files(project)
+    assert "-- hazards: none on existing tables" in first.read_text()  # everything is new
+    assert cli("apply")[0] == 0
+    users = project / "schema" / "020_users.sql"
+    users.write_text(users.read_text() + "\nCREATE INDEX users_created_at_idx ON users (created_at);\n")
+
+    code, out, err = cli("plan", "--as-of", AS_OF, "--format", "json", "--dry-run")
+
+    assert code == 0, err
+    [statement] = json.loads(out)["statements"]
+    assert statement["hazards"] == ["blocks writes while building an index"]

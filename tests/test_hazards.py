@@ -51,3 +51,41 @@ def test_summaries_name_the_object():
 def test_narrowing_message_says_from_and_to():
     reason = classify('alter table "public"."t" alter column "big" set data type integer;', COLUMNS).destructive
     assert reason == "changes public.t.big from bigint to integer: values may be lost or rejected"
+
+
+from reconcile_engine.hazards import (  # noqa: E402
+    ACCESS_EXCLUSIVE, BLOCKS_WRITES, BUILDS_INDEX, DELETES_DATA, NOT_IN_TRANSACTION, REWRITES_TABLE,
+    SCANS_TO_VALIDATE, hazards_of,
+)
+from reconcile_engine.plan import live_hazards  # noqa: E402
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("create index i on t (x)", {BUILDS_INDEX}),
+    ("create index concurrently i on t (x)", {NOT_IN_TRANSACTION}),
+    ("alter table t add column x int default 0", {ACCESS_EXCLUSIVE}),
+    ("alter table t add column x text default gen_random_uuid()::text", {ACCESS_EXCLUSIVE, REWRITES_TABLE}),
+    ('alter table "public"."t" alter column "small" set data type bigint', {ACCESS_EXCLUSIVE, REWRITES_TABLE}),
+    ('alter table "public"."t" alter column "name" set data type text', {ACCESS_EXCLUSIVE}),
+    ('alter table "public"."t" alter column "big" set data type integer', {ACCESS_EXCLUSIVE, REWRITES_TABLE, DELETES_DATA}),
+    ("alter table t add constraint c check (x > 0) not valid", {ACCESS_EXCLUSIVE}),
+    ("alter table t add constraint c check (x > 0)", {ACCESS_EXCLUSIVE, SCANS_TO_VALIDATE}),
+    ("alter table t validate constraint c", {SCANS_TO_VALIDATE}),
+    ("alter table t add constraint f foreign key (x) references u (id)", {BLOCKS_WRITES, SCANS_TO_VALIDATE}),
+    ("alter table t alter column x set not null", {ACCESS_EXCLUSIVE, SCANS_TO_VALIDATE}),
+    ("alter table t add primary key (id)", {ACCESS_EXCLUSIVE, BUILDS_INDEX}),
+    ("drop table t", {ACCESS_EXCLUSIVE, DELETES_DATA}),
+    ("drop index concurrently i", {NOT_IN_TRANSACTION}),
+    ("create policy p on t using (true)", {ACCESS_EXCLUSIVE}),
+    ("alter table p detach partition c concurrently", {NOT_IN_TRANSACTION}),
+    ("vacuum t", {NOT_IN_TRANSACTION}),
+    ("comment on table t is 'x'", set()),
+])
+def test_hazard_classes(sql, expected):
+    assert set(hazards_of(sql, COLUMNS)) == expected
+
+
+def test_hazards_on_tables_new_in_the_plan_do_not_count():
+    found = live_hazards(["create table public.n (id int)", "create index n_id on public.n (id)",
+                          "create index t_x on public.t (x)"], COLUMNS)
+    assert found == [(), (), (BUILDS_INDEX,)]
