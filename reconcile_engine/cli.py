@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 "exit 2 on drift")
     drift.add_argument("--as-of", type=_date, help="date that places partition windows (default: today)")
 
+    lint = commands.add_parser("lint", parents=[common], help="squawk on plan files (default: every plan "
+                               "under migrations/); exit 2 when it finds something")
+    lint.add_argument("plans", nargs="*", type=Path, metavar="PLAN")
+
     maintain = commands.add_parser("maintain", parents=[common], help="for cron: create the current and "
                                    "upcoming declared partitions (additive only, no reviewed plan)")
     maintain.add_argument("--as-of", type=_date, help="date that places partition windows (default: today)")
@@ -77,6 +81,8 @@ def _dispatch(ns: argparse.Namespace) -> int:
         return command.apply(options, allow_destructive=ns.allow_destructive)
     if ns.command == "drift":
         return command.drift(options)
+    if ns.command == "lint":
+        return command.lint(options, ns.plans)
     if ns.command == "maintain":
         return command.maintain(options)
     return command.status(options)

@@ -23,6 +23,7 @@ from .diff import diff
 from .errors import EXIT_CHANGES, EXIT_OK, PendingPlansError, PlanNotConvergedError, ScratchError
 from .inspection import NOT_COMPARED, inspect_database
 from .lifecycle import missing_partitions, stranded_rows
+from .lint import squawk
 from .plan import build_plan
 from .rehearse import rehearse
 from .scratch import ScratchDatabase, choose_scratch_server
@@ -110,6 +111,7 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
             return EXIT_OK
         the_plan = build_plan(changes, current.snapshot, wanted.snapshot, desired.as_of)
         the_plan = the_plan.with_row_counts(_count_rows(config, target, the_plan.tables_at_stake))
+        the_plan = the_plan.with_lint(squawk([s.sql for s in the_plan.statements], _target_major(config, target)))
         rehearsal = rehearse(the_plan, target.url, current.snapshot, scratch.url, server, config,
                              all_corrections(desired.partition_specs))
     if not rehearsal.converged:
@@ -130,6 +132,36 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
         _print(f"-- rehearsed on a copy of {target.name}: converged")
         _print(f"-- wrote {path.relative_to(config.project_dir) if path else 'nothing (--dry-run)'}")
     return EXIT_CHANGES if detailed_exitcode else EXIT_OK
+
+
+def _target_major(config: Config, target: Target) -> int:
+    conn = connect(target.url, config.timeouts.connect_timeout_s)
+    try:
+        return server_major(conn)
+    finally:
+        conn.close()
+
+
+def lint(options: Options, plan_paths: list[Path]) -> int:
+    """squawk on reviewed plan files: exit 0 with no findings, 2 with findings."""
+    config = load_config(options.project, options.config_file)
+    paths = plan_paths or planfile.list_plans(config.path(config.migrations_dir))
+    total = 0
+    report = {}
+    for path in paths:
+        plan_file = planfile.read(Path(path))
+        findings = squawk([s.sql for s in plan_file.plan.statements])
+        total += len(findings)
+        report[str(path)] = [{"statement": f.statement, "rule": f.rule, "message": f.message, "help": f.help}
+                             for f in findings]
+        if options.format == "text":
+            for finding in findings:
+                _print(f"{path}: statement {finding.statement}: {finding.describe()}")
+    if options.format == "json":
+        _print(json.dumps(report, indent=2))
+    elif not total:
+        _print(f"No findings in {len(paths)} plan(s).")
+    return EXIT_CHANGES if total else EXIT_OK
 
 
 def _count_rows(config: Config, target: Target, tables: set[str]) -> dict:

@@ -24,6 +24,7 @@ class PlannedStatement:
     rows_of: str | None = None  # the table whose rows are at stake
     rows: int | None = None  # how many rows it held when the plan was made
     hazards: tuple[str, ...] = ()  # what it does to a live table (hazards.py), none for tables new in this plan
+    lint: tuple[str, ...] = ()  # squawk's findings (lint.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,16 @@ class Plan:
     @property
     def tables_at_stake(self) -> set[str]:
         return {s.rows_of for s in self.statements if s.rows_of}
+
+    def with_lint(self, findings) -> "Plan":
+        """Attach lint findings (each with a 1-based statement index) to their statements."""
+        by_statement: dict[int, list[str]] = {}
+        for finding in findings:
+            by_statement.setdefault(finding.statement, []).append(finding.describe())
+        return dataclasses.replace(self, statements=tuple(
+            dataclasses.replace(s, lint=tuple(by_statement.get(number, ())))
+            for number, s in enumerate(self.statements, 1)
+        ))
 
     def with_row_counts(self, counts: dict) -> "Plan":
         """Say how many rows each dropped, rewritten or detached table holds."""
@@ -77,7 +88,8 @@ class Plan:
             "destructive_approved": self.destructive_approved,
             "statements": [
                 {"sql": s.sql, "summary": s.summary, "origin": s.origin, "destructive": s.destructive,
-                 "commit_after": s.commit_after, "rows": s.rows, "hazards": list(s.hazards)}
+                 "commit_after": s.commit_after, "rows": s.rows, "hazards": list(s.hazards),
+                 "lint": list(s.lint)}
                 for s in self.statements
             ],
         }

@@ -43,6 +43,8 @@ def render(plan: Plan) -> str:
     hazardous = [s for s in plan.statements if s.hazards]
     lines.append(f"-- hazards: {len(hazardous)} statement(s) lock, rewrite or scan existing tables (named below)"
                  if hazardous else "-- hazards: none on existing tables")
+    linted = sum(len(s.lint) for s in plan.statements)
+    lines.append(f"-- squawk: {linted} finding(s) (named below)" if linted else "-- squawk: no findings")
     lines.append("-- summary:")
     for number, statement in enumerate(plan.statements, 1):
         mark = "  [DESTRUCTIVE]" if statement.destructive else ""
@@ -54,6 +56,8 @@ def render(plan: Plan) -> str:
             lines.append(f"-- DESTRUCTIVE: {statement.destructive}")
         if statement.hazards:
             lines.append(f"-- hazards: {'; '.join(statement.hazards)}")
+        for finding in statement.lint:
+            lines.append(f"-- squawk: {finding}")
         sql = statement.sql.rstrip()
         lines.append(sql if sql.endswith(";") else sql + ";")
         if statement.commit_after:

@@ -513,3 +513,20 @@ def test_plan_names_hazards_on_existing_tables_only(cli, project, target_url):
     assert code == 0, err
     [statement] = json.loads(out)["statements"]
     assert statement["hazards"] == ["blocks writes while building an index"]
+
+
+def test_squawk_findings_in_the_plan_and_lint_command(cli, project, target_url):
+    assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
+    users = project / "schema" / "020_users.sql"
+    users.write_text(users.read_text() + "\nCREATE INDEX users_created_at_idx ON users (created_at);\n")
+
+    code, out, err = cli("plan", "--as-of", AS_OF, "--name", "index")
+
+    assert code == 0, err
+    assert "-- squawk: require-concurrent-index-creation" in out
+    plan = plan_files(project)[-1]
+    code, out, _ = cli("lint", str(plan))
+    assert code == 2
+    assert f"{plan}: statement 1: require-concurrent-index-creation" in out
+    code, out, _ = cli("lint", str(plan_files(project)[0]))  # the first plan only creates new tables
+    assert code == 0 and "No findings" in out
