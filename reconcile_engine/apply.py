@@ -72,14 +72,45 @@ def apply_plans(config: Config, target_url: str, plans: list[PlanFile], *, allow
         done = []
         for plan_file in pending:
             on_progress(f"applying {plan_file.name} ({len(plan_file.plan.statements)} statements)")
-            done.append(_apply_one(conn, config, plan_file, allow_destructive, git_commit, applied_by))
+            done.append(_apply_one(conn, config, plan_file, allow_destructive, git_commit, applied_by, on_progress))
         return ApplyResult(tuple(done), len(plans) - len(pending))
     finally:
         conn.close()  # closing the session releases the advisory lock
 
 
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout
+
+
 def _apply_one(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
-               git_commit: str | None, applied_by: str) -> AppliedPlan:
+               git_commit: str | None, applied_by: str, on_progress=lambda message: None) -> AppliedPlan:
+    """Apply one plan; when a statement times out waiting for a lock, roll back and try again later,
+    so that a long-running query delays the deploy rather than the deploy blocking every query."""
+    tries = config.timeouts.lock_retries + 1
+    delay = config.timeouts.lock_retry_delay_ms / 1000
+    for attempt in range(1, tries + 1):
+        try:
+            return _attempt(conn, config, plan_file, allow_destructive, git_commit, applied_by)
+        except ApplyFailedError as exc:
+            failed = exc.__cause__
+            lock_timeout = (isinstance(failed, PlanStatementFailed) and failed.committed_through == 0
+                            and getattr(failed.error, "pgcode", None) == LOCK_NOT_AVAILABLE)
+            if not lock_timeout:
+                raise
+            if attempt == tries:
+                raise LockTimeoutError(
+                    f"{plan_file.name}: statement {failed.number} ({failed.statement.summary}) could not get its "
+                    f"lock within lock_timeout in {tries} tries; rolled back, nothing was applied: a long "
+                    f"transaction holds the table (see pg_stat_activity), or raise timeouts.lock_retries"
+                ) from exc
+            on_progress(f"{plan_file.name}: statement {failed.number} waited longer than lock_timeout for its "
+                        f"lock; rolled back, trying again in {delay:g}s (try {attempt + 1} of {tries})")
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+    raise AssertionError("unreachable")
+
+
+def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
+             git_commit: str | None, applied_by: str) -> AppliedPlan:
     plan = plan_file.plan
     started = time.monotonic()
     conn.autocommit = False

@@ -26,6 +26,10 @@ class Timeouts:
     statement_timeout_ms: int = 300_000
     apply_lock_wait_ms: int = 60_000
     connect_timeout_s: int = 10
+    # A statement that waits longer than lock_timeout for a table lock gives up; the plan is then
+    # rolled back and tried again, this many times, waiting lock_retry_delay (doubling) in between.
+    lock_retries: int = 5
+    lock_retry_delay_ms: int = 1_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +69,12 @@ def _duration_ms(value: Any, where: str) -> int:
         if match:
             return int(float(match.group(1)) * _DURATION_FACTORS_MS[match.group(2)])
     raise ConfigError(f"{where}: expected a duration such as 5s, 500ms or 2min, got {value!r}")
+
+
+def _whole(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}: expected a whole number 0 or more, got {value!r}")
+    return value
 
 
 def _string(value: Any, where: str, allow_none: bool = False) -> str | None:
@@ -132,7 +142,8 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
 
     timeouts_raw = _mapping(
         top.get("timeouts"), f"{name}: timeouts",
-        ("lock_timeout", "statement_timeout", "apply_lock_wait", "connect_timeout"),
+        ("lock_timeout", "statement_timeout", "apply_lock_wait", "connect_timeout", "lock_retries",
+         "lock_retry_delay"),
     )
     defaults = Timeouts()
     timeouts = Timeouts(
@@ -144,6 +155,9 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
         if "apply_lock_wait" in timeouts_raw else defaults.apply_lock_wait_ms,
         connect_timeout_s=max(1, _duration_ms(timeouts_raw["connect_timeout"], f"{name}: timeouts.connect_timeout") // 1000)
         if "connect_timeout" in timeouts_raw else defaults.connect_timeout_s,
+        lock_retries=_whole(timeouts_raw.get("lock_retries", defaults.lock_retries), f"{name}: timeouts.lock_retries"),
+        lock_retry_delay_ms=_duration_ms(timeouts_raw["lock_retry_delay"], f"{name}: timeouts.lock_retry_delay")
+        if "lock_retry_delay" in timeouts_raw else defaults.lock_retry_delay_ms,
     )
 
     managed = _string_list(top.get("managed_schemas", ["public"]), f"{name}: managed_schemas") or ("public",)

@@ -530,3 +530,56 @@ def test_squawk_findings_in_the_plan_and_lint_command(cli, project, target_url):
     assert f"{plan}: statement 1: require-concurrent-index-creation" in out
     code, out, _ = cli("lint", str(plan_files(project)[0]))  # the first plan only creates new tables
     assert code == 0 and "No findings" in out
+
+
+def _hold_lock_on_users(target_url, seconds):
+    """Another session reading users in a long transaction: ALTER TABLE users must wait for it."""
+    import time
+
+    holder = psycopg2.connect(target_url)
+    holder.cursor().execute("LOCK TABLE users IN ACCESS SHARE MODE")
+
+    def release():
+        time.sleep(seconds)
+        holder.rollback()
+        holder.close()
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    return thread
+
+
+def test_lock_timeout_is_retried_until_the_lock_is_released(cli, project, target_url):
+    assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
+    (project / "reconcile.yaml").write_text("timeouts:\n  lock_timeout: 200ms\n  lock_retries: 10\n"
+                                            "  lock_retry_delay: 300ms\n")
+    users = project / "schema" / "020_users.sql"
+    users.write_text(users.read_text().replace("created_at       timestamptz NOT NULL DEFAULT now()\n);",
+                                               "created_at       timestamptz NOT NULL DEFAULT now(),\n    bio text\n);"))
+    assert cli("plan", "--as-of", AS_OF)[0] == 0
+    releaser = _hold_lock_on_users(target_url, 1.5)
+
+    code, out, err = cli("apply")
+    releaser.join()
+
+    assert code == 0, err
+    assert "waited longer than lock_timeout" in out and "trying again" in out
+    assert scalar(target_url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'bio'") == 1
+
+
+def test_lock_timeout_retries_exhausted(cli, project, target_url):
+    assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
+    (project / "reconcile.yaml").write_text("timeouts:\n  lock_timeout: 100ms\n  lock_retries: 1\n"
+                                            "  lock_retry_delay: 100ms\n")
+    users = project / "schema" / "020_users.sql"
+    users.write_text(users.read_text().replace("created_at       timestamptz NOT NULL DEFAULT now()\n);",
+                                               "created_at       timestamptz NOT NULL DEFAULT now(),\n    bio text\n);"))
+    assert cli("plan", "--as-of", AS_OF)[0] == 0
+    releaser = _hold_lock_on_users(target_url, 3)
+
+    code, out, err = cli("apply")
+    releaser.join()
+
+    assert code == 1
+    assert "could not get its lock within lock_timeout in 2 tries" in _one_clean_line(err)
+    assert scalar(target_url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'bio'") == 0
