@@ -67,7 +67,7 @@ def apply_plans(config: Config, target_url: str, plans: list[PlanFile], *, allow
                 history.ensure_table(cur)
             except psycopg2.Error as exc:
                 raise DatabaseError(f"cannot create the history table {history.TABLE}: {first_line(exc)}") from exc
-            applied_names = {entry.plan_file for entry in history.read(cur)}
+            applied_names = history.applied_plan_names(history.read(cur))
         pending = pending_plans(plans, applied_names)
         done = []
         for plan_file in pending:
@@ -82,14 +82,15 @@ LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout
 
 
 def _apply_one(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
-               git_commit: str | None, applied_by: str, on_progress=lambda message: None) -> AppliedPlan:
+               git_commit: str | None, applied_by: str, on_progress=lambda message: None,
+               record_as: str | None = None, rolls_back: str | None = None) -> AppliedPlan:
     """Apply one plan; when a statement times out waiting for a lock, roll back and try again later,
     so that a long-running query delays the deploy rather than the deploy blocking every query."""
     tries = config.timeouts.lock_retries + 1
     delay = config.timeouts.lock_retry_delay_ms / 1000
     for attempt in range(1, tries + 1):
         try:
-            return _attempt(conn, config, plan_file, allow_destructive, git_commit, applied_by)
+            return _attempt(conn, config, plan_file, allow_destructive, git_commit, applied_by, record_as, rolls_back)
         except ApplyFailedError as exc:
             failed = exc.__cause__
             lock_timeout = (isinstance(failed, PlanStatementFailed) and failed.committed_through == 0
@@ -110,7 +111,7 @@ def _apply_one(conn, config: Config, plan_file: PlanFile, allow_destructive: boo
 
 
 def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
-             git_commit: str | None, applied_by: str) -> AppliedPlan:
+             git_commit: str | None, applied_by: str, record_as: str | None, rolls_back: str | None) -> AppliedPlan:
     plan = plan_file.plan
     started = time.monotonic()
     conn.autocommit = False
@@ -153,8 +154,10 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
                     f"rolled back, nothing was applied"
                 )
             duration_ms = int((time.monotonic() - started) * 1000)
+            if rolls_back is not None:
+                history.mark_rolled_back(cur, rolls_back)
             history.record(
-                cur, plan_file=plan_file.name, plan_sha256=plan_file.sha256,
+                cur, plan_file=record_as or plan_file.name, plan_sha256=plan_file.sha256,
                 fingerprint_before=plan.fingerprint_before, fingerprint_after=plan.fingerprint_after,
                 git_commit=git_commit, applied_by=applied_by, duration_ms=duration_ms,
                 statement_count=len(plan.statements), tool_version=__version__,
@@ -166,6 +169,38 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
         raise
     finally:
         conn.autocommit = True
+
+
+def rollback_last(config: Config, target_url: str, migrations, *, allow_destructive: bool,
+                  git_commit: str | None, applied_by: str, on_progress=lambda message: None) -> AppliedPlan:
+    """Apply the rehearsed reverse of the last applied plan, with apply's guards; refuse when the
+    database has moved on since that plan (its fingerprint is no longer the plan's after)."""
+    from . import planfile
+
+    conn = connect(target_url, config.timeouts.connect_timeout_s, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            _acquire_lock(cur, config.timeouts.apply_lock_wait_ms)
+            history.ensure_table(cur)
+            in_effect = [e for e in history.read(cur) if e.rolled_back_at is None and not e.plan_file.startswith("rollback/")]
+        if not in_effect:
+            raise StalePlanError("nothing to roll back: no applied plan is recorded on this database")
+        last = in_effect[-1]
+        if not last.is_plan:
+            raise StalePlanError(f"the last change was '{last.plan_file}', not a reviewed plan; nothing was rolled back")
+        path = planfile.rollback_path(migrations, last.plan_file)
+        if not path.exists():
+            raise StalePlanError(f"{path}: no rollback plan for {last.plan_file} (plan writes one when its reverse "
+                                 f"rehearses cleanly; see that plan's '-- rollback:' line)")
+        reverse = planfile.read(path)
+        if reverse.plan.fingerprint_before != last.fingerprint_after:
+            raise StalePlanError(f"{path} does not start where {last.plan_file} ended; nothing was rolled back")
+        on_progress(f"rolling back {last.plan_file} ({len(reverse.plan.statements)} statements)")
+        return _apply_one(conn, config, reverse, allow_destructive, git_commit, applied_by, on_progress,
+                          record_as=f"rollback/{last.plan_file} {dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}",
+                          rolls_back=last.plan_file)
+    finally:
+        conn.close()
 
 
 @dataclasses.dataclass(frozen=True)

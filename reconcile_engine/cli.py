@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--allow-destructive", action="store_true",
                        help="apply destructive statements even if the plan does not mark them approved")
 
+    rollback = commands.add_parser("rollback", parents=[common], help="apply the rehearsed reverse of the last "
+                                   "applied plan (refused if the database moved on since)")
+    rollback.add_argument("--allow-destructive", action="store_true",
+                          help="roll back even if the reverse drops data written since (a column added by the plan)")
+
     drift = commands.add_parser("drift", parents=[common], help="compare the target with the declared files; "
                                 "exit 2 on drift")
     drift.add_argument("--as-of", type=_date, help="date that places partition windows (default: today)")
@@ -81,6 +86,8 @@ def _dispatch(ns: argparse.Namespace) -> int:
         return command.apply(options, allow_destructive=ns.allow_destructive)
     if ns.command == "drift":
         return command.drift(options)
+    if ns.command == "rollback":
+        return command.rollback(options, allow_destructive=ns.allow_destructive)
     if ns.command == "lint":
         return command.lint(options, ns.plans)
     if ns.command == "maintain":

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from . import history, planfile
-from .apply import apply_plans, maintain_partitions, pending_plans
+from .apply import apply_plans, maintain_partitions, pending_plans, rollback_last
 from .config import Config, load_config
 from .declared import DesiredState, load_desired_state
 from .corrections import all_corrections
@@ -94,8 +94,7 @@ def _history(config: Config, target: Target) -> list[history.HistoryEntry]:
 def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detailed_exitcode: bool = False) -> int:
     config, desired, target = _setup(options)
     plans = _plan_files(config)
-    applied = {entry.plan_file for entry in _history(config, target)}
-    pending = pending_plans(plans, applied)
+    pending = pending_plans(plans, history.applied_plan_names(_history(config, target)))
     if pending:
         raise PendingPlansError(
             f"{len(pending)} plan(s) in {config.migrations_dir}/ not yet applied to {target.name} "
@@ -122,8 +121,16 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
             f"written ({len(details)} difference(s) remain, listed above)",
             details,
         )
+    migrations = config.path(config.migrations_dir)
+    if rehearsal.reverse is not None:
+        note = f"{config.migrations_dir}/{planfile.ROLLBACK_FOLDER}/<this file's name> (rehearsed: leads back exactly)"
+    else:
+        note = f"none: {rehearsal.reverse_problem}"
+    the_plan = dataclasses.replace(the_plan, rollback_note=note)
     text = planfile.render(the_plan)
-    path = None if dry_run else planfile.write(the_plan, config.path(config.migrations_dir), name)
+    path = None if dry_run else planfile.write(the_plan, migrations, name)
+    if path is not None and rehearsal.reverse is not None:
+        planfile.write_rollback(rehearsal.reverse, migrations, path.name)
     if options.format == "json":
         payload = the_plan.to_dict() | {"file": str(path) if path else None, "rehearsed": True}
         _print(json.dumps(payload, indent=2))
@@ -216,11 +223,25 @@ def apply(options: Options, *, allow_destructive: bool = False) -> int:
     return EXIT_OK
 
 
+def rollback(options: Options, *, allow_destructive: bool = False) -> int:
+    config = load_config(options.project, options.config_file)
+    target = resolve_target(config, options.database_url)
+    done = rollback_last(
+        config, target.url, config.path(config.migrations_dir), allow_destructive=allow_destructive,
+        git_commit=_git_commit(config.project_dir), applied_by=f"{getpass.getuser()}@{socket.gethostname()}",
+        on_progress=_print,
+    )
+    rolled_back = done.name
+    _print(f"rolled back {rolled_back}: {done.statements} statements in {done.duration_ms} ms. It is pending again: "
+           f"remove it from {config.migrations_dir}/ (git revert), or fix the declared files and plan anew.")
+    return EXIT_OK
+
+
 def drift(options: Options) -> int:
     config, desired, target = _setup(options)
     plans = _plan_files(config)
     entries = _history(config, target)
-    pending = pending_plans(plans, {e.plan_file for e in entries})
+    pending = pending_plans(plans, history.applied_plan_names(entries))
     with _desired_database(config, desired, target) as (scratch, _server):
         current = inspect_database(target.url, config.scope, config.timeouts.connect_timeout_s)
         wanted = inspect_database(scratch.url, config.scope, config.timeouts.connect_timeout_s)
@@ -270,7 +291,7 @@ def maintain(options: Options) -> int:
     """For cron: create the current and upcoming declared partitions; additive only, no reviewed plan."""
     config, desired, target = _setup(options)
     entries = _history(config, target)
-    pending = pending_plans(_plan_files(config), {e.plan_file for e in entries})
+    pending = pending_plans(_plan_files(config), history.applied_plan_names(entries))
     if pending:
         raise PendingPlansError(
             f"{len(pending)} reviewed plan(s) are waiting to be applied ({', '.join(p.name for p in pending)}); "
@@ -327,7 +348,7 @@ def status(options: Options) -> int:
     plans = _plan_files(config)
     target = resolve_target(config, options.database_url)
     entries = _history(config, target)
-    pending = pending_plans(plans, {e.plan_file for e in entries})
+    pending = pending_plans(plans, history.applied_plan_names(entries))
     if options.format == "json":
         _print(json.dumps({
             "applied": [{"plan_file": e.plan_file, "applied_at": e.applied_at.isoformat(), "applied_by": e.applied_by,

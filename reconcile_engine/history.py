@@ -13,7 +13,7 @@ _CREATE = f"""
 CREATE SCHEMA IF NOT EXISTS {TOOL_SCHEMA};
 CREATE TABLE IF NOT EXISTS {TABLE} (
     id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    plan_file           text NOT NULL UNIQUE,
+    plan_file           text NOT NULL,
     plan_sha256         text NOT NULL,
     fingerprint_before  text NOT NULL,
     fingerprint_after   text NOT NULL,
@@ -24,6 +24,9 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     statement_count     integer NOT NULL,
     tool_version        text NOT NULL
 );
+ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS rolled_back_at timestamptz;
+-- A plan is in effect once at most; after a rollback it may be applied again.
+CREATE UNIQUE INDEX IF NOT EXISTS history_plan_in_effect ON {TABLE} (plan_file) WHERE rolled_back_at IS NULL;
 """
 
 
@@ -37,6 +40,12 @@ class HistoryEntry:
     applied_at: dt.datetime
     applied_by: str
     duration_ms: int
+    rolled_back_at: dt.datetime | None = None
+
+    @property
+    def is_plan(self) -> bool:
+        """A reviewed plan file (not a maintain run or a rollback)."""
+        return not self.plan_file.startswith(("maintain ", "rollback/"))
 
 
 def ensure_table(cur) -> None:
@@ -50,9 +59,18 @@ def read(cur) -> list[HistoryEntry]:
         return []
     cur.execute(
         f"SELECT plan_file, plan_sha256, fingerprint_before, fingerprint_after, git_commit, applied_at, "
-        f"applied_by, duration_ms FROM {TABLE} ORDER BY id"
+        f"applied_by, duration_ms, rolled_back_at FROM {TABLE} ORDER BY id"
     )
     return [HistoryEntry(*row) for row in cur.fetchall()]
+
+
+def applied_plan_names(entries: list[HistoryEntry]) -> set[str]:
+    """Plans in effect: applied and not rolled back since."""
+    return {e.plan_file for e in entries if e.rolled_back_at is None}
+
+
+def mark_rolled_back(cur, plan_file: str) -> None:
+    cur.execute(f"UPDATE {TABLE} SET rolled_back_at = now() WHERE plan_file = %s", (plan_file,))
 
 
 def record(cur, *, plan_file, plan_sha256, fingerprint_before, fingerprint_after, git_commit,

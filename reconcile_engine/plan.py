@@ -38,6 +38,7 @@ class Plan:
     corrections_used: tuple[str, ...] = ()
     not_compared: tuple[str, ...] = NOT_COMPARED
     destructive_approved: bool = False
+    rollback_note: str = "none"  # where the rehearsed reverse plan is, or why there is none
 
     @property
     def empty(self) -> bool:

@@ -30,6 +30,7 @@ def render(plan: Plan) -> str:
         f"-- fingerprint-before: {plan.fingerprint_before}",
         f"-- fingerprint-after: {plan.fingerprint_after}",
         f"-- corrections: {', '.join(plan.corrections_used) or 'none'}",
+        f"-- rollback: {plan.rollback_note}",
         f"-- not compared: {'; '.join(plan.not_compared)}",
     ]
     if plan.destructive:
@@ -92,6 +93,21 @@ def file_name(created_at: dt.datetime, name: str, existing: list[Path] = ()) -> 
             stamp = other + dt.timedelta(seconds=1)
     slug = _NAME.sub("_", name.lower()).strip("_") or "plan"
     return f"{stamp.strftime(_STAMP)}_{slug}.sql"
+
+
+ROLLBACK_FOLDER = "rollback"  # migrations/rollback/<plan file name>: never applied by 'apply'
+
+
+def rollback_path(migrations: Path, plan_name: str) -> Path:
+    return migrations / ROLLBACK_FOLDER / plan_name
+
+
+def write_rollback(reverse: Plan, migrations: Path, plan_name: str) -> Path:
+    path = rollback_path(migrations, plan_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    reverse = dataclasses.replace(reverse, rollback_note=f"this file rolls back {plan_name} ('reconcile rollback')")
+    path.write_text(render(reverse), encoding="utf-8")
+    return path
 
 
 def write(plan: Plan, directory: Path, name: str) -> Path:

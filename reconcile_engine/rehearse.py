@@ -14,7 +14,7 @@ from .config import Config
 from .diff import diff
 from .errors import PlanNotConvergedError, ScratchError
 from .inspection import CatalogSnapshot, Difference, inspect_database, take_snapshot
-from .plan import Plan
+from .plan import Plan, build_plan
 from .scratch import ScratchDatabase, ScratchServer
 from .servers import first_line
 
@@ -23,6 +23,8 @@ from .servers import first_line
 class Rehearsal:
     remaining_statements: tuple[str, ...]  # what migra (+ corrections) would still do
     remaining_differences: tuple[Difference, ...]  # what the independent snapshot still sees
+    reverse: Plan | None = None  # the rollback plan (declared -> target), when it too converged
+    reverse_problem: str | None = None  # why there is no rollback plan
 
     @property
     def converged(self) -> bool:
@@ -84,7 +86,36 @@ def rehearse(plan: Plan, target_url: str, target_snapshot: CatalogSnapshot, desi
         rehearsed = inspect_database(copy.url, scope, config.timeouts.connect_timeout_s)
         desired = inspect_database(desired_url, scope, config.timeouts.connect_timeout_s)
         remaining = diff(rehearsed, desired, corrections)
-        return Rehearsal(
+        result = Rehearsal(
             tuple(s.sql for s in remaining.statements),
             tuple(rehearsed.snapshot.differences(desired.snapshot)),
         )
+        if not result.converged:
+            return result
+        reverse, problem = _rehearse_reverse(plan, copy, target_url, target_snapshot, config)
+        return dataclasses.replace(result, reverse=reverse, reverse_problem=problem)
+
+
+def _rehearse_reverse(plan: Plan, copy: ScratchDatabase, target_url: str, target_snapshot: CatalogSnapshot,
+                      config: Config) -> tuple[Plan | None, str | None]:
+    """The rollback plan: from the declared state (the rehearsed copy) back to the target as it is,
+    applied to the same copy and checked to land exactly on the target's fingerprint."""
+    scope = config.scope
+    after_forward = inspect_database(copy.url, scope, config.timeouts.connect_timeout_s)
+    original = inspect_database(target_url, scope, config.timeouts.connect_timeout_s)
+    backwards = diff(after_forward, original)
+    reverse = build_plan(backwards, after_forward.snapshot, target_snapshot, plan.as_of)
+    conn = copy.connect(autocommit=False)
+    try:
+        run_statements(conn, reverse.statements, "rollback rehearsal")
+        conn.commit()
+    except PlanStatementFailed as failed:
+        conn.rollback()
+        return None, f"the reverse plan fails on the copy: {failed}"
+    finally:
+        conn.close()
+    back = inspect_database(copy.url, scope, config.timeouts.connect_timeout_s)
+    differences = back.snapshot.differences(target_snapshot)
+    if differences:
+        return None, f"the reverse plan does not lead back: {differences[0].describe('after rollback', 'target')}"
+    return reverse, None

@@ -583,3 +583,47 @@ def test_lock_timeout_retries_exhausted(cli, project, target_url):
     assert code == 1
     assert "could not get its lock within lock_timeout in 2 tries" in _one_clean_line(err)
     assert scalar(target_url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'bio'") == 0
+
+
+def _add_bio_column(project):
+    users = project / "schema" / "020_users.sql"
+    users.write_text(users.read_text().replace("created_at       timestamptz NOT NULL DEFAULT now()\n);",
+                                               "created_at       timestamptz NOT NULL DEFAULT now(),\n    bio text\n);"))
+
+
+def test_rollback_applies_the_rehearsed_reverse_of_the_last_plan(cli, project, target_url):
+    assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
+    _add_bio_column(project)
+    code, out, err = cli("plan", "--as-of", AS_OF, "--name", "bio")
+    assert code == 0, err
+    assert "-- rollback: migrations/rollback/<this file's name> (rehearsed: leads back exactly)" in out
+    bio_plan = plan_files(project)[-1]
+    assert (project / "migrations" / "rollback" / bio_plan.name).exists()
+    assert cli("apply")[0] == 0
+
+    code, _, err = cli("rollback")
+    assert code == 1 and "destructive" in err  # the reverse drops the new column
+    assert scalar(target_url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'bio'") == 1
+
+    code, out, err = cli("rollback", "--allow-destructive")
+
+    assert code == 0, err
+    assert f"rolled back {bio_plan.name}" in out and "pending again" in out
+    assert scalar(target_url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'bio'") == 0
+    assert scalar(target_url, "SELECT count(*) FROM reconcile.history WHERE rolled_back_at IS NOT NULL") == 1
+    code, out, _ = cli("drift", "--as-of", AS_OF)
+    assert code == 2 and bio_plan.name in out and "Changed outside reconcile" not in out
+    assert cli("apply")[0] == 0  # forward again
+    assert cli("drift", "--as-of", AS_OF)[0] == 0
+
+
+def test_rollback_refused_after_the_database_moved_on(cli, project, target_url, sql):
+    assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
+    _add_bio_column(project)
+    assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
+    sql(target_url, "CREATE INDEX users_bio_idx ON users (bio)")
+
+    code, _, err = cli("rollback", "--allow-destructive")
+
+    assert code == 1 and "the database changed since this plan was made" in err
+    assert scalar(target_url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'bio'") == 1
