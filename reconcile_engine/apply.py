@@ -118,7 +118,10 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
     timeouts = (f"{config.timeouts.lock_timeout_ms}ms", f"{config.timeouts.statement_timeout_ms}ms")
 
     def begin(cur):
-        cur.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)", timeouts)
+        # row_security off: a data step on a table with forced RLS must fail loudly for a role that
+        # cannot bypass RLS, rather than silently touch only the rows the policies let it see.
+        cur.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true), "
+                    "set_config('row_security', 'off', true)", timeouts)
 
     try:
         with conn.cursor() as cur:

@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     plan.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when there are changes")
     plan.add_argument("--as-of", type=_date, help="date that places partition windows (default: today)")
+    plan.add_argument("--data-before", action="append", type=Path, metavar="SQL_FILE",
+                      help="hand-written data statements to run before the schema changes (repeatable)")
+    plan.add_argument("--data-after", action="append", type=Path, metavar="SQL_FILE",
+                      help="hand-written data statements to run after the schema changes (repeatable)")
 
     apply = commands.add_parser("apply", parents=[common], help="apply pending plans, each in one transaction")
     apply.add_argument("--allow-destructive", action="store_true",
@@ -81,7 +85,8 @@ def _dispatch(ns: argparse.Namespace) -> int:
         as_of=getattr(ns, "as_of", None), format=ns.format,
     )
     if ns.command == "plan":
-        return command.plan(options, name=ns.name, dry_run=ns.dry_run, detailed_exitcode=ns.detailed_exitcode)
+        return command.plan(options, name=ns.name, dry_run=ns.dry_run, detailed_exitcode=ns.detailed_exitcode,
+                            data_before=ns.data_before, data_after=ns.data_after)
     if ns.command == "apply":
         return command.apply(options, allow_destructive=ns.allow_destructive)
     if ns.command == "drift":

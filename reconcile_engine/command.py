@@ -19,8 +19,10 @@ from .apply import apply_plans, maintain_partitions, pending_plans, rollback_las
 from .config import Config, load_config
 from .declared import DesiredState, load_desired_state
 from .corrections import all_corrections
-from .diff import diff
-from .errors import EXIT_CHANGES, EXIT_OK, PendingPlansError, PlanNotConvergedError, ScratchError
+from .diff import DiffStatement, diff
+from .errors import (
+    EXIT_CHANGES, EXIT_OK, DeclaredStateError, PendingPlansError, PlanNotConvergedError, ScratchError,
+)
 from .inspection import NOT_COMPARED, inspect_database
 from .lifecycle import missing_partitions, stranded_rows
 from .lint import squawk
@@ -91,8 +93,30 @@ def _history(config: Config, target: Target) -> list[history.HistoryEntry]:
         conn.close()
 
 
-def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detailed_exitcode: bool = False) -> int:
+def _data_steps(paths, config: Config, where: str) -> list[DiffStatement]:
+    """Hand-written data statements (e.g. a jsonb_set UPDATE) to run before or after the generated DDL."""
+    from pglast import parser as pg_parser
+
+    steps = []
+    for path in paths or ():
+        display = str(path)
+        try:
+            text = Path(config.project_dir, path).read_text(encoding="utf-8")
+            slices = pg_parser.split(text, with_parser=True, only_slices=True)
+        except OSError as exc:
+            raise DeclaredStateError(f"{display}: cannot read the data step: {exc.strerror}") from exc
+        except pg_parser.ParseError as exc:
+            line = text.count("\n", 0, exc.args[1]) + 1 if len(exc.args) > 1 else "?"
+            raise DeclaredStateError(f"{display}:{line}: {exc.args[0]}") from exc
+        steps += [DiffStatement(text[piece].strip(), f"data ({where}, from {display})") for piece in slices]
+    return steps
+
+
+def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detailed_exitcode: bool = False,
+         data_before=(), data_after=()) -> int:
     config, desired, target = _setup(options)
+    before_steps = _data_steps(data_before, config, "before the schema changes")
+    after_steps = _data_steps(data_after, config, "after the schema changes")
     plans = _plan_files(config)
     pending = pending_plans(plans, history.applied_plan_names(_history(config, target)))
     if pending:
@@ -105,9 +129,11 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
         wanted = inspect_database(scratch.url, config.scope, config.timeouts.connect_timeout_s)
         differences = current.snapshot.differences(wanted.snapshot)
         changes = diff(current, wanted, all_corrections(desired.partition_specs))
-        if changes.empty and not differences:
+        if changes.empty and not differences and not before_steps and not after_steps:
             _emit_no_changes(options)
             return EXIT_OK
+        if before_steps or after_steps:
+            changes = dataclasses.replace(changes, statements=tuple(before_steps) + changes.statements + tuple(after_steps))
         the_plan = build_plan(changes, current.snapshot, wanted.snapshot, desired.as_of)
         the_plan = the_plan.with_row_counts(_count_rows(config, target, the_plan.tables_at_stake))
         the_plan = the_plan.with_lint(squawk([s.sql for s in the_plan.statements], _target_major(config, target)))

@@ -18,6 +18,11 @@ MAGIC = "-- reconcile plan"
 STATEMENTS_MARK = "-- ---- statements ----"
 APPROVAL_KEY = "destructive-approved"
 COMMIT_MARK = "-- reconcile: commit here"
+DATA_MARK = "DATA STEP"
+
+
+def _is_data(statement) -> bool:
+    return statement.origin.startswith("data")
 _NAME = re.compile(r"[^a-z0-9]+")
 
 
@@ -48,11 +53,13 @@ def render(plan: Plan) -> str:
     lines.append(f"-- squawk: {linted} finding(s) (named below)" if linted else "-- squawk: no findings")
     lines.append("-- summary:")
     for number, statement in enumerate(plan.statements, 1):
-        mark = "  [DESTRUCTIVE]" if statement.destructive else ""
+        mark = ("  [DESTRUCTIVE]" if statement.destructive else "") + ("  [DATA]" if _is_data(statement) else "")
         lines.append(f"--   {number:>3}. {statement.summary}{mark}")
     lines += ["", STATEMENTS_MARK, ""]
     for number, statement in enumerate(plan.statements, 1):
         lines.append(f"-- [{number}] {statement.summary}")
+        if _is_data(statement):
+            lines.append(f"-- {DATA_MARK} {statement.origin}: hand-written, kept as written")
         if statement.destructive:
             lines.append(f"-- DESTRUCTIVE: {statement.destructive}")
         if statement.hazards:
@@ -151,7 +158,9 @@ def read(path: Path) -> PlanFile:
         sql = body[piece].strip() + ";"
         classification = classify(sql)
         following = body[piece.stop:slices[number + 1].start if number + 1 < len(slices) else len(body)]
-        statements.append(PlannedStatement(sql, classification.summary, "file", classification.destructive,
+        preceding = body[slices[number - 1].stop if number else 0:piece.start]
+        origin = "data" if f"-- {DATA_MARK}" in preceding else "file"
+        statements.append(PlannedStatement(sql, classification.summary, origin, classification.destructive,
                                            commit_after=COMMIT_MARK in following))
     plan = Plan(
         statements=tuple(statements),

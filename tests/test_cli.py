@@ -627,3 +627,40 @@ def test_rollback_refused_after_the_database_moved_on(cli, project, target_url, 
 
     assert code == 1 and "the database changed since this plan was made" in err
     assert scalar(target_url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'bio'") == 1
+
+
+def test_plan_with_a_data_step(cli, project, target_url, sql):
+    assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
+    sql(target_url, "INSERT INTO organizations (id, name) VALUES ('o1', 'Org')")
+    sql(target_url, "INSERT INTO users (id, email, organization_id) VALUES ('u1', 'a@example.com', 'o1')")
+    sql(target_url, "INSERT INTO learner_analytics (user_id, role_id, user_role, organization_id, data) VALUES "
+                    "('u1', 'r1', 'learner', 'o1', '{\"topicsPerWeek\": 3}'), ('u1', 'r2', 'learner', 'o1', '{}')")
+    (project / "data").mkdir()
+    (project / "data" / "velocity.sql").write_text(
+        "-- topicsPerWeek is now called velocity\n"
+        "UPDATE learner_analytics\n"
+        "SET data = jsonb_set(data - 'topicsPerWeek', '{velocity}', data -> 'topicsPerWeek')\n"
+        "WHERE data ? 'topicsPerWeek';\n"
+    )
+    _add_bio_column(project)
+
+    code, out, err = cli("plan", "--as-of", AS_OF, "--name", "velocity", "--data-after", "data/velocity.sql")
+
+    assert code == 0, err
+    assert "[DATA]" in out and "-- DATA STEP data (after the schema changes, from data/velocity.sql)" in out
+    body = plan_files(project)[-1].read_text().split("-- ---- statements ----")[1]
+    assert body.index('add column "bio"') < body.index("UPDATE learner_analytics")
+    assert cli("apply")[0] == 0
+    assert sql(target_url, "SELECT data FROM learner_analytics WHERE role_id = 'r1'")[0][0] == {"velocity": 3}
+    assert sql(target_url, "SELECT data FROM learner_analytics WHERE role_id = 'r2'")[0][0] == {}
+    assert cli("drift", "--as-of", AS_OF)[0] == 0
+
+
+def test_data_step_with_a_syntax_error(cli, project, target_url):
+    (project / "bad.sql").write_text("UPDATE users SET email = ;\n")
+
+    code, _, err = cli("plan", "--as-of", AS_OF, "--data-before", "bad.sql")
+
+    assert code == 1
+    assert _one_clean_line(err).startswith("error: bad.sql:1: syntax error")
+    assert table_names(target_url) is None
