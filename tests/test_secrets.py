@@ -1,0 +1,60 @@
+"""A connection password never appears in any output: stdout, stderr (with --verbose too), plan files."""
+
+from urllib.parse import urlsplit
+
+import pytest
+
+from reconcile_engine.cli import run
+
+FAKE_SECRET = "Sup3r-Secret-Pw"
+
+
+def _with_password(url, password):
+    parts = urlsplit(url)
+    netloc = f"{parts.username or 'postgres'}:{password}@{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+@pytest.fixture
+def secret_url(target_url):
+    """The target's URL with a password in it: the real one where the server checks passwords,
+    else an invented one (a trust-auth server ignores it)."""
+    password = urlsplit(target_url).password
+    if password:
+        return target_url, password
+    return _with_password(target_url, FAKE_SECRET), FAKE_SECRET
+
+
+def _everything(capsys, project, args, url):
+    code = run([*args, "--project", str(project), "--database-url", url, "--verbose"])
+    captured = capsys.readouterr()
+    files = "".join(p.read_text() for p in (project / "migrations").rglob("*.sql"))
+    return code, captured.out + captured.err + files
+
+
+def test_no_password_in_any_output_on_success(capsys, project, secret_url):
+    url, secret = secret_url
+    for args in (["plan", "--as-of", "2026-06-01"], ["apply"], ["drift", "--as-of", "2026-06-01"],
+                 ["drift", "--format", "json", "--as-of", "2026-06-01"], ["status"], ["status", "--format", "json"],
+                 ["lint"], ["maintain", "--as-of", "2026-06-01"]):
+        code, output = _everything(capsys, project, args, url)
+        assert code == 0, (args, output[-500:])
+        assert secret not in output, args
+
+
+def test_no_password_on_error_paths(capsys, project, secret_url, target_url):
+    url, secret = secret_url
+    unreachable = _with_password("postgresql://app@127.0.0.1:1/app", secret)
+    code, output = _everything(capsys, project, ["drift"], unreachable)
+    assert code == 1 and "cannot connect" in output and secret not in output
+
+    users = project / "schema" / "020_users.sql"
+    users.write_text(users.read_text().replace("text NOT NULL UNIQUE", "txet NOT NULL UNIQUE"))
+    code, output = _everything(capsys, project, ["plan"], url)
+    assert code == 1 and "020_users.sql" in output and secret not in output
+
+    if urlsplit(target_url).password:  # only a server that checks passwords can refuse one
+        wrong = _with_password(target_url, secret + "-wrong")
+        code, output = _everything(capsys, project, ["drift"], wrong)
+        assert code == 1 and "password authentication failed" in output
+        assert secret not in output
