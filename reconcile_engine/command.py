@@ -12,9 +12,10 @@ import getpass
 import json
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
-from . import history, planfile
+from . import history, planfile, rules
 from .apply import apply_plans, maintain_partitions, pending_plans, rollback_last
 from .config import Config, load_config
 from .declared import DesiredState, load_desired_state
@@ -80,6 +81,19 @@ def _check_same_major(config: Config, target_url: str, scratch_url: str) -> None
         )
 
 
+def _warn_lint(config: Config, scratch) -> list:
+    """Run the security lint on the declared state; plan and drift show its findings as warnings."""
+    conn = scratch.connect()
+    try:
+        with conn.cursor() as cur:
+            findings = rules.check(cur, config.managed_schemas, config.lint_ignored)
+    finally:
+        conn.close()
+    for finding in findings:
+        print(f"warning: {finding.describe()}", file=sys.stderr)
+    return findings
+
+
 def _plan_files(config: Config) -> list[planfile.PlanFile]:
     return [planfile.read(path) for path in planfile.list_plans(config.path(config.migrations_dir))]
 
@@ -125,6 +139,7 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
             f"({', '.join(p.name for p in pending)}): apply them first, or delete them if they are abandoned"
         )
     with _desired_database(config, desired, target) as (scratch, server):
+        _warn_lint(config, scratch)
         current = inspect_database(target.url, config.scope, config.timeouts.connect_timeout_s)
         wanted = inspect_database(scratch.url, config.scope, config.timeouts.connect_timeout_s)
         differences = current.snapshot.differences(wanted.snapshot)
@@ -176,11 +191,27 @@ def _target_major(config: Config, target: Target) -> int:
 
 
 def lint(options: Options, plan_paths: list[Path]) -> int:
-    """squawk on reviewed plan files: exit 0 with no findings, 2 with findings."""
+    """With plan files: squawk on them. Without: the security rules on the declared state, and squawk
+    on every plan under migrations/. Exit 0 with no findings, 2 with findings."""
     config = load_config(options.project, options.config_file)
     paths = plan_paths or planfile.list_plans(config.path(config.migrations_dir))
     total = 0
     report = {}
+    if not plan_paths:
+        desired = load_desired_state(config, options.as_of or dt.date.today())
+        target = resolve_target(config, options.database_url)
+        with _desired_database(config, desired, target) as (scratch, _server):
+            conn = scratch.connect()
+            try:
+                with conn.cursor() as cur:
+                    findings = rules.check(cur, config.managed_schemas, config.lint_ignored)
+            finally:
+                conn.close()
+        total += len(findings)
+        report["declared state"] = [{"rule": f.rule, "object": f.object, "message": f.message} for f in findings]
+        if options.format == "text":
+            for finding in findings:
+                _print(f"declared state: {finding.describe()}")
     for path in paths:
         plan_file = planfile.read(Path(path))
         findings = squawk([s.sql for s in plan_file.plan.statements])
@@ -193,7 +224,7 @@ def lint(options: Options, plan_paths: list[Path]) -> int:
     if options.format == "json":
         _print(json.dumps(report, indent=2))
     elif not total:
-        _print(f"No findings in {len(paths)} plan(s).")
+        _print(f"No findings in {'the declared state and ' if not plan_paths else ''}{len(paths)} plan(s).")
     return EXIT_CHANGES if total else EXIT_OK
 
 
@@ -269,6 +300,7 @@ def drift(options: Options) -> int:
     entries = _history(config, target)
     pending = pending_plans(plans, history.applied_plan_names(entries))
     with _desired_database(config, desired, target) as (scratch, _server):
+        lint_findings = _warn_lint(config, scratch)
         current = inspect_database(target.url, config.scope, config.timeouts.connect_timeout_s)
         wanted = inspect_database(scratch.url, config.scope, config.timeouts.connect_timeout_s)
         differences = current.snapshot.differences(wanted.snapshot)
@@ -296,6 +328,7 @@ def drift(options: Options) -> int:
         "differences": [d.describe() for d in differences],
         "fix_sql": [s.sql for s in changes.statements],
         "not_compared": list(NOT_COMPARED),
+        "lint_warnings": [f.describe() for f in lint_findings],
     }
     if options.format == "json":
         _print(json.dumps(report, indent=2))

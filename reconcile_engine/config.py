@@ -48,6 +48,7 @@ class Config:
     timeouts: Timeouts = Timeouts()
     vars: dict = dataclasses.field(default_factory=dict)
     privileges: bool = False  # manage (diff and apply) grants on the managed schemas' objects
+    lint_ignored: dict = dataclasses.field(default_factory=dict)  # (rule, object) -> reason
 
     @property
     def scope(self):
@@ -106,8 +107,27 @@ def _mapping(value: Any, where: str, allowed: tuple[str, ...]) -> dict:
 
 _TOP_KEYS = (
     "database_url", "managed_schemas", "excluded_schemas", "roles", "extensions",
-    "scratch", "embedded_dir", "migrations_dir", "timeouts", "vars", "privileges",
+    "scratch", "embedded_dir", "migrations_dir", "timeouts", "vars", "privileges", "lint",
 )
+
+
+def _lint_ignored(value: Any, name: str) -> dict:
+    from .rules import RULE_NAMES
+
+    section = _mapping(value, f"{name}: lint", ("ignore",))
+    entries = section.get("ignore") or []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{name}: lint.ignore: expected a list of {{rule, object, reason}}")
+    ignored = {}
+    for number, entry in enumerate(entries, 1):
+        where = f"{name}: lint.ignore[{number}]"
+        entry = _mapping(entry, where, ("rule", "object", "reason"))
+        rule = _string(entry.get("rule"), f"{where}.rule")
+        if rule not in RULE_NAMES:
+            raise ConfigError(f"{where}.rule: unknown rule {rule!r} (known: {', '.join(RULE_NAMES)})")
+        reason = _string(entry.get("reason"), f"{where}.reason (say why the rule does not apply)")
+        ignored[(rule, _string(entry.get("object"), f"{where}.object"))] = reason
+    return ignored
 
 
 def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
@@ -190,4 +210,5 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
         timeouts=timeouts,
         vars=variables,
         privileges=privileges,
+        lint_ignored=_lint_ignored(top.get("lint"), name),
     )

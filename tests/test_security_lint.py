@@ -1,0 +1,88 @@
+"""The security lint: each rule fires on a minimal bad schema, can be switched off with a reason, and
+stays silent on the shipped schema."""
+
+import pytest
+
+from reconcile_engine.cli import run
+
+BAD = {
+    "tenant-table-without-rls": "CREATE TABLE notes (id int PRIMARY KEY, organization_id text NOT NULL);",
+    "view-bypasses-rls": (
+        "CREATE TABLE notes (id int PRIMARY KEY, organization_id text NOT NULL);\n"
+        "ALTER TABLE notes ENABLE ROW LEVEL SECURITY; ALTER TABLE notes FORCE ROW LEVEL SECURITY;\n"
+        "CREATE POLICY p ON notes USING (organization_id = current_setting('app.org', true));\n"
+        "CREATE VIEW all_notes AS SELECT * FROM notes;"
+    ),
+    "security-definer-without-search-path": (
+        "CREATE FUNCTION whoami() RETURNS text LANGUAGE sql SECURITY DEFINER AS $$ SELECT current_user::text $$;"
+    ),
+    "missing-primary-key": "CREATE TABLE events (at timestamptz NOT NULL);",
+    "current-setting-without-missing-ok": (
+        "CREATE TABLE notes (id int PRIMARY KEY, organization_id text NOT NULL);\n"
+        "ALTER TABLE notes ENABLE ROW LEVEL SECURITY; ALTER TABLE notes FORCE ROW LEVEL SECURITY;\n"
+        "CREATE POLICY p ON notes USING (organization_id = current_setting('app.org'));"
+    ),
+}
+OBJECTS = {
+    "tenant-table-without-rls": "public.notes",
+    "view-bypasses-rls": "public.all_notes",
+    "security-definer-without-search-path": "public.whoami()",
+    "missing-primary-key": "public.events",
+    "current-setting-without-missing-ok": "public.notes.p",
+}
+
+
+def _lint(capsys, folder, url):
+    code = run(["lint", "--project", str(folder), "--database-url", url])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _project(tmp_path, sql, config=""):
+    folder = tmp_path / "lintme"
+    (folder / "schema").mkdir(parents=True)
+    (folder / "schema" / "a.sql").write_text(sql)
+    (folder / "reconcile.yaml").write_text(config)
+    return folder
+
+
+@pytest.mark.parametrize("rule", sorted(BAD))
+def test_rule_fires_on_a_minimal_bad_schema(capsys, tmp_path, target_url, rule):
+    code, out, err = _lint(capsys, _project(tmp_path, BAD[rule]), target_url)
+
+    assert code == 2, err
+    assert f"declared state: {rule}: {OBJECTS[rule]}:" in out
+
+
+@pytest.mark.parametrize("rule", sorted(BAD))
+def test_rule_can_be_switched_off_for_an_object_with_a_reason(capsys, tmp_path, target_url, rule):
+    config = f"lint:\n  ignore:\n    - {{rule: {rule}, object: '{OBJECTS[rule]}', reason: checked by hand}}\n"
+
+    code, out, err = _lint(capsys, _project(tmp_path, BAD[rule], config), target_url)
+
+    assert f"{rule}: {OBJECTS[rule]}" not in out
+
+
+def test_ignore_without_a_reason_is_refused(capsys, tmp_path, target_url):
+    config = "lint:\n  ignore:\n    - {rule: missing-primary-key, object: public.events}\n"
+
+    code, out, err = _lint(capsys, _project(tmp_path, BAD["missing-primary-key"], config), target_url)
+
+    assert code == 1 and "lint.ignore[1].reason" in err
+
+
+def test_shipped_schema_is_silent(capsys, project, target_url):
+    code, out, err = _lint(capsys, project, target_url)
+
+    assert (code, err) == (0, "")
+    assert "No findings in the declared state" in out
+
+
+def test_plan_shows_lint_findings_as_warnings(capsys, tmp_path, target_url):
+    folder = _project(tmp_path, BAD["missing-primary-key"])
+
+    code = run(["plan", "--project", str(folder), "--database-url", target_url, "--dry-run"])
+    err = capsys.readouterr().err
+
+    assert code == 0
+    assert "warning: missing-primary-key: public.events: has no primary key" in err
