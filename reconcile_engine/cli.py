@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "upcoming declared partitions (additive only, no reviewed plan)")
     maintain.add_argument("--as-of", type=_date, help="date that places partition windows (default: today)")
 
+    commands.add_parser("test", parents=[common], help="run the policy tests (policies/tests/*.yaml) on the "
+                        "declared state; exit 1 if any fails")
+
     commands.add_parser("status", parents=[common], help="which plans are applied and which are pending")
     return parser
 
@@ -93,6 +96,8 @@ def _dispatch(ns: argparse.Namespace) -> int:
         return command.drift(options)
     if ns.command == "rollback":
         return command.rollback(options, allow_destructive=ns.allow_destructive)
+    if ns.command == "test":
+        return command.test(options)
     if ns.command == "lint":
         return command.lint(options, ns.plans)
     if ns.command == "maintain":

@@ -22,7 +22,7 @@ from .declared import DesiredState, load_desired_state
 from .corrections import all_corrections
 from .diff import DiffStatement, diff
 from .errors import (
-    EXIT_CHANGES, EXIT_OK, DeclaredStateError, PendingPlansError, PlanNotConvergedError, ScratchError,
+    EXIT_CHANGES, EXIT_ERROR, EXIT_OK, DeclaredStateError, PendingPlansError, PlanNotConvergedError, ScratchError,
 )
 from .inspection import NOT_COMPARED, inspect_database
 from .lifecycle import missing_partitions, stranded_rows
@@ -292,6 +292,39 @@ def rollback(options: Options, *, allow_destructive: bool = False) -> int:
     _print(f"rolled back {rolled_back}: {done.statements} statements in {done.duration_ms} ms. It is pending again: "
            f"remove it from {config.migrations_dir}/ (git revert), or fix the declared files and plan anew.")
     return EXIT_OK
+
+
+def test(options: Options) -> int:
+    """Policy tests (policies/tests/*.yaml) on the declared state, on a server where creating the
+    test's role harms nothing: scratch.server_url, else an embedded server (never the target's)."""
+    from .policytests import read_tests, run_tests
+    from .scratch import ScratchServer
+    from .servers import EmbeddedServer, embedded_data_dir
+
+    config = load_config(options.project, options.config_file)
+    as_of = options.as_of or dt.date.today()
+    test_files = read_tests(config.project_dir, as_of)
+    if not test_files:
+        raise DeclaredStateError(f"no policy tests: add YAML files under {config.project_dir / 'policies' / 'tests'}")
+    desired = load_desired_state(config, as_of)
+    if config.scratch_mode == "server":
+        server = ScratchServer(config.scratch_server_url, False)
+    else:
+        embedded = EmbeddedServer.start(embedded_data_dir(config).parent / "test-pgdata")
+        server = ScratchServer(embedded.url("postgres"), False, embedded)
+    with ScratchDatabase(server, "policytests", config.timeouts.connect_timeout_s) as scratch:
+        scratch.prepare(config)
+        scratch.load_desired(desired)
+        outcomes = run_tests(scratch.url, test_files)
+    failed = [o for o in outcomes if not o.passed]
+    if options.format == "json":
+        _print(json.dumps([dataclasses.asdict(o) for o in outcomes], indent=2))
+    else:
+        for outcome in outcomes:
+            _print(f"{'ok  ' if outcome.passed else 'FAIL'} {outcome.file}: {outcome.test}"
+                   + (f"\n     {outcome.detail}" if outcome.detail else ""))
+        _print(f"{len(outcomes) - len(failed)} passed, {len(failed)} failed")
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 def drift(options: Options) -> int:
