@@ -236,6 +236,16 @@ _QUERIES = {
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = ANY(%(schemas)s) AND c.relispartition
     """,
+    "fact:cloned trigger": """
+        SELECT 'fact:cloned trigger', n.nspname || '.' || c.relname || '.' || tg.tgname, ''
+        FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY(%(schemas)s) AND NOT tg.tgisinternal AND tg.tgparentid <> 0
+    """,
+    "fact:row security": """
+        SELECT 'fact:row security', n.nspname || '.' || c.relname, ''
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY(%(schemas)s) AND c.relrowsecurity
+    """,
     "fact:inherited constraint": """
         SELECT 'fact:inherited constraint', n.nspname || '.' || c.relname || '.' || con.conname, ''
         FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace

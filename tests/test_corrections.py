@@ -45,7 +45,10 @@ def _apply(url, statements):
 
 
 def _converges(a_url, b_url, corrections=None):
-    changes = diff(inspect_database(a_url, SCHEMAS), inspect_database(b_url, SCHEMAS), corrections)
+    try:
+        changes = diff(inspect_database(a_url, SCHEMAS), inspect_database(b_url, SCHEMAS), corrections)
+    except Exception as exc:  # migra and schemainspect crash on some cases
+        return None, f"diff failed: {type(exc).__name__}: {exc}"
     error = _apply(a_url, changes.statements)
     if error is not None:
         return changes, f"apply failed: {error}"

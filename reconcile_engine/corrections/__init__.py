@@ -81,7 +81,7 @@ def all_corrections(partition_specs=()) -> list[Correction]:
         PartitionTriggers,
     )
     from .retention import PartitionExpiry
-    from .rls import ForceRowLevelSecurity
+    from .rls import ForceRowLevelSecurity, PolicyRoleNames, RowLevelSecurityOnPartitions
     from .sequences import SequenceOptions
     from .views import ViewOptions
 
@@ -97,6 +97,8 @@ def all_corrections(partition_specs=()) -> list[Correction]:
         GeneratedColumns(),
         DefaultsAfterFunctions(),
         ViewOptions(),
+        PolicyRoleNames(),
+        RowLevelSecurityOnPartitions(),
         ForceRowLevelSecurity(),
         MaterializedViewIndexes(),
         Comments(),

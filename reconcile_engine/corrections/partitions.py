@@ -18,9 +18,16 @@ class InheritedPartitionObjects(Correction):
 
     def before_migra(self, current: Side, desired: Side) -> bool:
         changed = False
+        # A partition being detached keeps its copies as its own after DETACH: migra must see them
+        # on the current side, so that it drops those the declared table does not have.
+        before = current.snapshot.fact("partition parent")
+        after = desired.snapshot.fact("partition parent")
+        detached = {t for t, parent in before.items() if after.get(t) != parent}
         for side in (current, desired):
-            attached = side.snapshot.fact("attached index")
-            inherited = side.snapshot.fact("inherited constraint")
+            attached = {i: p for i, p in side.snapshot.fact("attached index").items()
+                        if side is desired or side.snapshot.fact("index table").get(i) not in detached}
+            inherited = {c: v for c, v in side.snapshot.fact("inherited constraint").items()
+                         if side is desired or c.rsplit(".", 1)[0] not in detached}
             i = side.inspected
             indexes = {k: v for k, v in i.indexes.items() if dotted(v.schema, v.name) not in attached}
             constraints = {
@@ -108,7 +115,52 @@ class PartitionTriggers(Correction):
     name = "partitions.triggers"
     fixes = "migra re-creates on each partition the row triggers PostgreSQL clones from the parent"
 
+    def before_migra(self, current: Side, desired: Side) -> bool:
+        changed = False
+        for side in (current, desired):
+            cloned = side.snapshot.fact("cloned trigger")
+            kept = {k: t for k, t in side.inspected.triggers.items()
+                    if dotted(t.schema, t.table_name, t.name) not in cloned}
+            changed |= len(kept) != len(side.inspected.triggers)
+            side.inspected.triggers = kept
+        return changed
+
 
 class PartitionAttachment(Correction):
     name = "partitions.attachment"
-    fixes = "migra cannot attach an existing table as a partition, nor detach one"
+    fixes = ("migra's attach statement is broken (schemainspect has no partition_spec, and names the tables "
+             "the wrong way round): detach first, attach last, keeping every row")
+
+    def __init__(self):
+        self.detach: list[str] = []
+        self.attach: list[str] = []
+
+    def before_migra(self, current: Side, desired: Side) -> bool:
+        before = current.snapshot.fact("partition parent")
+        after = desired.snapshot.fact("partition parent")
+        bounds = desired.snapshot.fact("partition bound")
+        names = {**current.snapshot.fact("qualified name"), **desired.snapshot.fact("qualified name")}
+        moving = [t for t in set(before) | set(after) if before.get(t) != after.get(t)
+                  and ("table", t) in current.snapshot.objects and ("table", t) in desired.snapshot.objects]
+        for table in sorted(moving):
+            if before.get(table):
+                self.detach.append(f"alter table {names[before[table]]} detach partition {names[table]};")
+            if after.get(table):
+                self.attach.append(f"alter table {names[after[table]]} attach partition {names[table]} {bounds[table]};")
+            # Let migra see the table as unmoved: it would write broken statements otherwise.
+            key = next(k for k, v in desired.inspected.tables.items() if dotted(v.schema, v.name) == table)
+            was = next(v for v in current.inspected.tables.values() if dotted(v.schema, v.name) == table)
+            desired.inspected.tables[key].parent_table = was.parent_table
+            desired.inspected.tables[key].partition_def = was.partition_def
+        return bool(moving)
+
+    def rewrite(self, statements, current: Side, desired: Side):
+        if not self.detach:
+            return statements
+        make = type(statements[0]) if statements else None
+        if make is None:
+            from ..diff import DiffStatement as make
+        return [make(sql, self.name) for sql in self.detach] + list(statements)
+
+    def after_migra(self, statements, current: Side, desired: Side) -> list[str]:
+        return list(self.attach)

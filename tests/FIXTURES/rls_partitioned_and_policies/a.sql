@@ -1,0 +1,6 @@
+DO $$ BEGIN CREATE ROLE "App User" NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+CREATE TABLE notes (id bigint NOT NULL, day date NOT NULL, org text NOT NULL, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+CREATE TABLE notes_2025 PARTITION OF notes FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE docs (id int PRIMARY KEY, org text NOT NULL);
+ALTER TABLE docs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY docs_read ON docs FOR SELECT TO PUBLIC USING (org = current_setting('app.org', true));

@@ -1,0 +1,12 @@
+DO $$ BEGIN CREATE ROLE "App User" NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+CREATE TABLE notes (id bigint NOT NULL, day date NOT NULL, org text NOT NULL, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+CREATE TABLE notes_2025 PARTITION OF notes FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE notes_2026 PARTITION OF notes FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+ALTER TABLE notes FORCE ROW LEVEL SECURITY;
+CREATE POLICY notes_org ON notes TO "App User" USING (org = current_setting('app.org', true));
+ALTER TABLE notes_2026 ENABLE ROW LEVEL SECURITY;
+CREATE POLICY notes_2026_org ON notes_2026 USING (org = current_setting('app.org', true));
+CREATE TABLE docs (id int PRIMARY KEY, org text NOT NULL);
+ALTER TABLE docs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY docs_read ON docs FOR UPDATE TO "App User" USING (org = current_setting('app.org_id', true)) WITH CHECK (org <> '');
