@@ -101,12 +101,22 @@ def _is_widening(old: str, new_sql: str) -> bool:
     return new_base in _WIDENINGS.get(old_base, set())
 
 
+def _column_text(current: CatalogSnapshot | None, table: str, column: str) -> str | None:
+    if current is None:
+        return None
+    return current.objects.get(("column", f"{table if '.' in table else 'public.' + table}.{column}"))
+
+
 def _alter_table(node, current: CatalogSnapshot | None) -> Classification:
     table = _rangevar(node.relation)
     actions, destructive, rows_of = [], None, None
     for cmd in node.cmds:
         subtype = cmd.subtype
         if subtype == AlterTableType.AT_DropColumn:
+            column = _column_text(current, table, cmd.name)
+            if column is not None and " generated always as (" in column:
+                actions.append(f"drop generated column {cmd.name} (derived: its values are computed again)")
+                continue
             actions.append(f"drop column {cmd.name}")
             destructive = f"drops column {table}.{cmd.name} and its data"
             rows_of = table
@@ -246,7 +256,8 @@ def _alter_table_hazards(node, current) -> set[str]:
         if subtype == AlterTableType.AT_AddColumn and _default_may_rewrite(cmd.def_):
             found.add(REWRITES_TABLE)
         elif subtype == AlterTableType.AT_DropColumn:
-            found.add(DELETES_DATA)
+            if " generated always as (" not in (_column_text(current, table, cmd.name) or ""):
+                found.add(DELETES_DATA)
         elif subtype == AlterTableType.AT_AlterColumnType:
             old = None
             if current is not None:

@@ -246,6 +246,28 @@ _QUERIES = {
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = ANY(%(schemas)s) AND c.relrowsecurity
     """,
+    "fact:view options": """
+        SELECT 'fact:view options', n.nspname || '.' || c.relname,
+               array_to_string(ARRAY(SELECT unnest(c.reloptions) ORDER BY 1), ',')
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY(%(schemas)s) AND c.relkind = 'v'
+    """,
+    "fact:sequence": """
+        SELECT 'fact:sequence', n.nspname || '.' || c.relname,
+               format('AS %%s INCREMENT BY %%s MINVALUE %%s MAXVALUE %%s START WITH %%s CACHE %%s %%s',
+                      format_type(s.seqtypid, NULL), s.seqincrement, s.seqmin, s.seqmax, s.seqstart, s.seqcache,
+                      CASE WHEN s.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
+        FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY(%(schemas)s)
+    """,
+    "fact:generated column": """
+        SELECT 'fact:generated column', n.nspname || '.' || c.relname || '.' || a.attname,
+               format('%%s GENERATED ALWAYS AS (%%s) STORED', format_type(a.atttypid, a.atttypmod),
+                      pg_get_expr(ad.adbin, ad.adrelid))
+        FROM pg_attribute a JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+        JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY(%(schemas)s) AND a.attgenerated = 's' AND NOT a.attisdropped
+    """,
     "fact:inherited constraint": """
         SELECT 'fact:inherited constraint', n.nspname || '.' || c.relname || '.' || con.conname, ''
         FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from . import Correction
+from . import Correction, InspectedDatabase
 
 
 class SequenceOptions(Correction):
     name = "sequences.options"
-    fixes = "migra ignores changed sequence and identity options (increment, cache, min/max)"
+    fixes = ("migra ignores a sequence's or identity column's options (increment, cache, min/max) and creates "
+             "new ones without them; ALTER SEQUENCE sets them and never restarts the live counter")
+
+    def after_migra(self, statements, current: InspectedDatabase, desired: InspectedDatabase) -> list[str]:
+        before = current.snapshot.fact("sequence")
+        after = desired.snapshot.fact("sequence")
+        names = desired.snapshot.fact("qualified name")
+        # START WITH only says where a RESTART would go; no RESTART is ever written, so values are kept.
+        return [f"alter sequence {names[seq]} {options};"
+                for seq, options in sorted(after.items()) if before.get(seq) != options]

@@ -1,0 +1,1 @@
+CREATE TABLE tickets (id int PRIMARY KEY, code text);
