@@ -24,7 +24,7 @@ from .diff import DiffStatement, diff
 from .errors import (
     EXIT_CHANGES, EXIT_ERROR, EXIT_OK, DeclaredStateError, PendingPlansError, PlanNotConvergedError, ScratchError,
 )
-from .inspection import NOT_COMPARED, inspect_database
+from .inspection import inspect_database, not_compared
 from .lifecycle import missing_partitions, stranded_rows
 from .lint import squawk
 from .plan import build_plan
@@ -167,7 +167,7 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
         note = f"{config.migrations_dir}/{planfile.ROLLBACK_FOLDER}/<this file's name> (rehearsed: leads back exactly)"
     else:
         note = f"none: {rehearsal.reverse_problem}"
-    the_plan = dataclasses.replace(the_plan, rollback_note=note)
+    the_plan = dataclasses.replace(the_plan, rollback_note=note, not_compared=not_compared(config.scope))
     text = planfile.render(the_plan)
     path = None if dry_run else planfile.write(the_plan, migrations, name)
     if path is not None and rehearsal.reverse is not None:
@@ -360,7 +360,7 @@ def drift(options: Options) -> int:
         "stranded_rows": [s.describe() for s in stranded],
         "differences": [d.describe() for d in differences],
         "fix_sql": [s.sql for s in changes.statements],
-        "not_compared": list(NOT_COMPARED),
+        "not_compared": list(not_compared(config.scope)),
         "lint_warnings": [f.describe() for f in lint_findings],
     }
     if options.format == "json":

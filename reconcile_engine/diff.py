@@ -36,7 +36,8 @@ def diff(current: InspectedDatabase, desired: InspectedDatabase, corrections: li
     migration = Migration(current.inspected, desired.inspected)
     # Unsafe statements are not refused here: the plan classifies and gates them instead.
     migration.set_safety(False)
-    migration.add_all_changes(privileges=desired.scope.privileges)
+    # Grants are compared by the privileges.grants correction (migra sees table grants only).
+    migration.add_all_changes(privileges=False)
     statements = [DiffStatement(s.strip(), "migra") for s in migration.statements if s.strip()]
     for correction in corrections:
         rewritten = correction.rewrite(statements, current, desired)

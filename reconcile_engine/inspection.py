@@ -276,15 +276,46 @@ _QUERIES = {
 }
 
 # Compared only when privileges are managed (privileges: true in reconcile.yaml).
-_PRIVILEGE_QUERIES: dict[str, str] = {}
+_GRANTEE = "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END"
+_PRIVILEGES = ("string_agg(a.privilege_type || CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END, "
+               "', ' ORDER BY a.privilege_type)")
+# Grants to other roles than the owner (ownership itself is not managed), one row per object and grantee.
+# A NULL acl means the defaults (EXECUTE to PUBLIC on a function): read them, so revoking one shows.
+_PRIVILEGE_QUERIES: dict[str, str] = {
+    "relation grant": f"""
+        SELECT 'grant', format('%%s %%I.%%I TO %%s', CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+                               n.nspname, c.relname, {_GRANTEE}), {_PRIVILEGES}
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(coalesce(c.relacl, acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char", c.relowner))) a
+        WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND a.grantee <> c.relowner
+        GROUP BY c.relkind, n.nspname, c.relname, a.grantee
+    """,
+    "function grant": f"""
+        SELECT 'grant', format('FUNCTION %%I.%%I(%%s) TO %%s', n.nspname, p.proname,
+                               pg_get_function_identity_arguments(p.oid), {_GRANTEE}), {_PRIVILEGES}
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace CROSS JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+        WHERE n.nspname = ANY(%(schemas)s) AND a.grantee <> p.proowner
+        GROUP BY n.nspname, p.proname, p.oid, a.grantee
+    """,
+    "schema grant": f"""
+        SELECT 'grant', format('SCHEMA %%I TO %%s', n.nspname, {_GRANTEE}), {_PRIVILEGES}
+        FROM pg_namespace n CROSS JOIN LATERAL aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+        WHERE n.nspname = ANY(%(schemas)s) AND a.grantee <> n.nspowner
+        GROUP BY n.nspname, a.grantee
+    """,
+}
 
 # What this view does not look at, and so what neither plans nor drift reports can be trusted on.
 NOT_COMPARED = (
     "column order within a table",
     "renames (a renamed object is seen as one dropped and one created)",
-    "grants and ownership",
+    "grants (unless privileges: true in reconcile.yaml)",
+    "ownership",
     "table data and sequence current values",
 )
+
+
+def not_compared(scope: "Scope") -> tuple[str, ...]:
+    return tuple(item for item in NOT_COMPARED if not (scope.privileges and item.startswith("grants")))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -80,6 +80,7 @@ def all_corrections(partition_specs=()) -> list[Correction]:
         InheritedPartitionObjects, PartitionAttachment, PartitionedForeignKeys, PartitionedParentKeys,
         PartitionTriggers,
     )
+    from .privileges import Grants
     from .retention import PartitionExpiry
     from .rls import ForceRowLevelSecurity, PolicyRoleNames, RowLevelSecurityOnPartitions
     from .sequences import SequenceOptions
@@ -102,4 +103,5 @@ def all_corrections(partition_specs=()) -> list[Correction]:
         ForceRowLevelSecurity(),
         MaterializedViewIndexes(),
         Comments(),
+        Grants(),
     ]
