@@ -105,3 +105,14 @@ def test_unchanged_materialized_view_is_not_recreated(new_database):
     changes = diff(inspect_database(a_url, SCHEMAS), inspect_database(b_url, SCHEMAS))
 
     assert changes.statements == ()
+
+
+def test_view_text_normalization_equates_qualified_and_bare_columns_only():
+    from reconcile_engine.corrections.viewtext import normalized
+
+    qualified = " SELECT t.a, count(*) AS n FROM t WHERE (t.b > 1) GROUP BY t.a;"
+    bare = " SELECT a, count(*) AS n FROM t WHERE (b > 1) GROUP BY a;"
+    assert normalized(qualified) == normalized(bare)
+    assert normalized(bare) != normalized(" SELECT a, count(*) AS n FROM t WHERE (b > 2) GROUP BY a;")
+    joined = " SELECT t.a FROM t JOIN u ON (t.id = u.id);"
+    assert normalized(joined) != normalized(" SELECT a FROM t JOIN u ON (id = id);")

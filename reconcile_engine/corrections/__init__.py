@@ -85,6 +85,7 @@ def all_corrections(partition_specs=()) -> list[Correction]:
     from .rls import ForceRowLevelSecurity, PolicyRoleNames, RowLevelSecurityOnPartitions
     from .sequences import SequenceOptions
     from .views import ViewOptions
+    from .viewtext import ViewDefinitionText
 
     return [
         InheritedPartitionObjects(),
@@ -97,6 +98,7 @@ def all_corrections(partition_specs=()) -> list[Correction]:
         SequenceOptions(),
         GeneratedColumns(),
         DefaultsAfterFunctions(),
+        ViewDefinitionText(),
         ViewOptions(),
         PolicyRoleNames(),
         RowLevelSecurityOnPartitions(),

