@@ -22,7 +22,8 @@ class InheritedPartitionObjects(Correction):
         # on the current side, so that it drops those the declared table does not have.
         before = current.snapshot.fact("partition parent")
         after = desired.snapshot.fact("partition parent")
-        detached = {t for t, parent in before.items() if after.get(t) != parent}
+        detached = {t for t, parent in before.items()
+                    if after.get(t) != parent and ("table", t) in desired.snapshot.objects}
         for side in (current, desired):
             attached = {i: p for i, p in side.snapshot.fact("attached index").items()
                         if side is desired or side.snapshot.fact("index table").get(i) not in detached}
