@@ -403,6 +403,13 @@ def maintain(options: Options) -> int:
     return EXIT_OK
 
 
+def _print_section(title: str, lines: list[str]) -> None:
+    if lines:
+        _print(f"\n{title}")
+        for line in lines:
+            _print(f"  - {line}")
+
+
 def _print_drift(report: dict) -> None:
     if report["in_sync"]:
         _print(f"In sync: {report['target']} matches the declared state (as of {report['as_of']}).")
@@ -410,24 +417,14 @@ def _print_drift(report: dict) -> None:
     _print(f"Drift: {report['target']} does not match the declared state (as of {report['as_of']}).")
     if report["pending_plans"]:
         explained = " (they account for every difference)" if report["pending_plans_explain_differences"] else ""
-        _print(f"\nReviewed plans not yet applied{explained}:")
-        for name in report["pending_plans"]:
-            _print(f"  - {name}")
+        _print_section(f"Reviewed plans not yet applied{explained}:", report["pending_plans"])
     if report["changed_outside_reconcile"]:
         _print("\nChanged outside reconcile since the last apply "
                f"(fingerprint {report['fingerprint'][:19]}…, last applied {report['last_applied_fingerprint'][:19]}…).")
-    if report["missing_partitions"]:
-        _print("\nPartitions missing ('reconcile maintain' creates the current and upcoming ones):")
-        for line in report["missing_partitions"]:
-            _print(f"  - {line}")
-    if report["stranded_rows"]:
-        _print("\nRows in a DEFAULT partition that a declared partition should hold:")
-        for line in report["stranded_rows"]:
-            _print(f"  - {line}")
-    if report["differences"]:
-        _print("\nDifferences (target vs declared):")
-        for line in report["differences"]:
-            _print(f"  - {line}")
+    _print_section("Partitions missing ('reconcile maintain' creates the current and upcoming ones):",
+                   report["missing_partitions"])
+    _print_section("Rows in a DEFAULT partition that a declared partition should hold:", report["stranded_rows"])
+    _print_section("Differences (target vs declared):", report["differences"])
     if report["fix_sql"]:
         _print("\nSQL that would bring the target to the declared state (run 'reconcile plan' to get a reviewed plan):")
         for sql in report["fix_sql"]:

