@@ -17,7 +17,7 @@ from .errors import (
 from .hazards import classify
 from .inspection import take_snapshot
 from .planfile import PlanFile
-from .rehearse import PlanStatementFailed, run_statements
+from .rehearse import PlanStatementFailed, run_online_step, run_statements
 from .servers import connect, first_line
 
 # One advisory lock for every reconcile apply on a database (a stable 63-bit key from the tool's name).
@@ -90,7 +90,8 @@ def _apply_one(conn, config: Config, plan_file: PlanFile, allow_destructive: boo
     delay = config.timeouts.lock_retry_delay_ms / 1000
     for attempt in range(1, tries + 1):
         try:
-            return _attempt(conn, config, plan_file, allow_destructive, git_commit, applied_by, record_as, rolls_back)
+            return _attempt(conn, config, plan_file, allow_destructive, git_commit, applied_by, record_as, rolls_back,
+                            on_progress)
         except ApplyFailedError as exc:
             failed = exc.__cause__
             lock_timeout = (isinstance(failed, PlanStatementFailed) and failed.committed_through == 0
@@ -110,10 +111,14 @@ def _apply_one(conn, config: Config, plan_file: PlanFile, allow_destructive: boo
     raise AssertionError("unreachable")
 
 
-def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
-             git_commit: str | None, applied_by: str, record_as: str | None, rolls_back: str | None) -> AppliedPlan:
+def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool, git_commit: str | None,
+             applied_by: str, record_as: str | None, rolls_back: str | None, on_progress) -> AppliedPlan:
     plan = plan_file.plan
+    name = record_as or plan_file.name
     started = time.monotonic()
+    steps = plan.online_steps
+    with conn.cursor() as cur:
+        done = history.steps_done(cur, name) if steps else set()
     conn.autocommit = False
     timeouts = (f"{config.timeouts.lock_timeout_ms}ms", f"{config.timeouts.statement_timeout_ms}ms")
 
@@ -125,53 +130,88 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
 
     try:
         with conn.cursor() as cur:
-            begin(cur)
-            current = take_snapshot(conn, config.scope)
-            if current.fingerprint != plan.fingerprint_before:
-                raise StalePlanError(
-                    f"{plan_file.name}: the database changed since this plan was made (fingerprint "
-                    f"{current.fingerprint[:19]}… is not the plan's before {plan.fingerprint_before[:19]}…); "
-                    f"nothing was applied: run 'reconcile drift' to see what changed, then plan again"
-                )
-            destructive = [s for s in plan.statements if classify(s.sql, current).destructive]
-            if destructive and not (allow_destructive or plan.destructive_approved):
-                first = classify(destructive[0].sql, current).destructive
-                raise DestructiveNotApprovedError(
-                    f"{plan_file.name}: {len(destructive)} destructive statement(s) ({first}); nothing was applied: "
-                    f"review them, then set '-- destructive-approved: yes' in the plan or pass --allow-destructive"
-                )
-            try:
-                run_statements(conn, plan.statements, plan_file.name, begin)
-            except PlanStatementFailed as failed:
-                if failed.committed_through:
-                    raise ApplyFailedError(
-                        f"{failed}; statements 1-{failed.committed_through} had to be committed first and stay "
-                        f"applied (additive), the rest was rolled back: plan again from here"
-                    ) from failed
-                raise ApplyFailedError(f"{failed}; rolled back, nothing was applied") from failed
+            if 0 in done:
+                on_progress(f"{plan_file.name}: its transaction was committed by an earlier apply; resuming its online steps")
+            else:
+                _run_transaction(conn, cur, config, plan_file, allow_destructive, begin)
+                if steps:
+                    history.mark_step(cur, name, 0)
+                    conn.commit()
+            if steps:
+                # Concurrent builds are exempt from statement_timeout; lock_timeout still bounds every wait.
+                settings = f"SET lock_timeout = '{timeouts[0]}'; SET statement_timeout = 0"
+                for number, step in steps:
+                    if number in done:
+                        continue
+                    on_progress(f"{plan_file.name}: online step {number}: {step.summary}")
+                    try:
+                        run_online_step(conn, number, step, plan_file.name, settings)
+                    except PlanStatementFailed as failed:
+                        if getattr(failed.error, "pgcode", None) == LOCK_NOT_AVAILABLE:
+                            raise ApplyFailedError(str(failed)) from failed  # retried, resuming here
+                        raise ApplyFailedError(
+                            f"{failed}; the plan's transaction and its earlier steps are committed: fix the cause "
+                            f"and run apply again, which resumes from this step"
+                        ) from failed
+                    history.mark_step(cur, name, number)
+                conn.autocommit = False
+                begin(cur)
             after = take_snapshot(conn, config.scope)
             if after.fingerprint != plan.fingerprint_after:
+                outcome = ("its statements are committed: run 'reconcile drift' to see what differs"
+                           if steps else "rolled back, nothing was applied")
                 raise ApplyFailedError(
                     f"{plan_file.name}: after its statements the schema does not match the plan's expected "
-                    f"fingerprint {plan.fingerprint_after[:19]}… (got {after.fingerprint[:19]}…); "
-                    f"rolled back, nothing was applied"
+                    f"fingerprint {plan.fingerprint_after[:19]}… (got {after.fingerprint[:19]}…); {outcome}"
                 )
             duration_ms = int((time.monotonic() - started) * 1000)
             if rolls_back is not None:
                 history.mark_rolled_back(cur, rolls_back)
             history.record(
-                cur, plan_file=record_as or plan_file.name, plan_sha256=plan_file.sha256,
+                cur, plan_file=name, plan_sha256=plan_file.sha256,
                 fingerprint_before=plan.fingerprint_before, fingerprint_after=plan.fingerprint_after,
                 git_commit=git_commit, applied_by=applied_by, duration_ms=duration_ms,
                 statement_count=len(plan.statements), tool_version=__version__,
             )
+            if steps:
+                history.clear_steps(cur, name)
         conn.commit()
         return AppliedPlan(plan_file.name, len(plan.statements), duration_ms)
     except BaseException:
-        conn.rollback()
+        if not conn.autocommit:
+            conn.rollback()
         raise
     finally:
         conn.autocommit = True
+
+
+def _run_transaction(conn, cur, config: Config, plan_file: PlanFile, allow_destructive: bool, begin) -> None:
+    """The plan's transactional part: check the fingerprint and the approval, then run it."""
+    plan = plan_file.plan
+    begin(cur)
+    current = take_snapshot(conn, config.scope)
+    if current.fingerprint != plan.fingerprint_before:
+        raise StalePlanError(
+            f"{plan_file.name}: the database changed since this plan was made (fingerprint "
+            f"{current.fingerprint[:19]}… is not the plan's before {plan.fingerprint_before[:19]}…); "
+            f"nothing was applied: run 'reconcile drift' to see what changed, then plan again"
+        )
+    destructive = [s for s in plan.statements if classify(s.sql, current).destructive]
+    if destructive and not (allow_destructive or plan.destructive_approved):
+        first = classify(destructive[0].sql, current).destructive
+        raise DestructiveNotApprovedError(
+            f"{plan_file.name}: {len(destructive)} destructive statement(s) ({first}); nothing was applied: "
+            f"review them, then set '-- destructive-approved: yes' in the plan or pass --allow-destructive"
+        )
+    try:
+        run_statements(conn, plan.statements, plan_file.name, begin)
+    except PlanStatementFailed as failed:
+        if failed.committed_through:
+            raise ApplyFailedError(
+                f"{failed}; statements 1-{failed.committed_through} had to be committed first and stay "
+                f"applied (additive), the rest was rolled back: plan again from here"
+            ) from failed
+        raise ApplyFailedError(f"{failed}; rolled back, nothing was applied") from failed
 
 
 def rollback_last(config: Config, target_url: str, migrations, *, allow_destructive: bool,

@@ -27,6 +27,7 @@ from .errors import (
 from .inspection import inspect_database, not_compared
 from .lifecycle import missing_partitions, stranded_rows
 from .lint import squawk
+from .online import make_online
 from .plan import build_plan
 from .rehearse import rehearse
 from .scratch import ScratchDatabase, choose_scratch_server
@@ -150,6 +151,8 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
         if before_steps or after_steps:
             changes = dataclasses.replace(changes, statements=tuple(before_steps) + changes.statements + tuple(after_steps))
         the_plan = build_plan(changes, current.snapshot, wanted.snapshot, desired.as_of)
+        if config.online and current.snapshot.of_kind("table"):
+            the_plan = make_online(the_plan, current.snapshot)
         the_plan = the_plan.with_row_counts(_count_rows(config, target, the_plan.tables_at_stake))
         the_plan = the_plan.with_lint(squawk([s.sql for s in the_plan.statements], _target_major(config, target)))
         rehearsal = rehearse(the_plan, target.url, current.snapshot, scratch.url, server, config,

@@ -49,6 +49,7 @@ class Config:
     vars: dict = dataclasses.field(default_factory=dict)
     privileges: bool = False  # manage (diff and apply) grants on the managed schemas' objects
     lint_ignored: dict = dataclasses.field(default_factory=dict)  # (rule, object) -> reason
+    online: bool = True  # on a target that has tables, slow blocking statements become online steps
 
     @property
     def scope(self):
@@ -107,7 +108,7 @@ def _mapping(value: Any, where: str, allowed: tuple[str, ...]) -> dict:
 
 _TOP_KEYS = (
     "database_url", "managed_schemas", "excluded_schemas", "roles", "extensions",
-    "scratch", "embedded_dir", "migrations_dir", "timeouts", "vars", "privileges", "lint",
+    "scratch", "embedded_dir", "migrations_dir", "timeouts", "vars", "privileges", "lint", "online",
 )
 
 
@@ -188,6 +189,9 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
             f"{name}: managed_schemas: {', '.join(sorted(overlap))} is excluded "
             f"(excluded_schemas, or the tool's own schema '{TOOL_SCHEMA}')"
         )
+    online = top.get("online", True)
+    if not isinstance(online, bool):
+        raise ConfigError(f"{name}: online: expected true or false, got {online!r}")
     privileges = top.get("privileges", False)
     if not isinstance(privileges, bool):
         raise ConfigError(f"{name}: privileges: expected true or false, got {privileges!r}")
@@ -211,4 +215,5 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
         vars=variables,
         privileges=privileges,
         lint_ignored=_lint_ignored(top.get("lint"), name),
+        online=online,
     )

@@ -8,6 +8,7 @@ import datetime as dt
 from .config import TOOL_SCHEMA
 
 TABLE = f"{TOOL_SCHEMA}.history"
+PROGRESS = f"{TOOL_SCHEMA}.progress"
 
 _CREATE = f"""
 CREATE SCHEMA IF NOT EXISTS {TOOL_SCHEMA};
@@ -27,6 +28,14 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS rolled_back_at timestamptz;
 -- A plan is in effect once at most; after a rollback it may be applied again.
 CREATE UNIQUE INDEX IF NOT EXISTS history_plan_in_effect ON {TABLE} (plan_file) WHERE rolled_back_at IS NULL;
+-- Steps of a plan with online steps, as they complete: step 0 is its transaction. A plan is recorded
+-- in history when all are done; until then an apply resumes from here.
+CREATE TABLE IF NOT EXISTS {PROGRESS} (
+    plan_file  text NOT NULL,
+    step       integer NOT NULL,
+    done_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (plan_file, step)
+);
 """
 
 
@@ -67,6 +76,19 @@ def read(cur) -> list[HistoryEntry]:
 def applied_plan_names(entries: list[HistoryEntry]) -> set[str]:
     """Plans in effect: applied and not rolled back since."""
     return {e.plan_file for e in entries if e.rolled_back_at is None}
+
+
+def steps_done(cur, plan_file: str) -> set[int]:
+    cur.execute(f"SELECT step FROM {PROGRESS} WHERE plan_file = %s", (plan_file,))
+    return {row[0] for row in cur.fetchall()}
+
+
+def mark_step(cur, plan_file: str, step: int) -> None:
+    cur.execute(f"INSERT INTO {PROGRESS} (plan_file, step) VALUES (%s, %s) ON CONFLICT DO NOTHING", (plan_file, step))
+
+
+def clear_steps(cur, plan_file: str) -> None:
+    cur.execute(f"DELETE FROM {PROGRESS} WHERE plan_file = %s", (plan_file,))
 
 
 def mark_rolled_back(cur, plan_file: str) -> None:

@@ -25,6 +25,7 @@ class PlannedStatement:
     rows: int | None = None  # how many rows it held when the plan was made
     hazards: tuple[str, ...] = ()  # what it does to a live table (hazards.py), none for tables new in this plan
     lint: tuple[str, ...] = ()  # squawk's findings (lint.py)
+    online_step: bool = False  # runs after the plan's transaction, on its own (online.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,15 @@ class Plan:
     @property
     def destructive(self) -> tuple[PlannedStatement, ...]:
         return tuple(s for s in self.statements if s.destructive)
+
+    @property
+    def transactional(self) -> tuple[PlannedStatement, ...]:
+        return tuple(s for s in self.statements if not s.online_step)
+
+    @property
+    def online_steps(self) -> tuple[tuple[int, PlannedStatement], ...]:
+        """(statement number, statement) of the steps that run after the transaction."""
+        return tuple((n, s) for n, s in enumerate(self.statements, 1) if s.online_step)
 
     @property
     def tables_at_stake(self) -> set[str]:
@@ -90,7 +100,7 @@ class Plan:
             "statements": [
                 {"sql": s.sql, "summary": s.summary, "origin": s.origin, "destructive": s.destructive,
                  "commit_after": s.commit_after, "rows": s.rows, "hazards": list(s.hazards),
-                 "lint": list(s.lint)}
+                 "lint": list(s.lint), "online_step": s.online_step}
                 for s in self.statements
             ],
         }

@@ -18,6 +18,7 @@ MAGIC = "-- reconcile plan"
 STATEMENTS_MARK = "-- ---- statements ----"
 APPROVAL_KEY = "destructive-approved"
 COMMIT_MARK = "-- reconcile: commit here"
+ONLINE_MARK = "-- reconcile: online step"
 DATA_MARK = "DATA STEP"
 
 
@@ -49,6 +50,9 @@ def render(plan: Plan) -> str:
     hazardous = [s for s in plan.statements if s.hazards]
     lines.append(f"-- hazards: {len(hazardous)} statement(s) lock, rewrite or scan existing tables (named below)"
                  if hazardous else "-- hazards: none on existing tables")
+    if plan.online_steps:
+        lines.append(f"-- online steps: {len(plan.online_steps)} run after the transaction commits, each on its own "
+                     f"(an interrupted apply resumes them)")
     linted = sum(len(s.lint) for s in plan.statements)
     lines.append(f"-- squawk: {linted} finding(s) (named below)" if linted else "-- squawk: no findings")
     lines.append("-- summary:")
@@ -58,6 +62,8 @@ def render(plan: Plan) -> str:
     lines += ["", STATEMENTS_MARK, ""]
     for number, statement in enumerate(plan.statements, 1):
         lines.append(f"-- [{number}] {statement.summary}")
+        if statement.online_step:
+            lines.append(f"{ONLINE_MARK}: runs outside the transaction")
         if _is_data(statement):
             lines.append(f"-- {DATA_MARK} {statement.origin}: hand-written, kept as written")
         if statement.destructive:
@@ -161,7 +167,8 @@ def read(path: Path) -> PlanFile:
         preceding = body[slices[number - 1].stop if number else 0:piece.start]
         origin = "data" if f"-- {DATA_MARK}" in preceding else "file"
         statements.append(PlannedStatement(sql, classification.summary, origin, classification.destructive,
-                                           commit_after=COMMIT_MARK in following))
+                                           commit_after=COMMIT_MARK in following,
+                                           online_step=ONLINE_MARK in preceding))
     plan = Plan(
         statements=tuple(statements),
         as_of=as_of,

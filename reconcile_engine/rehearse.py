@@ -41,6 +41,8 @@ def run_statements(conn, statements, label: str, begin=lambda cur: None) -> None
     with conn.cursor() as cur:
         begin(cur)
         for number, statement in enumerate(statements, 1):
+            if getattr(statement, "online_step", False):
+                continue  # runs after the transaction: run_online_step
             try:
                 cur.execute(statement.sql)
             except psycopg2.Error as exc:
@@ -49,6 +51,27 @@ def run_statements(conn, statements, label: str, begin=lambda cur: None) -> None
                 conn.commit()
                 committed_through = number
                 begin(cur)
+
+
+def run_online_step(conn, number: int, statement, label: str, session_settings: str = "") -> None:
+    """One step outside the transaction (autocommit). A CREATE INDEX CONCURRENTLY that failed or was
+    interrupted before leaves an INVALID index of the same name: drop it, then build it again."""
+    from .online import index_name
+
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        try:
+            if session_settings:
+                cur.execute(session_settings)
+            index = index_name(statement)
+            if index is not None:
+                cur.execute("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (index,))
+                row = cur.fetchone()
+                if row is not None and row[0]:
+                    cur.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index}")
+            cur.execute(statement.sql)
+        except psycopg2.Error as exc:
+            raise PlanStatementFailed(label, number, statement, exc) from exc
 
 
 class PlanStatementFailed(Exception):
@@ -76,11 +99,13 @@ def rehearse(plan: Plan, target_url: str, target_snapshot: CatalogSnapshot, desi
                 raise ScratchError(f"the scratch copy of the target is not faithful, so the plan cannot be rehearsed: {first}")
             try:
                 run_statements(conn, plan.statements, "rehearsal")
+                conn.commit()
+                for number, step in plan.online_steps:
+                    run_online_step(conn, number, step, "rehearsal")
             except PlanStatementFailed as failed:
                 raise PlanNotConvergedError(
                     f"the plan fails on a copy of the target, so it was not written: {failed}"
                 ) from failed
-            conn.commit()
         finally:
             conn.close()
         rehearsed = inspect_database(copy.url, scope, config.timeouts.connect_timeout_s)

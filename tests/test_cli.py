@@ -512,13 +512,21 @@ def test_plan_names_hazards_on_existing_tables_only(cli, project, target_url):
 
     assert code == 0, err
     [statement] = json.loads(out)["statements"]
-    assert statement["hazards"] == ["blocks writes while building an index"]
+    # On a live target the build becomes an online step: CONCURRENTLY, outside the transaction.
+    assert statement["online_step"] and "CONCURRENTLY" in statement["sql"]
+    assert statement["hazards"] == ["cannot run in a transaction"]
+
+    (project / "reconcile.yaml").write_text("online: false\n")
+    code, out, err = cli("plan", "--as-of", AS_OF, "--format", "json", "--dry-run")
+    [statement] = json.loads(out)["statements"]
+    assert statement["hazards"] == ["blocks writes while building an index"] and not statement["online_step"]
 
 
 def test_squawk_findings_in_the_plan_and_lint_command(cli, project, target_url):
     assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
     users = project / "schema" / "020_users.sql"
     users.write_text(users.read_text() + "\nCREATE INDEX users_created_at_idx ON users (created_at);\n")
+    (project / "reconcile.yaml").write_text("online: false\n")  # else the build is CONCURRENTLY already
 
     code, out, err = cli("plan", "--as-of", AS_OF, "--name", "index")
 
