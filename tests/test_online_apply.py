@@ -1,0 +1,118 @@
+"""Online apply on a busy table: an index built CONCURRENTLY while another session writes, and an apply
+interrupted in the middle of its online steps, resumed by the next apply."""
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from reconcile_engine.cli import run
+
+AS_OF = "2026-06-01"
+REPO = Path(__file__).resolve().parent.parent
+INDEX = "\nCREATE INDEX learner_analytics_created_at_idx ON learner_analytics (created_at);\n"
+
+
+@pytest.fixture
+def cli(capsys, project, target_url):
+    def call(*args):
+        code = run([*args, "--project", str(project), "--database-url", target_url])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return call
+
+
+@pytest.fixture
+def busy_table(cli, project, target_url, sql):
+    """The shipped schema applied, with enough rows in learner_analytics for a build to take a while."""
+    (project / "reconcile.yaml").write_text("timeouts:\n  lock_timeout: 2s\n")
+    assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
+    sql(target_url, "INSERT INTO organizations (id, name) VALUES ('o1', 'Org')")
+    sql(target_url, "INSERT INTO users (id, email, organization_id) VALUES ('u1', 'u@example.com', 'o1')")
+    sql(target_url, "INSERT INTO learner_analytics (user_id, role_id, user_role, organization_id, created_at) "
+                    "SELECT 'u1', 'r' || g, 'learner', 'o1', now() - g * interval '1 minute' "
+                    "FROM generate_series(1, 200000) g")
+    schema = project / "schema" / "030_learner_analytics.sql"
+    schema.write_text(schema.read_text() + INDEX)
+    code, out, err = cli("plan", "--as-of", AS_OF, "--name", "index")
+    assert code == 0, err
+    assert "CREATE INDEX CONCURRENTLY" in out and "-- reconcile: online step" in out
+    return target_url
+
+
+def test_index_built_online_while_writes_go_on(cli, busy_table, sql):
+    stop, latencies, written = threading.Event(), [], []
+
+    def writer():
+        conn = psycopg2.connect(busy_table)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            while not stop.is_set():
+                started = time.monotonic()
+                cur.execute("INSERT INTO learner_analytics (user_id, role_id, user_role, organization_id) "
+                            "VALUES ('u1', 'w', 'learner', 'o1') RETURNING id")
+                written.append(cur.fetchone()[0])
+                latencies.append(time.monotonic() - started)
+        conn.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(0.3)
+    try:
+        code, out, err = cli("apply")
+    finally:
+        stop.set()
+        thread.join()
+
+    assert code == 0, err
+    assert "online step" in out
+    assert max(latencies) < 2.0  # never blocked longer than the lock timeout
+    assert len(written) > 10
+    assert sql(busy_table, "SELECT count(*) FROM learner_analytics WHERE role_id = 'w'")[0][0] == len(written)
+    assert sql(busy_table, "SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                           "'learner_analytics_created_at_idx'::regclass")[0][0]
+    assert cli("drift", "--as-of", AS_OF)[0] == 0
+
+
+def test_apply_killed_during_an_online_step_resumes(cli, project, busy_table, sql):
+    # An open snapshot makes CREATE INDEX CONCURRENTLY wait, so the apply is caught inside the step.
+    blocker = psycopg2.connect(busy_table)
+    blocker.set_session(isolation_level="REPEATABLE READ")
+    blocker.cursor().execute("SELECT count(*) FROM users")
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "reconcile.py"), "apply", "--project", str(project), "--database-url", busy_table],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        builder = None
+        while builder is None and time.monotonic() < deadline:
+            rows = sql(busy_table, "SELECT pid FROM pg_stat_activity WHERE query ILIKE 'CREATE INDEX CONCURRENTLY%'")
+            builder = rows[0][0] if rows else None
+            time.sleep(0.1)
+        assert builder is not None
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        sql(busy_table, "SELECT pg_terminate_backend(%s)", (builder,))  # the server side dies too
+    finally:
+        process.kill()
+        blocker.close()
+    time.sleep(0.5)
+    assert sql(busy_table, "SELECT count(*) FROM reconcile.progress")[0][0] == 1  # the transaction, done
+    assert sql(busy_table, "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = "
+                           "'learner_analytics_created_at_idx'::regclass")[0][0]  # left INVALID
+
+    code, out, err = cli("apply")
+
+    assert code == 0, err
+    assert "resuming its online steps" in out
+    assert sql(busy_table, "SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                           "'learner_analytics_created_at_idx'::regclass")[0][0]
+    assert sql(busy_table, "SELECT count(*) FROM reconcile.progress")[0][0] == 0
+    assert cli("drift", "--as-of", AS_OF)[0] == 0
