@@ -5,7 +5,9 @@ after its transaction commits, each on its own, so that writes go on while they 
   index, which apply detects and rebuilds when it resumes);
 - VALIDATE CONSTRAINT (migra already adds foreign keys and checks NOT VALID) -> its own transaction,
   where it holds only a SHARE UPDATE EXCLUSIVE lock;
-- ADD CONSTRAINT ... USING INDEX of such an index -> after the index exists.
+- ADD CONSTRAINT ... USING INDEX of such an index -> after the index exists;
+- SET NOT NULL -> a CHECK (col IS NOT NULL) added NOT VALID, validated on its own, then SET NOT NULL
+  (which then skips its scan) and the check dropped.
 
 Apply records each step as it completes, so an interrupted apply resumes where it stopped.
 """
@@ -21,6 +23,7 @@ from pglast.stream import RawStream
 from .hazards import hazards_of, tables_created
 from .inspection import CatalogSnapshot
 from .plan import Plan, PlannedStatement
+from .sqltext import quote_ident
 
 
 def _single(sql: str):
@@ -52,6 +55,14 @@ def make_online(plan: Plan, current: CatalogSnapshot) -> Plan:
                 moved_indexes.add(node.idxname)
         elif isinstance(node, ast.AlterTableStmt) and len(node.cmds) == 1:
             cmd = node.cmds[0]
+            if cmd.subtype == AlterTableType.AT_SetNotNull and relkind.get(_table(node.relation)) == "r" \
+                    and _table(node.relation) not in created:
+                check, validate, steps_sql = _not_null_by_check(node, cmd.name)
+                main.append(dataclasses.replace(statement, sql=check, hazards=hazards_of(check, current)))
+                for sql in (validate, *steps_sql):
+                    steps.append(dataclasses.replace(statement, sql=sql, online_step=True,
+                                                     hazards=hazards_of(sql, current)))
+                continue
             if cmd.subtype == AlterTableType.AT_ValidateConstraint and _table(node.relation) not in created:
                 online = statement.sql
             elif (cmd.subtype == AlterTableType.AT_AddConstraint and cmd.def_.indexname
@@ -66,6 +77,20 @@ def make_online(plan: Plan, current: CatalogSnapshot) -> Plan:
     if not steps:
         return plan
     return dataclasses.replace(plan, statements=tuple(main + steps))
+
+
+def _not_null_by_check(node, column: str) -> tuple[str, str, tuple[str, str]]:
+    """SET NOT NULL scans the table under an ACCESS EXCLUSIVE lock. A CHECK (col IS NOT NULL) added
+    NOT VALID and validated on its own lets SET NOT NULL skip the scan (PostgreSQL 12+); then it goes."""
+    table = RawStream()(node.relation)
+    name = quote_ident(f"{node.relation.relname}_{column}_not_null_check"[:63])
+    col = quote_ident(column)
+    return (
+        f"alter table {table} add constraint {name} check ({col} is not null) not valid;",
+        f"alter table {table} validate constraint {name};",
+        (f"alter table {table} alter column {col} set not null;",
+         f"alter table {table} drop constraint if exists {name};"),
+    )
 
 
 def index_name(statement: PlannedStatement) -> str | None:

@@ -116,3 +116,24 @@ def test_apply_killed_during_an_online_step_resumes(cli, project, busy_table, sq
                            "'learner_analytics_created_at_idx'::regclass")[0][0]
     assert sql(busy_table, "SELECT count(*) FROM reconcile.progress")[0][0] == 0
     assert cli("drift", "--as-of", AS_OF)[0] == 0
+
+
+def test_set_not_null_goes_through_a_validated_check(cli, project, target_url, sql):
+    users = project / "schema" / "020_users.sql"
+    users.write_text(users.read_text().replace("created_at       timestamptz NOT NULL DEFAULT now()\n);",
+                                               "created_at       timestamptz NOT NULL DEFAULT now(),\n    locale text\n);"))
+    assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
+    sql(target_url, "INSERT INTO organizations (id, name) VALUES ('o1', 'Org')")
+    sql(target_url, "INSERT INTO users (id, email, organization_id, locale) VALUES ('u1', 'u@example.com', 'o1', 'en')")
+    users.write_text(users.read_text().replace("    locale text\n", "    locale text NOT NULL\n"))
+
+    code, out, err = cli("plan", "--as-of", AS_OF)
+
+    assert code == 0, err
+    assert "check (locale is not null) not valid" in out
+    assert "-- reconcile: online step" in out and "validate constraint" in out
+    assert cli("apply")[0] == 0
+    assert sql(target_url, "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass "
+                           "AND attname = 'locale'")[0][0]
+    assert sql(target_url, "SELECT count(*) FROM pg_constraint WHERE conname = 'users_locale_not_null_check'")[0][0] == 0
+    assert cli("drift", "--as-of", AS_OF)[0] == 0
