@@ -149,7 +149,7 @@ def bench_size(admin, n, runs, work: Path, log_file: Path) -> dict:
     figures["load declared SQL (floor)"] = median(loads)
 
     plans = []
-    for run in range(runs):
+    for _ in range(runs):
         target = fresh_db(admin, f"bench_empty_{n}")
         plans.append(timed(reconcile("plan", project, target, "--dry-run")))
     figures["plan from empty (with rehearsal)"] = median(plans)
