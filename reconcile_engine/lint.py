@@ -6,6 +6,7 @@ rules about those are left out; so are rules about locking a table that the same
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import os
@@ -82,7 +83,7 @@ def squawk(statements: list[str], pg_major: int | None = None) -> list[Finding]:
         created |= tables_created(sql)
     findings = []
     for item in raw:
-        index = max(i for i, start in enumerate(starts) if start <= item.get("line", 0))
+        index = bisect.bisect_right(starts, item.get("line", 0)) - 1
         if item.get("rule_name") in LIVE_TABLE_RULES and target_table(statements[index]) in new_before[index]:
             continue
         findings.append(Finding(index + 1, item.get("rule_name", "?"), item.get("message", ""), item.get("help") or ""))

@@ -78,11 +78,16 @@ class DefaultsAfterFunctions(Correction):
 
     def rewrite(self, statements, current: InspectedDatabase, desired: InspectedDatabase):
         statements = list(statements)
+        creates = {}  # function name -> the statement creating it (read once: plans can be long)
+        for statement in statements:
+            name = _created_function(statement)
+            if name is not None:
+                creates.setdefault(name, statement)
+        if not creates:
+            return statements
         for position, statement in enumerate(statements):
-            needed = _called_functions(statement)
-            if not needed:
-                continue
-            later = [s for s in statements[position + 1:] if _created_function(s) in needed]
+            needed = _called_functions(statement) & set(creates)
+            later = [creates[n] for n in sorted(needed) if statements.index(creates[n]) > position]
             if not later:
                 continue
             # Move those creations just before their first use. Bodies are not checked at creation
