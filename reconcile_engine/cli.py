@@ -28,6 +28,10 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
+NO_CACHE_HELP = ("build the declared state in a scratch database even if the one cached under .reconcile/cache "
+                 "for these files, this as-of date and this server version matches the target")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--project", type=Path, default=Path("."), help="project folder (default: current folder)")
@@ -53,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="hand-written data statements to run before the schema changes (repeatable)")
     plan.add_argument("--data-after", action="append", type=Path, metavar="SQL_FILE",
                       help="hand-written data statements to run after the schema changes (repeatable)")
+    plan.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
 
     apply = commands.add_parser("apply", parents=[common], help="apply pending plans, each in one transaction")
     apply.add_argument("--allow-destructive", action="store_true",
@@ -66,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     drift = commands.add_parser("drift", parents=[common], help="compare the target with the declared files; "
                                 "exit 2 on drift")
     drift.add_argument("--as-of", type=_date, help="date that places partition windows (default: today)")
+    drift.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
 
     lint = commands.add_parser("lint", parents=[common], help="squawk on plan files (default: every plan "
                                "under migrations/); exit 2 when it finds something")
@@ -85,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _dispatch(ns: argparse.Namespace) -> int:
     options = command.Options(
         project=ns.project, config_file=ns.config, database_url=ns.database_url,
-        as_of=getattr(ns, "as_of", None), format=ns.format,
+        as_of=getattr(ns, "as_of", None), format=ns.format, use_cache=not getattr(ns, "no_cache", False),
     )
     if ns.command == "plan":
         return command.plan(options, name=ns.name, dry_run=ns.dry_run, detailed_exitcode=ns.detailed_exitcode,

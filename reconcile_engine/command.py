@@ -24,7 +24,8 @@ from .diff import DiffStatement, diff
 from .errors import (
     EXIT_CHANGES, EXIT_ERROR, EXIT_OK, DeclaredStateError, PendingPlansError, PlanNotConvergedError, ScratchError,
 )
-from .inspection import inspect_database, not_compared
+from .cache import CachedDesiredState, DesiredStateCache, cache_key, scratch_server_version
+from .inspection import CatalogSnapshot, inspect_databases, not_compared, read_snapshot
 from .lifecycle import missing_partitions, stranded_rows
 from .lint import squawk
 from .online import make_online
@@ -42,6 +43,7 @@ class Options:
     database_url: str | None = None
     as_of: dt.date | None = None
     format: str = "text"
+    use_cache: bool = True  # False: build the desired state even when a cached one matches
 
 
 def _print(text: str = "") -> None:
@@ -82,17 +84,41 @@ def _check_same_major(config: Config, target_url: str, scratch_url: str) -> None
         )
 
 
-def _warn_lint(config: Config, scratch) -> list:
-    """Run the security lint on the declared state; plan and drift show its findings as warnings."""
+def _lint_findings(config: Config, scratch) -> list:
+    """The security lint on the declared state; plan and drift show its findings as warnings."""
     conn = scratch.connect()
     try:
         with conn.cursor() as cur:
-            findings = rules.check(cur, config.managed_schemas, config.lint_ignored)
+            return rules.check(cur, config.managed_schemas, config.lint_ignored)
     finally:
         conn.close()
+
+
+def _print_lint_warnings(findings) -> None:
     for finding in findings:
         print(f"warning: {finding.describe()}", file=sys.stderr)
-    return findings
+
+
+@dataclasses.dataclass(frozen=True)
+class _CacheLookup:
+    cache: DesiredStateCache
+    key: str
+    hit: CachedDesiredState | None  # set only when the target matches the cached desired state exactly
+    target_snapshot: CatalogSnapshot | None = None
+
+
+def _look_up_desired(config: Config, desired: DesiredState, target: Target, options: Options) -> _CacheLookup:
+    """A cached desired state saves building one only when the target already matches it: any
+    difference needs the desired database for migra's statements, so then it is built."""
+    cache = DesiredStateCache.for_project(config)
+    key = cache_key(desired, config, scratch_server_version(config, target))
+    cached = cache.get(key) if options.use_cache else None
+    if cached is None:
+        return _CacheLookup(cache, key, None)
+    current = read_snapshot(target.url, config.scope, config.timeouts.connect_timeout_s)
+    if current.differences(cached.snapshot):
+        return _CacheLookup(cache, key, None)
+    return _CacheLookup(cache, key, cached, current)
 
 
 def _plan_files(config: Config) -> list[planfile.PlanFile]:
@@ -139,10 +165,17 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
             f"{len(pending)} plan(s) in {config.migrations_dir}/ not yet applied to {target.name} "
             f"({', '.join(p.name for p in pending)}): apply them first, or delete them if they are abandoned"
         )
+    lookup = _look_up_desired(config, desired, target, options)
+    if lookup.hit is not None and not before_steps and not after_steps:
+        _print_lint_warnings(lookup.hit.lint_findings)
+        _emit_no_changes(options)
+        return EXIT_OK
     with _desired_database(config, desired, target) as (scratch, server):
-        _warn_lint(config, scratch)
-        current = inspect_database(target.url, config.scope, config.timeouts.connect_timeout_s)
-        wanted = inspect_database(scratch.url, config.scope, config.timeouts.connect_timeout_s)
+        findings = _lint_findings(config, scratch)
+        _print_lint_warnings(findings)
+        current, wanted = inspect_databases((target.url, scratch.url), config.scope,
+                                            config.timeouts.connect_timeout_s)
+        lookup.cache.put(lookup.key, wanted.snapshot, findings)
         differences = current.snapshot.differences(wanted.snapshot)
         changes = diff(current, wanted, all_corrections(desired.partition_specs))
         if changes.empty and not differences and not before_steps and not after_steps:
@@ -155,7 +188,7 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
             the_plan = make_online(the_plan, current.snapshot)
         the_plan = the_plan.with_row_counts(_count_rows(config, target, the_plan.tables_at_stake))
         the_plan = the_plan.with_lint(squawk([s.sql for s in the_plan.statements], _target_major(config, target)))
-        rehearsal = rehearse(the_plan, target.url, current.snapshot, scratch.url, server, config,
+        rehearsal = rehearse(the_plan, target.url, current, wanted, server, config,
                              all_corrections(desired.partition_specs))
     if not rehearsal.converged:
         details = [f"  still to do: {s.splitlines()[0]}" for s in rehearsal.remaining_statements]
@@ -335,26 +368,38 @@ def drift(options: Options) -> int:
     plans = _plan_files(config)
     entries = _history(config, target)
     pending = pending_plans(plans, history.applied_plan_names(entries))
-    with _desired_database(config, desired, target) as (scratch, _server):
-        lint_findings = _warn_lint(config, scratch)
-        current = inspect_database(target.url, config.scope, config.timeouts.connect_timeout_s)
-        wanted = inspect_database(scratch.url, config.scope, config.timeouts.connect_timeout_s)
-        differences = current.snapshot.differences(wanted.snapshot)
-        changes = diff(current, wanted, all_corrections(desired.partition_specs))
-    missing = missing_partitions(desired.partition_specs, desired.as_of, current.snapshot)
-    stranded = _stranded_rows(config, target, desired, current.snapshot)
-    fingerprint = current.snapshot.fingerprint
+    lookup = _look_up_desired(config, desired, target, options)
+    if lookup.hit is not None:
+        # The target matches the desired state cached for these exact declared files, as-of date,
+        # server version and engine: nothing to build, nothing for migra to find.
+        lint_findings, differences, fix_sql = list(lookup.hit.lint_findings), [], []
+        current_snapshot, declared_fingerprint = lookup.target_snapshot, lookup.hit.snapshot.fingerprint
+        _print_lint_warnings(lint_findings)
+    else:
+        with _desired_database(config, desired, target) as (scratch, _server):
+            lint_findings = _lint_findings(config, scratch)
+            _print_lint_warnings(lint_findings)
+            current, wanted = inspect_databases((target.url, scratch.url), config.scope,
+                                                config.timeouts.connect_timeout_s)
+            lookup.cache.put(lookup.key, wanted.snapshot, lint_findings)
+            differences = current.snapshot.differences(wanted.snapshot)
+            fix_sql = [s.sql for s in diff(current, wanted, all_corrections(desired.partition_specs)).statements]
+        current_snapshot, declared_fingerprint = current.snapshot, wanted.snapshot.fingerprint
+    missing = missing_partitions(desired.partition_specs, desired.as_of, current_snapshot)
+    stranded = _stranded_rows(config, target, desired, current_snapshot)
+    fingerprint = current_snapshot.fingerprint
     last_after = entries[-1].fingerprint_after if entries else None
     out_of_band = last_after is not None and fingerprint != last_after
     pending_explains = bool(pending) and pending[0].plan.fingerprint_before == fingerprint and \
-        pending[-1].plan.fingerprint_after == wanted.snapshot.fingerprint
-    in_sync = not differences and changes.empty and not pending and not out_of_band and not stranded
+        pending[-1].plan.fingerprint_after == declared_fingerprint
+    in_sync = not differences and not fix_sql and not pending and not out_of_band and not stranded
     report = {
         "in_sync": in_sync,
         "target": target.name,
         "as_of": desired.as_of.isoformat(),
         "fingerprint": fingerprint,
-        "declared_fingerprint": wanted.snapshot.fingerprint,
+        "declared_fingerprint": declared_fingerprint,
+        "declared_state": "cached" if lookup.hit is not None else "built",
         "last_applied_fingerprint": last_after,
         "changed_outside_reconcile": out_of_band,
         "pending_plans": [p.name for p in pending],
@@ -362,7 +407,7 @@ def drift(options: Options) -> int:
         "missing_partitions": [m.describe() for m in missing],
         "stranded_rows": [s.describe() for s in stranded],
         "differences": [d.describe() for d in differences],
-        "fix_sql": [s.sql for s in changes.statements],
+        "fix_sql": fix_sql,
         "not_compared": list(not_compared(config.scope)),
         "lint_warnings": [f.describe() for f in lint_findings],
     }

@@ -28,10 +28,12 @@ class SchemaDiff:
 
 
 def diff(current: InspectedDatabase, desired: InspectedDatabase, corrections: list[Correction] | None = None) -> SchemaDiff:
-    """Statements that take `current` to `desired`. Their schemainspect inspections are adjusted in place."""
+    """Statements that take `current` to `desired`. The inputs are left as they were: corrections
+    adjust copies of their schemainspect views, so an inspection can be diffed again."""
     from migra import Migration
 
     corrections = all_corrections() if corrections is None else corrections
+    current, desired = current.copy(), desired.copy()
     used = [c.name for c in corrections if c.before_migra(current, desired)]
     migration = Migration(current.inspected, desired.inspected)
     # Unsafe statements are not refused here: the plan classifies and gates them instead.

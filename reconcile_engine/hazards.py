@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from pglast import ast, parse_sql
+from pglast import ast
 from pglast.enums import AlterTableType, ObjectType
 from pglast.stream import RawStream
 
 from .inspection import CatalogSnapshot
+from .sqltext import parse_statements
 
 # Object kinds whose DROP deletes stored data (or a counter that cannot be rebuilt).
 _DATA_OBJECTS = {
@@ -154,9 +155,8 @@ def _humanize(camel: str) -> str:
 
 
 def classify(sql: str, current: CatalogSnapshot | None = None) -> Classification:
-    try:
-        statements = parse_sql(sql)
-    except Exception:
+    statements = parse_statements(sql)
+    if statements is None:
         return Classification(_first_line(sql), "could not be parsed, so it cannot be shown to be safe")
     if len(statements) != 1:
         parts = [classify(RawStream()(s.stmt), current) for s in statements]
@@ -289,9 +289,8 @@ def _alter_table_hazards(node, current) -> set[str]:
 
 def hazards_of(sql: str, current: CatalogSnapshot | None = None) -> tuple[str, ...]:
     """What running this statement does to a live, busy table (sorted, for stable output)."""
-    try:
-        statements = parse_sql(sql)
-    except Exception:
+    statements = parse_statements(sql)
+    if statements is None:
         return ()
     found: set[str] = set()
     for raw in statements:
@@ -327,9 +326,8 @@ def hazards_of(sql: str, current: CatalogSnapshot | None = None) -> tuple[str, .
 
 def tables_created(sql: str) -> set[str]:
     """Tables a statement creates: hazards on them do not matter (they are new and empty)."""
-    try:
-        statements = parse_sql(sql)
-    except Exception:
+    statements = parse_statements(sql)
+    if statements is None:
         return set()
     created = set()
     for raw in statements:
@@ -344,9 +342,8 @@ def tables_created(sql: str) -> set[str]:
 
 def target_table(sql: str) -> str | None:
     """The existing table a statement works on, when it has one."""
-    try:
-        statements = parse_sql(sql)
-    except Exception:
+    statements = parse_statements(sql)
+    if statements is None:
         return None
     if len(statements) != 1:
         return None

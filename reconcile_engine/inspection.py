@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import pickle
 
 # Column order is not compared: a column added by ALTER TABLE lands last whatever the declaration says.
 # Each query returns (kind, key, definition) rows for objects in the schemas given as %(schemas)s,
@@ -24,9 +25,20 @@ _QUERIES = {
         FROM pg_namespace n WHERE n.nspname = ANY(%(schemas)s)
     """,
     "extension": """
-        SELECT 'extension', e.extname, 'in schema ' || n.nspname
+        SELECT 'extension', e.extname, 'in schema ' || n.nspname || ' version ' || e.extversion
         FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
         WHERE n.nspname = ANY(%(schemas)s)
+    """,
+    "collation": """
+        SELECT 'collation', n.nspname || '.' || co.collname,
+               concat_ws(' ', 'provider ' || co.collprovider::text,
+                 -- the ICU locale column is colliculocale on 15 and 16, colllocale from 17
+                 'locale ' || coalesce(co.collcollate, to_jsonb(co) ->> 'colllocale', to_jsonb(co) ->> 'colliculocale'),
+                 'ctype ' || co.collctype,
+                 CASE WHEN NOT co.collisdeterministic THEN 'nondeterministic' END)
+        FROM pg_collation co JOIN pg_namespace n ON n.oid = co.collnamespace
+        WHERE n.nspname = ANY(%(schemas)s)
+          AND """ + _NOT_EXTENSION_MEMBER.format(catalog="pg_collation", oid="co.oid") + """
     """,
     "relation": """
         SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
@@ -378,6 +390,10 @@ class InspectedDatabase:
     snapshot: CatalogSnapshot
     scope: Scope
 
+    def copy(self) -> "InspectedDatabase":
+        """A copy whose schemainspect view can be adjusted (corrections do) without touching this one."""
+        return dataclasses.replace(self, inspected=pickle.loads(pickle.dumps(self.inspected)))
+
 
 def take_snapshot(conn, scope: Scope) -> CatalogSnapshot:
     objects: dict = {}
@@ -421,4 +437,28 @@ def inspect_database(url: str, scope: Scope, connect_timeout_s: int = 10) -> Ins
         for prop in PROPS.split():
             setattr(inspected, prop, {k: v for k, v in getattr(inspected, prop).items() if v.schema in wanted})
         snapshot = take_snapshot(conn.connection.dbapi_connection, scope)
+    # Detached from its (closed) connection, the inspection is plain data that can be copied.
+    inspected.c = inspected.engine = None
+    inspected.dialect = "postgresql"
     return InspectedDatabase(inspected, snapshot, scope)
+
+
+def read_snapshot(url: str, scope: Scope, connect_timeout_s: int = 10) -> CatalogSnapshot:
+    """Only our own snapshot (no schemainspect): what a check against a cached desired state needs."""
+    from .servers import connect
+
+    conn = connect(url, connect_timeout_s)
+    try:
+        return take_snapshot(conn, scope)
+    finally:
+        conn.close()
+
+
+def inspect_databases(urls: tuple[str, ...], scope: Scope, connect_timeout_s: int = 10) -> list[InspectedDatabase]:
+    """Several databases inspected at once (the target and the desired state): each waits mostly
+    on its own server, so they overlap on separate connections."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(urls)) as pool:
+        futures = [pool.submit(inspect_database, url, scope, connect_timeout_s) for url in urls]
+        return [future.result() for future in futures]

@@ -76,15 +76,15 @@ def squawk(statements: list[str], pg_major: int | None = None) -> list[Finding]:
         raise LintError(f"squawk failed: {exc}") from exc
     finally:
         os.unlink(path)
-    created: set[str] = set()
-    new_before: list[set[str]] = []
-    for sql in statements:
-        new_before.append(set(created))
-        created |= tables_created(sql)
+    created_by: dict[str, int] = {}  # table -> index of the statement that creates it
+    for index, sql in enumerate(statements):
+        for table in tables_created(sql):
+            created_by.setdefault(table, index)
     findings = []
     for item in raw:
         index = bisect.bisect_right(starts, item.get("line", 0)) - 1
-        if item.get("rule_name") in LIVE_TABLE_RULES and target_table(statements[index]) in new_before[index]:
-            continue
+        if item.get("rule_name") in LIVE_TABLE_RULES and \
+                created_by.get(target_table(statements[index]), index) < index:
+            continue  # a table an earlier statement created is new and empty
         findings.append(Finding(index + 1, item.get("rule_name", "?"), item.get("message", ""), item.get("help") or ""))
     return findings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -83,8 +84,14 @@ def render(plan: Plan) -> str:
 @dataclasses.dataclass(frozen=True)
 class PlanFile:
     path: Path
-    plan: Plan
     sha256: str
+    text: str = dataclasses.field(repr=False)
+
+    @functools.cached_property
+    def plan(self) -> Plan:
+        """Classified on first use: drift and status read every plan under migrations/, but only
+        pending ones need their statements (thousands, for a first plan)."""
+        return _parse(self.path, self.text)
 
     @property
     def name(self) -> str:
@@ -133,10 +140,16 @@ def write(plan: Plan, directory: Path, name: str) -> Path:
 
 
 def read(path: Path) -> PlanFile:
+    """A plan file, checked (header and statement syntax) so that a broken one is reported by any command."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanFileError(f"{path}: cannot read: {exc}") from exc
+    _sections(path, text)
+    return PlanFile(path, hashlib.sha256(text.encode()).hexdigest(), text)
+
+
+def _sections(path: Path, text: str):
     if not text.startswith(MAGIC) or STATEMENTS_MARK not in text:
         raise PlanFileError(f"{path}: not a reconcile plan (it must start with '{MAGIC}')")
     header_text, body = text.split(STATEMENTS_MARK, 1)
@@ -159,6 +172,11 @@ def read(path: Path) -> PlanFile:
         raise PlanFileError(f"{path}:{line}: {exc.args[0]}") from exc
     except ValueError as exc:
         raise PlanFileError(f"{path}: as-of: {exc}") from exc
+    return header, body, slices, as_of, approval == "yes"
+
+
+def _parse(path: Path, text: str) -> Plan:
+    header, body, slices, as_of, approved = _sections(path, text)
     statements = []
     for number, piece in enumerate(slices):
         sql = body[piece].strip() + ";"
@@ -169,7 +187,7 @@ def read(path: Path) -> PlanFile:
         statements.append(PlannedStatement(sql, classification.summary, origin, classification.destructive,
                                            commit_after=COMMIT_MARK in following,
                                            online_step=ONLINE_MARK in preceding))
-    plan = Plan(
+    return Plan(
         statements=tuple(statements),
         as_of=as_of,
         fingerprint_before=header["fingerprint-before"],
@@ -177,9 +195,8 @@ def read(path: Path) -> PlanFile:
         created_at=_created(header.get("created")),
         tool_version=header.get("tool", "").removeprefix("reconcile ").strip(),
         corrections_used=tuple(c.strip() for c in header.get("corrections", "").split(",") if c.strip() not in ("", "none")),
-        destructive_approved=approval == "yes",
+        destructive_approved=approved,
     )
-    return PlanFile(path, plan, hashlib.sha256(text.encode()).hexdigest())
 
 
 def _created(value: str | None) -> dt.datetime:

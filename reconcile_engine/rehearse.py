@@ -13,7 +13,7 @@ import psycopg2
 from .config import Config
 from .diff import diff
 from .errors import PlanNotConvergedError, ScratchError
-from .inspection import CatalogSnapshot, Difference, inspect_database, take_snapshot
+from .inspection import Difference, InspectedDatabase, inspect_database, take_snapshot
 from .plan import Plan, build_plan
 from .scratch import ScratchDatabase, ScratchServer
 from .servers import first_line
@@ -83,13 +83,17 @@ class PlanStatementFailed(Exception):
         super().__init__(f"{label}: statement {number} ({summary}) failed: {message}")
 
 
-def rehearse(plan: Plan, target_url: str, target_snapshot: CatalogSnapshot, desired_url: str,
+def rehearse(plan: Plan, target_url: str, current: InspectedDatabase, desired: InspectedDatabase,
              server: ScratchServer, config: Config, corrections=None) -> Rehearsal:
+    """`current` and `desired` are the inspections the plan was made from; they are not inspected again."""
     scope = config.scope
+    target_snapshot = current.snapshot
     with ScratchDatabase(server, "rehearsal", config.timeouts.connect_timeout_s) as copy:
         copy.prepare(config)
         present = tuple(s for s in scope.schemas if ("schema", s) in target_snapshot.objects)
-        if present:
+        if all(kind == "schema" for kind, _key in target_snapshot.objects):
+            copy.create_schemas(present)  # nothing in them: no need for pg_dump
+        else:
             copy.load_schema_of(target_url, present)
         conn = copy.connect(autocommit=False)
         try:
@@ -109,7 +113,6 @@ def rehearse(plan: Plan, target_url: str, target_snapshot: CatalogSnapshot, desi
         finally:
             conn.close()
         rehearsed = inspect_database(copy.url, scope, config.timeouts.connect_timeout_s)
-        desired = inspect_database(desired_url, scope, config.timeouts.connect_timeout_s)
         remaining = diff(rehearsed, desired, corrections)
         result = Rehearsal(
             tuple(s.sql for s in remaining.statements),
@@ -117,30 +120,27 @@ def rehearse(plan: Plan, target_url: str, target_snapshot: CatalogSnapshot, desi
         )
         if not result.converged:
             return result
-        reverse, problem = _rehearse_reverse(plan, copy, target_url, target_snapshot, config)
+        reverse, problem = _rehearse_reverse(plan, copy, rehearsed, current, config)
         return dataclasses.replace(result, reverse=reverse, reverse_problem=problem)
 
 
-def _rehearse_reverse(plan: Plan, copy: ScratchDatabase, target_url: str, target_snapshot: CatalogSnapshot,
-                      config: Config) -> tuple[Plan | None, str | None]:
+def _rehearse_reverse(plan: Plan, copy: ScratchDatabase, after_forward: InspectedDatabase,
+                      original: InspectedDatabase, config: Config) -> tuple[Plan | None, str | None]:
     """The rollback plan: from the declared state (the rehearsed copy) back to the target as it is,
     applied to the same copy and checked to land exactly on the target's fingerprint."""
-    scope = config.scope
-    after_forward = inspect_database(copy.url, scope, config.timeouts.connect_timeout_s)
-    original = inspect_database(target_url, scope, config.timeouts.connect_timeout_s)
     backwards = diff(after_forward, original)
-    reverse = build_plan(backwards, after_forward.snapshot, target_snapshot, plan.as_of)
+    reverse = build_plan(backwards, after_forward.snapshot, original.snapshot, plan.as_of)
     conn = copy.connect(autocommit=False)
     try:
         run_statements(conn, reverse.statements, "rollback rehearsal")
         conn.commit()
+        back = take_snapshot(conn, config.scope)
     except PlanStatementFailed as failed:
         conn.rollback()
         return None, f"the reverse plan fails on the copy: {failed}"
     finally:
         conn.close()
-    back = inspect_database(copy.url, scope, config.timeouts.connect_timeout_s)
-    differences = back.snapshot.differences(target_snapshot)
+    differences = back.differences(original.snapshot)
     if differences:
         return None, f"the reverse plan does not lead back: {differences[0].describe('after rollback', 'target')}"
     return reverse, None

@@ -152,6 +152,15 @@ class ScratchDatabase:
         finally:
             conn.close()
 
+    def create_schemas(self, schemas: tuple[str, ...]) -> None:
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                for schema in schemas:
+                    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        finally:
+            conn.close()
+
     def load_schema_of(self, source_url: str, schemas: tuple[str, ...]) -> None:
         """Copy the schema (no data) of the managed schemas of another database into this one."""
         command = [str(pg_dump_path()), "--schema-only", "--no-owner", "--no-privileges", "--dbname", source_url]

@@ -6,6 +6,7 @@ import functools
 import re
 
 import jinja2
+from pglast import parse_sql
 
 _PLAIN_IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$")
 
@@ -49,3 +50,16 @@ def jinja_environment(search_path: str | None = None) -> jinja2.Environment:
     env.filters["qident"] = quote_ident
     env.filters["qliteral"] = quote_literal
     return env
+
+
+@functools.lru_cache(maxsize=100_000)
+def parse_statements(sql: str) -> tuple | None:
+    """pglast's parse tree of `sql` (a tuple of RawStmt), or None when it cannot be parsed.
+
+    Cached because a plan's statements are examined by every correction and classifier: each is
+    parsed once. Callers must not modify the tree (online.py, which does, parses its own copy).
+    """
+    try:
+        return tuple(parse_sql(sql))
+    except Exception:  # pglast raises its ParseError, and others on input it cannot represent
+        return None

@@ -10,10 +10,11 @@ migra 3.0 is unmaintained and wrong in known ways. Each correction is a small na
 
 from __future__ import annotations
 
-from pglast import ast, parse_sql
+from pglast import ast
 from pglast.enums import ObjectType
 
 from ..inspection import InspectedDatabase
+from ..sqltext import parse_statements
 
 Side = InspectedDatabase  # the corrections' short name for either database
 
@@ -37,11 +38,9 @@ def dotted(*parts: str) -> str:
     return ".".join(parts)
 
 
-def parsed(statement: str):
-    try:
-        return parse_sql(statement)
-    except Exception:  # a statement pglast cannot parse is simply not recognised
-        return ()
+def parsed(statement: str) -> tuple:
+    """The statement's parse tree; a statement pglast cannot parse is simply not recognised."""
+    return parse_statements(statement) or ()
 
 
 def dropped_relations(statements: list[str], object_types=None) -> set[str]:

@@ -97,6 +97,8 @@ class PartitionedForeignKeys(Correction):
             if (cmd.subtype == AlterTableType.AT_AddConstraint and cmd.def_.contype == ConstrType.CONSTR_FOREIGN
                     and cmd.def_.skip_validation
                     and (table in partitioned or _table_name(cmd.def_.pktable) in partitioned)):
+                node = parse_sql(statement.sql)[0].stmt  # a private copy: the cached tree is shared
+                cmd = node.cmds[0]
                 cmd.def_.skip_validation = False
                 cmd.def_.initially_valid = True
                 made_valid.add((table, cmd.def_.conname))
