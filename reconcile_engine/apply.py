@@ -208,8 +208,9 @@ def _run_transaction(conn, cur, config: Config, plan_file: PlanFile, allow_destr
     except PlanStatementFailed as failed:
         if failed.committed_through:
             raise ApplyFailedError(
-                f"{failed}; statements 1-{failed.committed_through} had to be committed first and stay "
-                f"applied (additive), the rest was rolled back: plan again from here"
+                f"{failed}; statements 1-{failed.committed_through} were committed first (the plan commits "
+                f"in parts, see its 'commit here' lines) and stay applied, the rest was rolled back: plan "
+                f"again from here"
             ) from failed
         raise ApplyFailedError(f"{failed}; rolled back, nothing was applied") from failed
 

@@ -13,6 +13,7 @@ import json
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import history, planfile, rules
@@ -175,6 +176,7 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
         _print_lint_warnings(findings)
         current, wanted = inspect_databases((target.url, scratch.url), config.scope,
                                             config.timeouts.connect_timeout_s)
+        scratch.drop_in_background()  # everything the plan needs from it is in `wanted` now
         lookup.cache.put(lookup.key, wanted.snapshot, findings)
         differences = current.snapshot.differences(wanted.snapshot)
         changes = diff(current, wanted, all_corrections(desired.partition_specs))
@@ -187,9 +189,12 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
         if config.online and current.snapshot.of_kind("table"):
             the_plan = make_online(the_plan, current.snapshot)
         the_plan = the_plan.with_row_counts(_count_rows(config, target, the_plan.tables_at_stake))
-        the_plan = the_plan.with_lint(squawk([s.sql for s in the_plan.statements], _target_major(config, target)))
-        rehearsal = rehearse(the_plan, target.url, current, wanted, server, config,
-                             all_corrections(desired.partition_specs))
+        major = _target_major(config, target)
+        with ThreadPoolExecutor(max_workers=1) as beside:  # squawk runs while the server rehearses
+            lint = beside.submit(squawk, [s.sql for s in the_plan.statements], major)
+            rehearsal = rehearse(the_plan, target.url, current, wanted, server, config,
+                                 all_corrections(desired.partition_specs))
+            the_plan = the_plan.with_lint(lint.result())
     if not rehearsal.converged:
         details = [f"  still to do: {s.splitlines()[0]}" for s in rehearsal.remaining_statements]
         details += [f"  still differs: {d.describe('after plan', 'declared')}" for d in rehearsal.remaining_differences]

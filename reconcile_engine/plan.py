@@ -26,6 +26,7 @@ class PlannedStatement:
     hazards: tuple[str, ...] = ()  # what it does to a live table (hazards.py), none for tables new in this plan
     lint: tuple[str, ...] = ()  # squawk's findings (lint.py)
     online_step: bool = False  # runs after the plan's transaction, on its own (online.py)
+    commit_reason: str = ""  # why the plan commits after it, when commit_after (shown in the plan file)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +121,30 @@ def live_hazards(statements_sql, current: CatalogSnapshot | None) -> list[tuple[
     return out
 
 
+# A plan that creates (or drops) the whole schema commits every this many statements: as one
+# transaction, a few thousand tables take more locks than PostgreSQL's default lock table holds
+# (max_locks_per_transaction 64 per connection), and it fails with "out of shared memory".
+WHOLE_SCHEMA_PART = 200
+NEEDS_COMMITTED = "what follows needs the statement above committed"
+
+
+def _in_parts(statements: list[PlannedStatement], current: CatalogSnapshot, desired: CatalogSnapshot) -> list:
+    """Commit points for a plan from (or to) a schema without tables: nothing in it is live yet
+    (or any longer), so committing in parts exposes no half-made table to users, and a failure
+    leaves whole parts that the next plan simply does not repeat."""
+    whole_schema = not current.of_kind("table") or not desired.of_kind("table")
+    if not whole_schema or len(statements) <= WHOLE_SCHEMA_PART or any(s.origin.startswith("data") for s in statements):
+        return statements
+    reason = (f"a plan that builds or removes the whole schema commits every {WHOLE_SCHEMA_PART} statements, "
+              f"to stay within the server's lock table")
+    out = []
+    for number, statement in enumerate(statements, 1):
+        if number % WHOLE_SCHEMA_PART == 0 and number < len(statements) and not statement.commit_after:
+            statement = dataclasses.replace(statement, commit_after=True, commit_reason=reason)
+        out.append(statement)
+    return out
+
+
 def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnapshot, as_of: dt.date) -> Plan:
     statements = []
     hazards = live_hazards([s.sql for s in diff.statements], current)
@@ -127,9 +152,10 @@ def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnaps
         classification = classify(statement.sql, current)
         statements.append(PlannedStatement(statement.sql, classification.summary, statement.origin,
                                            classification.destructive, statement.commit_after,
-                                           classification.rows_of, hazards=its_hazards))
+                                           classification.rows_of, hazards=its_hazards,
+                                           commit_reason=NEEDS_COMMITTED if statement.commit_after else ""))
     return Plan(
-        statements=tuple(statements),
+        statements=tuple(_in_parts(statements, current, desired)),
         as_of=as_of,
         fingerprint_before=current.fingerprint,
         fingerprint_after=desired.fingerprint,

@@ -13,7 +13,7 @@ from pglast import parser as pg_parser
 
 from .errors import PlanFileError
 from .hazards import classify
-from .plan import Plan, PlannedStatement
+from .plan import NEEDS_COMMITTED, Plan, PlannedStatement
 
 MAGIC = "-- reconcile plan"
 STATEMENTS_MARK = "-- ---- statements ----"
@@ -76,7 +76,7 @@ def render(plan: Plan) -> str:
         sql = statement.sql.rstrip()
         lines.append(sql if sql.endswith(";") else sql + ";")
         if statement.commit_after:
-            lines.append(f"{COMMIT_MARK} (what follows needs the statement above committed)")
+            lines.append(f"{COMMIT_MARK} ({statement.commit_reason or NEEDS_COMMITTED})")
         lines.append("")
     return "\n".join(lines)
 

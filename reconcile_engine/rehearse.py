@@ -7,16 +7,17 @@ equals the desired one (migra's re-diff cannot see what migra ignores).
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
 
 from .config import Config
 from .diff import diff
 from .errors import PlanNotConvergedError, ScratchError
-from .inspection import Difference, InspectedDatabase, inspect_database, take_snapshot
+from .inspection import CatalogSnapshot, Difference, InspectedDatabase, inspect_database, take_snapshot
 from .plan import Plan, build_plan
 from .scratch import ScratchDatabase, ScratchServer
-from .servers import first_line
+from .servers import execute_batched, first_line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,26 +32,42 @@ class Rehearsal:
         return not self.remaining_statements and not self.remaining_differences
 
 
-def run_statements(conn, statements, label: str, begin=lambda cur: None) -> None:
+def run_statements(conn, statements, label: str, begin=lambda cur: None, *, batched: bool = False) -> None:
     """Run a plan's statements in the connection's transaction, naming the one that fails.
 
     A statement marked commit_after is committed with everything before it; `begin(cur)` runs at
     the start and after each such commit (transaction-local settings end with the transaction).
+    batched: send them in batches (rehearsals on a scratch copy; never apply, see execute_batched).
     """
     committed_through = 0
     with conn.cursor() as cur:
-        begin(cur)
-        for number, statement in enumerate(statements, 1):
-            if getattr(statement, "online_step", False):
-                continue  # runs after the transaction: run_online_step
+
+        def run_one(number: int, statement) -> None:
             try:
                 cur.execute(statement.sql)
             except psycopg2.Error as exc:
                 raise PlanStatementFailed(label, number, statement, exc, committed_through) from exc
+
+        def run(part: list) -> None:
+            if batched:
+                execute_batched(cur, [s.sql for _, s in part], lambda i: run_one(*part[i]), savepoints=True)
+            else:
+                for number, statement in part:
+                    run_one(number, statement)
+
+        begin(cur)
+        part = []
+        for number, statement in enumerate(statements, 1):
+            if getattr(statement, "online_step", False):
+                continue  # runs after the transaction: run_online_step
+            part.append((number, statement))
             if statement.commit_after:
+                run(part)
+                part = []
                 conn.commit()
                 committed_through = number
                 begin(cur)
+        run(part)
 
 
 def run_online_step(conn, number: int, statement, label: str, session_settings: str = "") -> None:
@@ -85,14 +102,24 @@ class PlanStatementFailed(Exception):
 
 def rehearse(plan: Plan, target_url: str, current: InspectedDatabase, desired: InspectedDatabase,
              server: ScratchServer, config: Config, corrections=None) -> Rehearsal:
-    """`current` and `desired` are the inspections the plan was made from; they are not inspected again."""
+    """`current` and `desired` are the inspections the plan was made from; they are not inspected again.
+
+    Python's share of the work (the reverse plan, the re-diff) runs beside the server's (running the
+    plan forward, then back) on a second thread.
+    """
     scope = config.scope
     target_snapshot = current.snapshot
-    with ScratchDatabase(server, "rehearsal", config.timeouts.connect_timeout_s) as copy:
+    with ThreadPoolExecutor(max_workers=1) as beside, \
+            ScratchDatabase(server, "rehearsal", config.timeouts.connect_timeout_s) as copy:
+        # The way back starts from the declared state, which the forward run must reach anyway
+        # (checked below); the reverse plan is itself rehearsed and checked to land on the target.
+        reverse_plan = beside.submit(lambda: build_plan(diff(desired, current), desired.snapshot,
+                                                        target_snapshot, plan.as_of))
         copy.prepare(config)
         present = tuple(s for s in scope.schemas if ("schema", s) in target_snapshot.objects)
-        if all(kind == "schema" for kind, _key in target_snapshot.objects):
-            copy.create_schemas(present)  # nothing in them: no need for pg_dump
+        if all(kind == "schema" or (kind == "comment" and key.startswith("SCHEMA "))
+               for kind, key in target_snapshot.objects):
+            copy.create_schemas(present, target_snapshot.of_kind("comment"))  # nothing in them: no pg_dump
         else:
             copy.load_schema_of(target_url, present)
         conn = copy.connect(autocommit=False)
@@ -102,7 +129,7 @@ def rehearse(plan: Plan, target_url: str, current: InspectedDatabase, desired: I
                 first = before.differences(target_snapshot)[0].describe("copy", "target")
                 raise ScratchError(f"the scratch copy of the target is not faithful, so the plan cannot be rehearsed: {first}")
             try:
-                run_statements(conn, plan.statements, "rehearsal")
+                run_statements(conn, plan.statements, "rehearsal", batched=True)
                 conn.commit()
                 for number, step in plan.online_steps:
                     run_online_step(conn, number, step, "rehearsal")
@@ -113,26 +140,25 @@ def rehearse(plan: Plan, target_url: str, current: InspectedDatabase, desired: I
         finally:
             conn.close()
         rehearsed = inspect_database(copy.url, scope, config.timeouts.connect_timeout_s)
-        remaining = diff(rehearsed, desired, corrections)
-        result = Rehearsal(
-            tuple(s.sql for s in remaining.statements),
-            tuple(rehearsed.snapshot.differences(desired.snapshot)),
-        )
+        remaining = beside.submit(diff, rehearsed, desired, corrections)
+        differences = tuple(rehearsed.snapshot.differences(desired.snapshot))
+        if differences:
+            return Rehearsal(tuple(s.sql for s in remaining.result().statements), differences)
+        # Run back while migra's re-diff runs beside; its verdict is awaited before anything is kept.
+        reverse, problem = _rehearse_reverse(reverse_plan.result(), copy, target_snapshot, config)
+        result = Rehearsal(tuple(s.sql for s in remaining.result().statements), differences)
         if not result.converged:
             return result
-        reverse, problem = _rehearse_reverse(plan, copy, rehearsed, current, config)
         return dataclasses.replace(result, reverse=reverse, reverse_problem=problem)
 
 
-def _rehearse_reverse(plan: Plan, copy: ScratchDatabase, after_forward: InspectedDatabase,
-                      original: InspectedDatabase, config: Config) -> tuple[Plan | None, str | None]:
-    """The rollback plan: from the declared state (the rehearsed copy) back to the target as it is,
-    applied to the same copy and checked to land exactly on the target's fingerprint."""
-    backwards = diff(after_forward, original)
-    reverse = build_plan(backwards, after_forward.snapshot, original.snapshot, plan.as_of)
+def _rehearse_reverse(reverse: Plan, copy: ScratchDatabase, target_snapshot: CatalogSnapshot,
+                      config: Config) -> tuple[Plan | None, str | None]:
+    """The rollback plan (from the declared state back to the target as it is), applied to the
+    rehearsed copy and checked to land exactly on the target's fingerprint."""
     conn = copy.connect(autocommit=False)
     try:
-        run_statements(conn, reverse.statements, "rollback rehearsal")
+        run_statements(conn, reverse.statements, "rollback rehearsal", batched=True)
         conn.commit()
         back = take_snapshot(conn, config.scope)
     except PlanStatementFailed as failed:
@@ -140,7 +166,7 @@ def _rehearse_reverse(plan: Plan, copy: ScratchDatabase, after_forward: Inspecte
         return None, f"the reverse plan fails on the copy: {failed}"
     finally:
         conn.close()
-    differences = back.differences(original.snapshot)
+    differences = back.differences(target_snapshot)
     if differences:
         return None, f"the reverse plan does not lead back: {differences[0].describe('after rollback', 'target')}"
     return reverse, None

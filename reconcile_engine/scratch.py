@@ -10,6 +10,7 @@ import os
 import secrets
 import signal
 import subprocess
+import threading
 
 import psycopg2
 from pglast import parser as pg_parser
@@ -18,7 +19,7 @@ from .config import Config
 from .declared import DesiredState, SqlSource
 from .errors import DatabaseError, DeclaredStateError, ScratchError
 from .servers import (
-    EmbeddedServer, Target, connect, describe, first_line, pg_dump_path, redact, with_database,
+    EmbeddedServer, Target, connect, describe, execute_batched, first_line, pg_dump_path, redact, with_database,
 )
 from .sqltext import quote_ident
 
@@ -79,6 +80,8 @@ class ScratchDatabase:
         self.connect_timeout_s = connect_timeout_s
         self.url = with_database(server.admin_url, self.name)
         self._signals = _TerminateAsInterrupt()
+        self._dropping: threading.Thread | None = None
+        self._drop_error: Exception | None = None
 
     def _admin(self):
         return connect(self.server.admin_url, self.connect_timeout_s)
@@ -101,18 +104,41 @@ class ScratchDatabase:
 
     def __exit__(self, *exc_info) -> bool:
         try:
-            conn = self._admin()
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(self.name)} WITH (FORCE)")
-            finally:
-                conn.close()
+            if self._dropping is None:
+                self._drop()
+            else:
+                self._dropping.join()
+                if self._drop_error is not None and exc_info[0] is None:
+                    raise self._drop_error
         finally:
             self._signals.__exit__(*exc_info)
         return False
 
+    def _drop(self) -> None:
+        conn = self._admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(self.name)} WITH (FORCE)")
+        finally:
+            conn.close()
+
+    def drop_in_background(self) -> None:
+        """Start dropping it now, while other work goes on (it is no longer needed); leaving the
+        `with` block waits for the drop to finish."""
+
+        def drop() -> None:
+            try:
+                self._drop()
+            except Exception as exc:  # reported by __exit__, in the main thread
+                self._drop_error = exc
+
+        self._dropping = threading.Thread(target=drop, name=f"drop {self.name}", daemon=True)
+        self._dropping.start()
+
     def connect(self, autocommit: bool = True):
-        return connect(self.url, self.connect_timeout_s, autocommit=autocommit)
+        # A scratch database is thrown away after use: its commits need not wait for the disk.
+        return connect(self.url, self.connect_timeout_s, autocommit=autocommit,
+                       settings="-c synchronous_commit=off")
 
     # -- preparing the scratch database -------------------------------------------------------
 
@@ -152,12 +178,15 @@ class ScratchDatabase:
         finally:
             conn.close()
 
-    def create_schemas(self, schemas: tuple[str, ...]) -> None:
+    def create_schemas(self, schemas: tuple[str, ...], comments: dict) -> None:
+        """Empty schemas, with their comments (the copy of a target that has nothing else)."""
         conn = self.connect()
         try:
             with conn.cursor() as cur:
                 for schema in schemas:
                     cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+                    comment = comments.get(f"SCHEMA {quote_ident(schema)}")
+                    cur.execute(f"COMMENT ON SCHEMA {quote_ident(schema)} IS %s", (comment,))
         finally:
             conn.close()
 
@@ -237,13 +266,16 @@ def _load_source(cur, source: SqlSource) -> None:
     except pg_parser.ParseError as exc:
         index = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
         raise DeclaredStateError(f"{label}:{_line_at(source.sql, index)}: {exc.args[0]}") from exc
-    for piece in slices:
-        statement = source.sql[piece]
+
+    def run_one(index: int) -> None:
+        piece = slices[index]
         try:
-            cur.execute(statement)
+            cur.execute(source.sql[piece])
         except psycopg2.Error as exc:
             position = getattr(exc.diag, "statement_position", None)
             offset = piece.start + (int(position) - 1 if position else 0)
             message = (exc.diag.message_primary or first_line(exc)).strip()
             raise DeclaredStateError(f"{label}:{_line_at(source.sql, offset)}: {message}") from exc
+
+    execute_batched(cur, [source.sql[piece] for piece in slices], run_one, savepoints=False)
 

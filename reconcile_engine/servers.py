@@ -81,13 +81,56 @@ def first_line(exc: BaseException) -> str:
     return redact(text.splitlines()[0].strip())
 
 
-def connect(url: str, connect_timeout_s: int = 10, autocommit: bool = True) -> psycopg2.extensions.connection:
+def connect(url: str, connect_timeout_s: int = 10, autocommit: bool = True,
+            settings: str | None = None) -> psycopg2.extensions.connection:
+    """settings: libpq options for the session, e.g. '-c synchronous_commit=off'."""
+    extra = {"options": settings} if settings else {}
     try:
-        conn = psycopg2.connect(url, connect_timeout=connect_timeout_s, application_name="reconcile")
+        conn = psycopg2.connect(url, connect_timeout=connect_timeout_s, application_name="reconcile", **extra)
     except psycopg2.Error as exc:
         raise DatabaseError(f"cannot connect to {describe(url)}: {first_line(exc)}") from exc
     conn.autocommit = autocommit
     return conn
+
+
+BATCH_SIZE = 100  # statements per round trip when building scratch databases and rehearsing
+_TRANSACTION_CONTROL = re.compile(
+    r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?:begin|start|commit|end|rollback|abort|savepoint|release|prepare)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def execute_batched(cur, texts: list[str], run_one, *, savepoints: bool) -> None:
+    """Run SQL texts BATCH_SIZE at a time, one round trip per batch: a scratch database's build and a
+    rehearsal send thousands, and each round trip costs more than a typical DDL statement.
+
+    A batch runs as one unit (an implicit transaction, or under a savepoint inside the caller's
+    transaction); when it fails it is undone and its texts run again through `run_one(index)`, one at
+    a time, so the error names the very statement (and its position) that fails. Statements that must
+    run alone (transaction control; CONCURRENTLY, which a batch refuses) end up run that way.
+    Not for apply: statement_timeout would then bound a batch rather than each statement.
+    """
+    start = 0
+    while start < len(texts):
+        end = start
+        while end < len(texts) and end - start < BATCH_SIZE and not _TRANSACTION_CONTROL.match(texts[end]):
+            end += 1
+        if end - start > 1:
+            try:
+                if savepoints:
+                    cur.execute("SAVEPOINT reconcile_batch")
+                # A newline before each ';' ends any trailing line comment.
+                cur.execute("\n;\n".join(texts[start:end]))
+                if savepoints:
+                    cur.execute("RELEASE SAVEPOINT reconcile_batch")
+                start = end
+                continue
+            except psycopg2.Error:
+                if savepoints:
+                    cur.execute("ROLLBACK TO SAVEPOINT reconcile_batch")
+        for index in range(start, max(end, start + 1)):
+            run_one(index)
+        start = max(end, start + 1)
 
 
 def with_database(url: str, database: str) -> str:
