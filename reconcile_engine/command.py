@@ -31,8 +31,8 @@ from .lifecycle import missing_partitions, stranded_rows
 from .lint import squawk
 from .online import make_online
 from .plan import build_plan
-from .rehearse import rehearse
-from .scratch import ScratchDatabase, choose_scratch_server
+from .rehearse import copy_target, rehearse
+from .scratch import ScratchDatabase, ScratchServer, choose_scratch_server
 from .servers import Target, connect, resolve_target, server_major
 from .sqltext import quote_ident
 
@@ -57,11 +57,16 @@ def _setup(options: Options) -> tuple[Config, DesiredState, Target]:
     return config, desired, resolve_target(config, options.database_url)
 
 
-@contextlib.contextmanager
-def _desired_database(config: Config, desired: DesiredState, target: Target):
+def _scratch_server(config: Config, target: Target) -> ScratchServer:
     server = choose_scratch_server(config, target)
     if not server.same_server_as_target:
         _check_same_major(config, target.url, server.admin_url)
+    return server
+
+
+@contextlib.contextmanager
+def _desired_database(config: Config, desired: DesiredState, target: Target):
+    server = _scratch_server(config, target)
     with ScratchDatabase(server, "desired", config.timeouts.connect_timeout_s) as scratch:
         scratch.prepare(config)
         scratch.load_desired(desired)
@@ -171,11 +176,21 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
         _print_lint_warnings(lookup.hit.lint_findings)
         _emit_no_changes(options)
         return EXIT_OK
-    with _desired_database(config, desired, target) as (scratch, server):
+    server = _scratch_server(config, target)
+    timeout = config.timeouts.connect_timeout_s
+    target_now = read_snapshot(target.url, config.scope, timeout)
+    with ThreadPoolExecutor(max_workers=1) as beside, \
+            ScratchDatabase(server, "rehearsal", timeout) as copy, \
+            ScratchDatabase(server, "desired", timeout) as scratch:
+        scratch.prepare(config)
+        copy.prepare(config)
+        # The target's copy (for the rehearsal) is made while the desired state is built: two
+        # backends, each busy for about as long as loading the schema takes.
+        copied = beside.submit(copy_target, copy, target.url, target_now, config)
+        scratch.load_desired(desired)
         findings = _lint_findings(config, scratch)
         _print_lint_warnings(findings)
-        current, wanted = inspect_databases((target.url, scratch.url), config.scope,
-                                            config.timeouts.connect_timeout_s)
+        current, wanted = inspect_databases((target.url, scratch.url), config.scope, timeout)
         scratch.drop_in_background()  # everything the plan needs from it is in `wanted` now
         lookup.cache.put(lookup.key, wanted.snapshot, findings)
         differences = current.snapshot.differences(wanted.snapshot)
@@ -189,12 +204,10 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
         if config.online and current.snapshot.of_kind("table"):
             the_plan = make_online(the_plan, current.snapshot)
         the_plan = the_plan.with_row_counts(_count_rows(config, target, the_plan.tables_at_stake))
-        major = _target_major(config, target)
-        with ThreadPoolExecutor(max_workers=1) as beside:  # squawk runs while the server rehearses
-            lint = beside.submit(squawk, [s.sql for s in the_plan.statements], major)
-            rehearsal = rehearse(the_plan, target.url, current, wanted, server, config,
-                                 all_corrections(desired.partition_specs))
-            the_plan = the_plan.with_lint(lint.result())
+        lint = beside.submit(squawk, [s.sql for s in the_plan.statements], _target_major(config, target))
+        copied.result()
+        rehearsal = rehearse(the_plan, copy, current, wanted, config, all_corrections(desired.partition_specs))
+        the_plan = the_plan.with_lint(lint.result())  # squawk ran while the server rehearsed
     if not rehearsal.converged:
         details = [f"  still to do: {s.splitlines()[0]}" for s in rehearsal.remaining_statements]
         details += [f"  still differs: {d.describe('after plan', 'declared')}" for d in rehearsal.remaining_differences]

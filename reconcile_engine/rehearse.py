@@ -16,7 +16,7 @@ from .diff import diff
 from .errors import PlanNotConvergedError, ScratchError
 from .inspection import CatalogSnapshot, Difference, InspectedDatabase, inspect_database, take_snapshot
 from .plan import Plan, build_plan
-from .scratch import ScratchDatabase, ScratchServer
+from .scratch import ScratchDatabase
 from .servers import execute_batched, first_line
 
 
@@ -100,28 +100,32 @@ class PlanStatementFailed(Exception):
         super().__init__(f"{label}: statement {number} ({summary}) failed: {message}")
 
 
-def rehearse(plan: Plan, target_url: str, current: InspectedDatabase, desired: InspectedDatabase,
-             server: ScratchServer, config: Config, corrections=None) -> Rehearsal:
-    """`current` and `desired` are the inspections the plan was made from; they are not inspected again.
+def copy_target(copy: ScratchDatabase, target_url: str, target_snapshot: CatalogSnapshot, config: Config) -> None:
+    """Fill a scratch database with the target's schema (no data), to rehearse on. Independent of
+    the declared state, so it can be made while the desired database is being built."""
+    present = tuple(s for s in config.scope.schemas if ("schema", s) in target_snapshot.objects)
+    if all(kind == "schema" or (kind == "comment" and key.startswith("SCHEMA "))
+           for kind, key in target_snapshot.objects):
+        copy.create_schemas(present, target_snapshot.of_kind("comment"))  # nothing in them: no pg_dump
+    else:
+        copy.load_schema_of(target_url, present)
+
+
+def rehearse(plan: Plan, copy: ScratchDatabase, current: InspectedDatabase, desired: InspectedDatabase,
+             config: Config, corrections=None) -> Rehearsal:
+    """Run the plan on `copy` (see copy_target), then its reverse. `current` and `desired` are the
+    inspections the plan was made from; they are not inspected again.
 
     Python's share of the work (the reverse plan, the re-diff) runs beside the server's (running the
     plan forward, then back) on a second thread.
     """
     scope = config.scope
     target_snapshot = current.snapshot
-    with ThreadPoolExecutor(max_workers=1) as beside, \
-            ScratchDatabase(server, "rehearsal", config.timeouts.connect_timeout_s) as copy:
+    with ThreadPoolExecutor(max_workers=1) as beside:
         # The way back starts from the declared state, which the forward run must reach anyway
         # (checked below); the reverse plan is itself rehearsed and checked to land on the target.
         reverse_plan = beside.submit(lambda: build_plan(diff(desired, current), desired.snapshot,
                                                         target_snapshot, plan.as_of))
-        copy.prepare(config)
-        present = tuple(s for s in scope.schemas if ("schema", s) in target_snapshot.objects)
-        if all(kind == "schema" or (kind == "comment" and key.startswith("SCHEMA "))
-               for kind, key in target_snapshot.objects):
-            copy.create_schemas(present, target_snapshot.of_kind("comment"))  # nothing in them: no pg_dump
-        else:
-            copy.load_schema_of(target_url, present)
         conn = copy.connect(autocommit=False)
         try:
             before = take_snapshot(conn, scope)
