@@ -61,7 +61,7 @@ def scratch_server_version(config: Config, target: Target) -> str:
         except (OSError, subprocess.SubprocessError):
             return "embedded (version unknown)"  # no key will match a real version: no reuse
         return "embedded " + result.stdout.strip()
-    url = config.scratch_server_url if config.scratch_mode == "server" and target.embedded is None else target.url
+    url = config.scratch_server_url if config.scratch_mode == "server" else target.url
     conn = connect(url, config.timeouts.connect_timeout_s)
     try:
         with conn.cursor() as cur:

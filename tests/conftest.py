@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 import psycopg2
 import pytest
 
+from reconcile_engine.cli import run
+
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_PROJECT = ("schema", "policies", "views", "partitions")
 
@@ -94,3 +96,15 @@ def project(tmp_path):
     shutil.copy(REPO / "reconcile.yaml", folder / "reconcile.yaml")
     (folder / "migrations").mkdir()
     return folder
+
+
+@pytest.fixture
+def cli(capsys, project, target_url):
+    """reconcile COMMAND ARGS against the test project and database; returns (exit code, stdout, stderr)."""
+
+    def call(*args, url=target_url, folder=project):
+        code = run([*args, "--project", str(folder), "--database-url", url])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return call

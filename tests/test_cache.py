@@ -7,23 +7,12 @@ import json
 import pytest
 
 from reconcile_engine.cache import DesiredStateCache, cache_key, scratch_server_version
-from reconcile_engine.cli import run
 from reconcile_engine.config import load_config
 from reconcile_engine.declared import load_desired_state
 from reconcile_engine.inspection import read_snapshot
 from reconcile_engine.servers import Target
 
 AS_OF = "2026-06-01"
-
-
-@pytest.fixture
-def cli(capsys, project, target_url):
-    def call(*args):
-        code = run([*args, "--project", str(project), "--database-url", target_url])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return call
 
 
 def drift(cli, *extra, as_of=AS_OF):
@@ -151,3 +140,14 @@ def test_the_key_covers_every_input(project, target_url):
         cache_key(desired, dataclasses.replace(config, privileges=not config.privileges), version),
     ]
     assert key not in variants and len(set(variants)) == len(variants)
+
+
+def test_each_scratch_mode_keys_by_the_server_that_would_build(project, target_url, pg_server_url):
+    config = load_config(project)
+    on_target = scratch_server_version(config, Target(target_url))
+    assert on_target.startswith("PostgreSQL ")
+    elsewhere = dataclasses.replace(config, scratch_mode="server", scratch_server_url=pg_server_url)
+    assert scratch_server_version(elsewhere, Target(target_url)) == on_target  # the same server here
+    embedded = dataclasses.replace(config, scratch_mode="embedded")
+    version = scratch_server_version(embedded, Target(target_url))  # read from the binaries, not started
+    assert version.startswith("embedded postgres (PostgreSQL) 18")

@@ -18,18 +18,6 @@ AS_OF = "2026-06-01"
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def cli(capsys, project, target_url):
-    """reconcile COMMAND ARGS against the test project and database; returns (exit code, stdout, stderr)."""
-
-    def call(*args, url=target_url, folder=project):
-        code = run([*args, "--project", str(folder), "--database-url", url])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return call
-
-
 def scalar(url, query):
     conn = psycopg2.connect(url)
     try:

@@ -37,7 +37,7 @@ def many_tables(tmp_path):
     return make
 
 
-def cli(capsys, folder, url, *args):
+def reconcile_in(capsys, folder, url, *args):
     code = run([*args, "--project", str(folder), "--database-url", url])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
@@ -46,7 +46,7 @@ def cli(capsys, folder, url, *args):
 def test_an_error_deep_in_a_batch_of_declared_statements_names_its_line(capsys, many_tables, target_url, sql):
     broken = BATCH_SIZE // 2 + 20  # well inside the first batches, not at their start
     folder = many_tables(BATCH_SIZE, broken_at=broken)
-    code, out, err = cli(capsys, folder, target_url, "plan", "--as-of", AS_OF)
+    code, out, err = reconcile_in(capsys, folder, target_url, "plan", "--as-of", AS_OF)
     line = 1 + broken * 5 + 2  # each table takes 5 lines; its column v is on the third
     assert code == 1
     assert f"error: schema/tables.sql:{line}: type \"no_such_type\" does not exist" in err
@@ -61,7 +61,7 @@ def test_statements_that_must_run_alone_or_end_in_a_comment_still_load(capsys, m
         out.write("CREATE INDEX CONCURRENTLY t0000_id_v_idx ON t0000 (id, v);\n"
                   "CREATE TABLE after_it (id int PRIMARY KEY) -- a comment where the ';' would be\n;\n"
                   "CREATE TABLE last_one (id int PRIMARY KEY);\n")
-    code, out, err = cli(capsys, folder, target_url, "plan", "--as-of", AS_OF, "--dry-run")
+    code, out, err = reconcile_in(capsys, folder, target_url, "plan", "--as-of", AS_OF, "--dry-run")
     assert code == 0, err
     assert "t0000_id_v_idx" in out and "after_it" in out and "last_one" in out
 
@@ -70,7 +70,7 @@ def test_a_rehearsal_failure_inside_a_batch_names_its_statement(capsys, many_tab
     folder = many_tables(10)
     step = tmp_path / "before.sql"
     step.write_text("SELECT 1;\nUPDATE no_such_table SET x = 1;\n")
-    code, out, err = cli(capsys, folder, target_url, "plan", "--as-of", AS_OF, "--data-before", str(step))
+    code, out, err = reconcile_in(capsys, folder, target_url, "plan", "--as-of", AS_OF, "--data-before", str(step))
     assert code == 1
     assert "the plan fails on a copy of the target, so it was not written: rehearsal: statement 2 " in err
     assert 'relation "no_such_table" does not exist' in err
@@ -81,7 +81,7 @@ def test_a_rehearsal_failure_inside_a_batch_names_its_statement(capsys, many_tab
 def test_a_plan_that_builds_the_whole_schema_commits_in_parts(capsys, many_tables, target_url, sql):
     n = WHOLE_SCHEMA_PART // 2  # each table and its key and index: several statements, so several parts
     folder = many_tables(n)
-    code, out, err = cli(capsys, folder, target_url, "plan", "--as-of", AS_OF)
+    code, out, err = reconcile_in(capsys, folder, target_url, "plan", "--as-of", AS_OF)
     assert code == 0, err
     (plan_file,) = (folder / "migrations").glob("*.sql")
     text = plan_file.read_text()
@@ -91,11 +91,11 @@ def test_a_plan_that_builds_the_whole_schema_commits_in_parts(capsys, many_table
         (statements - 1) // WHOLE_SCHEMA_PART
     (rollback_file,) = (folder / "migrations" / "rollback").glob("*.sql")
     assert "commit here (a plan that builds or removes the whole schema" in rollback_file.read_text()
-    code, out, err = cli(capsys, folder, target_url, "apply")
+    code, out, err = reconcile_in(capsys, folder, target_url, "apply")
     assert code == 0, err
     assert _scalar(sql, target_url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == n
     assert _scalar(sql, target_url, "SELECT count(*) FROM reconcile.history") == 1
-    code, out, _ = cli(capsys, folder, target_url, "drift", "--as-of", AS_OF, "--no-cache", "--format", "json")
+    code, out, _ = reconcile_in(capsys, folder, target_url, "drift", "--as-of", AS_OF, "--no-cache", "--format", "json")
     assert code == 0 and json.loads(out)["in_sync"]
 
 
@@ -119,6 +119,6 @@ def test_parts_only_for_a_whole_schema_and_never_after_the_last_statement():
 def test_the_copy_of_an_empty_target_keeps_its_schema_comment(capsys, many_tables, target_url, sql):
     sql(target_url, "COMMENT ON SCHEMA public IS 'kept by the team'")
     folder = many_tables(2)
-    code, out, err = cli(capsys, folder, target_url, "plan", "--as-of", AS_OF, "--dry-run")
+    code, out, err = reconcile_in(capsys, folder, target_url, "plan", "--as-of", AS_OF, "--dry-run")
     assert code == 0, err
     assert "rehearsed on a copy" in out

@@ -11,21 +11,10 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from reconcile_engine.cli import run
 
 AS_OF = "2026-06-01"
 REPO = Path(__file__).resolve().parent.parent
 INDEX = "\nCREATE INDEX learner_analytics_created_at_idx ON learner_analytics (created_at);\n"
-
-
-@pytest.fixture
-def cli(capsys, project, target_url):
-    def call(*args):
-        code = run([*args, "--project", str(project), "--database-url", target_url])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return call
 
 
 @pytest.fixture

@@ -1,21 +1,7 @@
 """Partition lifecycle through the command line: a rolling window with rows in it, expiry by detach
 (nothing lost) or drop (gated, counted), drift of its own kind, and `maintain` for cron."""
 
-import pytest
-
-from reconcile_engine.cli import run
-
 SPEC = "partitions/aggregated_analytics.yaml"
-
-
-@pytest.fixture
-def cli(capsys, project, target_url):
-    def call(*args):
-        code = run([*args, "--project", str(project), "--database-url", target_url])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return call
 
 
 def one(sql, url, query):
