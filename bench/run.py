@@ -168,19 +168,18 @@ def bench_size(admin, n, runs, work: Path, log_file: Path) -> dict:
     desired = load_desired_state(config, dt.date.fromisoformat(AS_OF))
     figures = {}
 
-    loads = []
+    # Each load is measured right beside a plan, so that both medians see the machine in the same
+    # state (on a shared virtual machine, disk speed varies by 2x from one minute to the next).
+    loads, plans = [], []
     for _ in range(runs):
         settle()
         started = time.perf_counter()
         with ScratchDatabase(ScratchServer(admin, False), "bench") as db:
             db.load_desired(desired)
         loads.append(time.perf_counter() - started)
-    figures["load declared SQL (floor)"] = median(loads)
-
-    plans = []
-    for _ in range(runs):
         target = fresh_db(admin, f"bench_empty_{n}")
         plans.append(timed(reconcile("plan", project, target, "--dry-run")))
+    figures["load declared SQL (floor)"] = median(loads)
     figures["plan from empty (with rehearsal)"] = median(plans)
 
     target = fresh_db(admin, f"bench_target_{n}")

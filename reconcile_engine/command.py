@@ -26,7 +26,7 @@ from .errors import (
     EXIT_CHANGES, EXIT_ERROR, EXIT_OK, DeclaredStateError, PendingPlansError, PlanNotConvergedError, ScratchError,
 )
 from .cache import CachedDesiredState, DesiredStateCache, cache_key, scratch_server_version
-from .inspection import CatalogSnapshot, inspect_databases, not_compared, read_snapshot
+from .inspection import CatalogSnapshot, inspect_database, not_compared, read_snapshot
 from .lifecycle import missing_partitions, stranded_rows
 from .lint import squawk
 from .online import make_online
@@ -71,6 +71,22 @@ def _desired_database(config: Config, desired: DesiredState, target: Target):
         scratch.prepare(config)
         scratch.load_desired(desired)
         yield scratch, server
+
+
+def _build_and_inspect(config: Config, desired: DesiredState, target: Target, scratch: ScratchDatabase,
+                       beside: ThreadPoolExecutor):
+    """Build the desired state in `scratch` while the target is inspected beside it (the one waits on
+    the server, the other mostly computes), then inspect the desired state; the scratch database is
+    dropped in the background once read. Returns (current, wanted, lint findings)."""
+    timeout = config.timeouts.connect_timeout_s
+    target_inspection = beside.submit(inspect_database, target.url, config.scope, timeout)
+    scratch.prepare(config)
+    scratch.load_desired(desired)
+    findings = _lint_findings(config, scratch)
+    _print_lint_warnings(findings)
+    wanted = inspect_database(scratch.url, config.scope, timeout)
+    scratch.drop_in_background()  # everything needed from it is in `wanted` now
+    return target_inspection.result(), wanted, findings
 
 
 def _check_same_major(config: Config, target_url: str, scratch_url: str) -> None:
@@ -179,19 +195,14 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
     server = _scratch_server(config, target)
     timeout = config.timeouts.connect_timeout_s
     target_now = read_snapshot(target.url, config.scope, timeout)
-    with ThreadPoolExecutor(max_workers=1) as beside, \
+    with ThreadPoolExecutor(max_workers=2) as beside, \
             ScratchDatabase(server, "rehearsal", timeout) as copy, \
             ScratchDatabase(server, "desired", timeout) as scratch:
-        scratch.prepare(config)
-        copy.prepare(config)
+        copy.prepare(config)  # first: with roles to create, two at once would race
         # The target's copy (for the rehearsal) is made while the desired state is built: two
         # backends, each busy for about as long as loading the schema takes.
         copied = beside.submit(copy_target, copy, target.url, target_now, config)
-        scratch.load_desired(desired)
-        findings = _lint_findings(config, scratch)
-        _print_lint_warnings(findings)
-        current, wanted = inspect_databases((target.url, scratch.url), config.scope, timeout)
-        scratch.drop_in_background()  # everything the plan needs from it is in `wanted` now
+        current, wanted, findings = _build_and_inspect(config, desired, target, scratch, beside)
         lookup.cache.put(lookup.key, wanted.snapshot, findings)
         differences = current.snapshot.differences(wanted.snapshot)
         changes = diff(current, wanted, all_corrections(desired.partition_specs))
@@ -394,11 +405,10 @@ def drift(options: Options) -> int:
         current_snapshot, declared_fingerprint = lookup.target_snapshot, lookup.hit.snapshot.fingerprint
         _print_lint_warnings(lint_findings)
     else:
-        with _desired_database(config, desired, target) as (scratch, _server):
-            lint_findings = _lint_findings(config, scratch)
-            _print_lint_warnings(lint_findings)
-            current, wanted = inspect_databases((target.url, scratch.url), config.scope,
-                                                config.timeouts.connect_timeout_s)
+        server = _scratch_server(config, target)
+        with ThreadPoolExecutor(max_workers=1) as beside, \
+                ScratchDatabase(server, "desired", config.timeouts.connect_timeout_s) as scratch:
+            current, wanted, lint_findings = _build_and_inspect(config, desired, target, scratch, beside)
             lookup.cache.put(lookup.key, wanted.snapshot, lint_findings)
             differences = current.snapshot.differences(wanted.snapshot)
             fix_sql = [s.sql for s in diff(current, wanted, all_corrections(desired.partition_specs)).statements]

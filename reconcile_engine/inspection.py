@@ -453,12 +453,3 @@ def read_snapshot(url: str, scope: Scope, connect_timeout_s: int = 10) -> Catalo
     finally:
         conn.close()
 
-
-def inspect_databases(urls: tuple[str, ...], scope: Scope, connect_timeout_s: int = 10) -> list[InspectedDatabase]:
-    """Several databases inspected at once (the target and the desired state): each waits mostly
-    on its own server, so they overlap on separate connections."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=len(urls)) as pool:
-        futures = [pool.submit(inspect_database, url, scope, connect_timeout_s) for url in urls]
-        return [future.result() for future in futures]
