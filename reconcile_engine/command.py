@@ -74,10 +74,10 @@ def _desired_database(config: Config, desired: DesiredState, target: Target):
 
 
 def _build_and_inspect(config: Config, desired: DesiredState, target: Target, scratch: ScratchDatabase,
-                       beside: ThreadPoolExecutor):
+                       beside: ThreadPoolExecutor, *, keep: bool = False):
     """Build the desired state in `scratch` while the target is inspected beside it (the one waits on
-    the server, the other mostly computes), then inspect the desired state; the scratch database is
-    dropped in the background once read. Returns (current, wanted, lint findings)."""
+    the server, the other mostly computes), then inspect the desired state; unless `keep`, the scratch
+    database is dropped in the background once read. Returns (current, wanted, lint findings)."""
     timeout = config.timeouts.connect_timeout_s
     target_inspection = beside.submit(inspect_database, target.url, config.scope, timeout)
     scratch.prepare(config)
@@ -85,7 +85,8 @@ def _build_and_inspect(config: Config, desired: DesiredState, target: Target, sc
     findings = _lint_findings(config, scratch)
     _print_lint_warnings(findings)
     wanted = inspect_database(scratch.url, config.scope, timeout)
-    scratch.drop_in_background()  # everything needed from it is in `wanted` now
+    if not keep:
+        scratch.drop_in_background()  # everything needed from it is in `wanted` now
     return target_inspection.result(), wanted, findings
 
 
@@ -202,7 +203,8 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
         # The target's copy (for the rehearsal) is made while the desired state is built: two
         # backends, each busy for about as long as loading the schema takes.
         copied = beside.submit(copy_target, copy, target.url, target_now, config)
-        current, wanted, findings = _build_and_inspect(config, desired, target, scratch, beside)
+        # kept: the reverse plan is rehearsed on it
+        current, wanted, findings = _build_and_inspect(config, desired, target, scratch, beside, keep=True)
         lookup.cache.put(lookup.key, wanted.snapshot, findings)
         differences = current.snapshot.differences(wanted.snapshot)
         changes = diff(current, wanted, all_corrections(desired.partition_specs))
@@ -217,7 +219,9 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
         the_plan = the_plan.with_row_counts(_count_rows(config, target, the_plan.tables_at_stake))
         lint = beside.submit(squawk, [s.sql for s in the_plan.statements], _target_major(config, target))
         copied.result()
-        rehearsal = rehearse(the_plan, copy, current, wanted, config, all_corrections(desired.partition_specs))
+        rehearsal = rehearse(the_plan, copy, scratch, current, wanted, config, all_corrections(desired.partition_specs))
+        copy.drop_in_background()  # both at once
+        scratch.drop_in_background()
         the_plan = the_plan.with_lint(lint.result())  # squawk ran while the server rehearsed
     if not rehearsal.converged:
         details = [f"  still to do: {s.splitlines()[0]}" for s in rehearsal.remaining_statements]

@@ -1,4 +1,5 @@
-"""Stage 6: rehearse a plan on a scratch copy of the target's schema, then check that it converged.
+"""Stage 6: rehearse a plan on a scratch copy of the target's schema, then check that it converged;
+meanwhile rehearse its reverse on the scratch database holding the declared state.
 
 Converged means both: migra finds nothing more to do, and our own catalog snapshot of the copy
 equals the desired one (migra's re-diff cannot see what migra ignores).
@@ -7,6 +8,7 @@ equals the desired one (migra's re-diff cannot see what migra ignores).
 from __future__ import annotations
 
 import dataclasses
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
@@ -111,66 +113,92 @@ def copy_target(copy: ScratchDatabase, target_url: str, target_snapshot: Catalog
         copy.load_schema_of(target_url, present)
 
 
-def rehearse(plan: Plan, copy: ScratchDatabase, current: InspectedDatabase, desired: InspectedDatabase,
-             config: Config, corrections=None) -> Rehearsal:
-    """Run the plan on `copy` (see copy_target), then its reverse. `current` and `desired` are the
-    inspections the plan was made from; they are not inspected again.
+def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, current: InspectedDatabase,
+             desired: InspectedDatabase, config: Config, corrections=None) -> Rehearsal:
+    """Run the plan on `copy` (see copy_target) and check that it reaches the declared state.
 
-    Python's share of the work (the reverse plan, the re-diff) runs beside the server's (running the
-    plan forward, then back) on a second thread.
+    `current` and `desired` are the inspections the plan was made from; `declared` is the database
+    `desired` was read from. While the plan runs forward on the copy, a second thread builds the
+    reverse plan and runs it on `declared`: the forward run must reach exactly that state (checked
+    below, else the way back is not kept), so running back from it proves the same as running back
+    on the rehearsed copy, on another backend at the same time.
     """
     scope = config.scope
-    target_snapshot = current.snapshot
+    way_back = _ReverseRehearsal(desired, current, declared, plan.as_of, config)
     with ThreadPoolExecutor(max_workers=1) as beside:
-        # The way back starts from the declared state, which the forward run must reach anyway
-        # (checked below); the reverse plan is itself rehearsed and checked to land on the target.
-        reverse_plan = beside.submit(lambda: build_plan(diff(desired, current), desired.snapshot,
-                                                        target_snapshot, plan.as_of))
-        conn = copy.connect(autocommit=False)
+        reverse_run = beside.submit(way_back.run)
         try:
-            before = take_snapshot(conn, scope)
-            if before.fingerprint != target_snapshot.fingerprint:
-                first = before.differences(target_snapshot)[0].describe("copy", "target")
-                raise ScratchError(f"the scratch copy of the target is not faithful, so the plan cannot be rehearsed: {first}")
+            conn = copy.connect(autocommit=False)
             try:
-                run_statements(conn, plan.statements, "rehearsal", batched=True)
-                conn.commit()
-                for number, step in plan.online_steps:
-                    run_online_step(conn, number, step, "rehearsal")
-            except PlanStatementFailed as failed:
-                raise PlanNotConvergedError(
-                    f"the plan fails on a copy of the target, so it was not written: {failed}"
-                ) from failed
-        finally:
-            conn.close()
-        rehearsed = inspect_database(copy.url, scope, config.timeouts.connect_timeout_s)
-        remaining = beside.submit(diff, rehearsed, desired, corrections)
-        differences = tuple(rehearsed.snapshot.differences(desired.snapshot))
-        if differences:
-            return Rehearsal(tuple(s.sql for s in remaining.result().statements), differences)
-        # Run back while migra's re-diff runs beside; its verdict is awaited before anything is kept.
-        reverse, problem = _rehearse_reverse(reverse_plan.result(), copy, target_snapshot, config)
-        result = Rehearsal(tuple(s.sql for s in remaining.result().statements), differences)
+                before = take_snapshot(conn, scope)
+                if before.fingerprint != current.snapshot.fingerprint:
+                    first = before.differences(current.snapshot)[0].describe("copy", "target")
+                    raise ScratchError(f"the scratch copy of the target is not faithful, so the plan cannot be rehearsed: {first}")
+                try:
+                    run_statements(conn, plan.statements, "rehearsal", batched=True)
+                    conn.commit()
+                    for number, step in plan.online_steps:
+                        run_online_step(conn, number, step, "rehearsal")
+                except PlanStatementFailed as failed:
+                    raise PlanNotConvergedError(
+                        f"the plan fails on a copy of the target, so it was not written: {failed}"
+                    ) from failed
+            finally:
+                conn.close()
+            rehearsed = inspect_database(copy.url, scope, config.timeouts.connect_timeout_s)
+            differences = tuple(rehearsed.snapshot.differences(desired.snapshot))
+            if differences:
+                way_back.cancel()  # from somewhere else than the declared state, it proves nothing
+            remaining = tuple(s.sql for s in diff(rehearsed, desired, corrections, current_used_once=True).statements)
+        except BaseException:
+            way_back.cancel()
+            raise
+        result = Rehearsal(remaining, differences)
         if not result.converged:
+            way_back.cancel()
             return result
-        return dataclasses.replace(result, reverse=reverse, reverse_problem=problem)
+        reverse, problem = reverse_run.result()
+    return dataclasses.replace(result, reverse=reverse, reverse_problem=problem)
 
 
-def _rehearse_reverse(reverse: Plan, copy: ScratchDatabase, target_snapshot: CatalogSnapshot,
-                      config: Config) -> tuple[Plan | None, str | None]:
-    """The rollback plan (from the declared state back to the target as it is), applied to the
-    rehearsed copy and checked to land exactly on the target's fingerprint."""
-    conn = copy.connect(autocommit=False)
-    try:
-        run_statements(conn, reverse.statements, "rollback rehearsal", batched=True)
-        conn.commit()
-        back = take_snapshot(conn, config.scope)
-    except PlanStatementFailed as failed:
-        conn.rollback()
-        return None, f"the reverse plan fails on the copy: {failed}"
-    finally:
-        conn.close()
-    differences = back.differences(target_snapshot)
-    if differences:
-        return None, f"the reverse plan does not lead back: {differences[0].describe('after rollback', 'target')}"
-    return reverse, None
+class _ReverseRehearsal:
+    """The rollback plan (from the declared state back to the target as it is), built and then run on
+    the declared database, and checked to land exactly on the target's fingerprint. Runs on its own
+    thread; cancel() stops it (its result is then not wanted)."""
+
+    def __init__(self, desired: InspectedDatabase, current: InspectedDatabase, declared: ScratchDatabase,
+                 as_of, config: Config):
+        self.desired, self.current, self.declared = desired, current, declared
+        self.as_of, self.scope = as_of, config.scope
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._conn = None
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            if self._conn is not None:
+                self._conn.cancel()  # interrupts the statement running on the server
+
+    def run(self) -> tuple[Plan | None, str | None]:
+        reverse = build_plan(diff(self.desired, self.current), self.desired.snapshot, self.current.snapshot,
+                             self.as_of)
+        with self._lock:
+            if self._cancelled:
+                return None, "not rehearsed"
+            self._conn = conn = self.declared.connect(autocommit=False)
+        try:
+            run_statements(conn, reverse.statements, "rollback rehearsal", batched=True)
+            conn.commit()
+            back = take_snapshot(conn, self.scope)
+        except PlanStatementFailed as failed:
+            conn.rollback()
+            return None, f"the reverse plan fails on the declared state: {failed}"
+        finally:
+            with self._lock:
+                self._conn = None
+                conn.close()
+        differences = back.differences(self.current.snapshot)
+        if differences:
+            return None, f"the reverse plan does not lead back: {differences[0].describe('after rollback', 'target')}"
+        return reverse, None
