@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import getpass
 import json
 import socket
@@ -196,7 +197,7 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
     server = _scratch_server(config, target)
     timeout = config.timeouts.connect_timeout_s
     target_now = read_snapshot(target.url, config.scope, timeout)
-    with ThreadPoolExecutor(max_workers=2) as beside, \
+    with ThreadPoolExecutor(max_workers=3) as beside, \
             ScratchDatabase(server, "rehearsal", timeout) as copy, \
             ScratchDatabase(server, "desired", timeout) as scratch:
         copy.prepare(config)  # first: with roles to create, two at once would race
@@ -213,15 +214,21 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
             return EXIT_OK
         if before_steps or after_steps:
             changes = dataclasses.replace(changes, statements=tuple(before_steps) + changes.statements + tuple(after_steps))
-        the_plan = build_plan(changes, current.snapshot, wanted.snapshot, desired.as_of)
+        plan_of = functools.partial(build_plan, changes, current.snapshot, wanted.snapshot, desired.as_of)
         if config.online and current.snapshot.of_kind("table"):
-            the_plan = make_online(the_plan, current.snapshot)
-        the_plan = the_plan.with_row_counts(_count_rows(config, target, the_plan.tables_at_stake))
-        lint = beside.submit(squawk, [s.sql for s in the_plan.statements], _target_major(config, target))
+            # Going online rewrites statements by what they do: classified first.
+            rehearsed_plan, classified = make_online(plan_of(), current.snapshot), None
+        else:
+            # Classifying parses every statement: done while the server rehearses the same statements.
+            rehearsed_plan, classified = plan_of(classified=False), beside.submit(plan_of)
+        lint = beside.submit(squawk, [s.sql for s in rehearsed_plan.statements], _target_major(config, target))
         copied.result()
-        rehearsal = rehearse(the_plan, copy, scratch, current, wanted, config, all_corrections(desired.partition_specs))
+        rehearsal = rehearse(rehearsed_plan, copy, scratch, current, wanted, config,
+                             all_corrections(desired.partition_specs))
         copy.drop_in_background()  # both at once
         scratch.drop_in_background()
+        the_plan = rehearsed_plan if classified is None else classified.result()
+        the_plan = the_plan.with_row_counts(_count_rows(config, target, the_plan.tables_at_stake))
         the_plan = the_plan.with_lint(lint.result())  # squawk ran while the server rehearsed
     if not rehearsal.converged:
         details = [f"  still to do: {s.splitlines()[0]}" for s in rehearsal.remaining_statements]

@@ -14,7 +14,7 @@ from pglast import ast
 from pglast.enums import ObjectType
 
 from ..inspection import InspectedDatabase
-from ..sqltext import parse_statements
+from ..sqltext import may_hold, parse_statements
 
 Side = InspectedDatabase  # the corrections' short name for either database
 
@@ -47,7 +47,7 @@ def dropped_relations(statements: list[str], object_types=None) -> set[str]:
     """Relations (schema.name) that the statements drop, optionally only of the given ObjectTypes."""
     dropped = set()
     for statement in statements:
-        for raw in parsed(statement):
+        for raw in parsed(statement) if may_hold(statement, "DropStmt") else ():
             node = raw.stmt
             if not isinstance(node, ast.DropStmt):
                 continue

@@ -8,7 +8,7 @@ from pglast import ast, parse_sql
 from pglast.enums import AlterTableType, ConstrType
 from pglast.stream import RawStream
 
-from . import Correction, Side, dotted, parsed
+from . import Correction, Side, dotted, may_hold, parsed
 
 
 class InheritedPartitionObjects(Correction):
@@ -87,7 +87,8 @@ class PartitionedForeignKeys(Correction):
         partitioned = {k for k, kind in desired.snapshot.fact("relkind").items() if kind == "p"}
         out, made_valid = [], set()
         for statement in statements:
-            nodes = parsed(statement.sql)
+            relevant = may_hold(statement.sql, "CONSTR_FOREIGN", "AT_ValidateConstraint")
+            nodes = parsed(statement.sql) if relevant else ()
             node = nodes[0].stmt if len(nodes) == 1 else None
             if not isinstance(node, ast.AlterTableStmt) or len(node.cmds) != 1:
                 out.append(statement)
