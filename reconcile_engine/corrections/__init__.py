@@ -38,8 +38,12 @@ def dotted(*parts: str) -> str:
     return ".".join(parts)
 
 
-def parsed(statement: str) -> tuple:
-    """The statement's parse tree; a statement pglast cannot parse is simply not recognised."""
+def parsed(statement: str, kind: str, *more_kinds: str) -> tuple:
+    """The statement's parse tree, when it can hold one of the node types or enum values the caller
+    looks for (sqltext.may_hold: most of a plan's statements then need no Python tree), else ();
+    a statement pglast cannot parse is simply not recognised."""
+    if not may_hold(statement, kind, *more_kinds):
+        return ()
     return parse_statements(statement) or ()
 
 
@@ -47,7 +51,7 @@ def dropped_relations(statements: list[str], object_types=None) -> set[str]:
     """Relations (schema.name) that the statements drop, optionally only of the given ObjectTypes."""
     dropped = set()
     for statement in statements:
-        for raw in parsed(statement) if may_hold(statement, "DropStmt") else ():
+        for raw in parsed(statement, "DropStmt"):
             node = raw.stmt
             if not isinstance(node, ast.DropStmt):
                 continue

@@ -9,7 +9,7 @@ from pglast.enums import AlterTableType
 from pglast.visitors import Visitor
 
 from ..sqltext import quote_ident
-from . import Correction, InspectedDatabase, dotted, may_hold, parsed
+from . import Correction, InspectedDatabase, dotted, parsed
 
 SET_EXPRESSION_SINCE = 17  # ALTER COLUMN ... SET EXPRESSION
 
@@ -25,7 +25,7 @@ class GeneratedColumns(Correction):
         major = desired.inspected.pg_version
         out = []
         for statement in statements:
-            nodes = parsed(statement.sql) if may_hold(statement.sql, "AT_ColumnDefault") else ()
+            nodes = parsed(statement.sql, "AT_ColumnDefault")
             node = nodes[0].stmt if len(nodes) == 1 else None
             cmd = node.cmds[0] if isinstance(node, ast.AlterTableStmt) and len(node.cmds) == 1 else None
             column = None
@@ -58,7 +58,7 @@ class _FunctionCalls(Visitor):
 
 
 def _created_function(statement) -> str | None:
-    nodes = parsed(statement.sql) if may_hold(statement.sql, "CreateFunctionStmt") else ()
+    nodes = parsed(statement.sql, "CreateFunctionStmt")
     if len(nodes) == 1 and isinstance(nodes[0].stmt, ast.CreateFunctionStmt):
         return nodes[0].stmt.funcname[-1].sval
     return None
@@ -66,7 +66,7 @@ def _created_function(statement) -> str | None:
 
 def _called_functions(statement) -> set[str]:
     calls = _FunctionCalls()
-    for raw in parsed(statement.sql) if may_hold(statement.sql, "FuncCall") else ():
+    for raw in parsed(statement.sql, "FuncCall"):
         if isinstance(raw.stmt, (ast.AlterTableStmt, ast.CreateStmt)):
             calls(raw.stmt)
     return calls.names

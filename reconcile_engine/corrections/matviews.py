@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pglast import ast
 
-from . import Correction, Side, may_hold, parsed, recreated_relations
+from . import Correction, Side, parsed, recreated_relations
 
 
 def _created_index_names(statements: list[str]) -> set[str]:
     names = set()
     for statement in statements:
-        for raw in parsed(statement) if may_hold(statement, "IndexStmt") else ():
+        for raw in parsed(statement, "IndexStmt"):
             if isinstance(raw.stmt, ast.IndexStmt) and raw.stmt.idxname:
                 names.add(raw.stmt.idxname)
     return names

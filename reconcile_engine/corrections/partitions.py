@@ -8,7 +8,7 @@ from pglast import ast, parse_sql
 from pglast.enums import AlterTableType, ConstrType
 from pglast.stream import RawStream
 
-from . import Correction, Side, dotted, may_hold, parsed
+from . import Correction, Side, dotted, parsed
 
 
 class InheritedPartitionObjects(Correction):
@@ -87,8 +87,7 @@ class PartitionedForeignKeys(Correction):
         partitioned = {k for k, kind in desired.snapshot.fact("relkind").items() if kind == "p"}
         out, made_valid = [], set()
         for statement in statements:
-            relevant = may_hold(statement.sql, "CONSTR_FOREIGN", "AT_ValidateConstraint")
-            nodes = parsed(statement.sql) if relevant else ()
+            nodes = parsed(statement.sql, "CONSTR_FOREIGN", "AT_ValidateConstraint")
             node = nodes[0].stmt if len(nodes) == 1 else None
             if not isinstance(node, ast.AlterTableStmt) or len(node.cmds) != 1:
                 out.append(statement)

@@ -11,7 +11,7 @@ from pglast import ast
 from pglast.enums import ObjectType
 
 from ..sqltext import quote_ident
-from . import Correction, InspectedDatabase, dotted, may_hold, parsed
+from . import Correction, InspectedDatabase, dotted, parsed
 
 
 class PartitionExpiry(Correction):
@@ -46,7 +46,7 @@ class PartitionExpiry(Correction):
 
     @staticmethod
     def _dropped_table(sql: str) -> str | None:
-        nodes = parsed(sql) if may_hold(sql, "DropStmt") else ()
+        nodes = parsed(sql, "DropStmt")
         if len(nodes) != 1 or not isinstance(nodes[0].stmt, ast.DropStmt):
             return None
         node = nodes[0].stmt
