@@ -217,17 +217,17 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
         plan_of = functools.partial(build_plan, changes, current.snapshot, wanted.snapshot, desired.as_of)
         if config.online and current.snapshot.of_kind("table"):
             # Going online rewrites statements by what they do: classified first.
-            rehearsed_plan, classified = make_online(plan_of(), current.snapshot), None
+            rehearsed_plan, classifying = make_online(plan_of(), current.snapshot), None
         else:
             # Classifying parses every statement: done while the server rehearses the same statements.
-            rehearsed_plan, classified = plan_of(classified=False), beside.submit(plan_of)
+            rehearsed_plan, classifying = plan_of(classified=False), beside.submit(plan_of)
         lint = beside.submit(squawk, [s.sql for s in rehearsed_plan.statements], _target_major(config, target))
         copied.result()
         rehearsal = rehearse(rehearsed_plan, copy, scratch, current, wanted, config,
                              all_corrections(desired.partition_specs))
         copy.drop_in_background()  # both at once
         scratch.drop_in_background()
-        the_plan = rehearsed_plan if classified is None else classified.result()
+        the_plan = rehearsed_plan if classifying is None else classifying.result()
         the_plan = the_plan.with_row_counts(_count_rows(config, target, the_plan.tables_at_stake))
         the_plan = the_plan.with_lint(lint.result())  # squawk ran while the server rehearsed
     if not rehearsal.converged:
