@@ -87,6 +87,15 @@ def _string(value: Any, where: str, allow_none: bool = False) -> str | None:
     return value
 
 
+def _inside(project_dir: Path, value: Any, where: str) -> Path:
+    """A folder reconcile writes to: inside the project, whatever reconcile.yaml (a file a pull request
+    can change) says."""
+    folder = Path(_string(value, where))
+    if not (project_dir / folder).resolve().is_relative_to(project_dir):
+        raise ConfigError(f"{where}: must be a folder inside the project, got {value!r}")
+    return folder
+
+
 def _string_list(value: Any, where: str) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -209,8 +218,8 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
         extensions=_string_list(top.get("extensions"), f"{name}: extensions"),
         scratch_mode=mode,
         scratch_server_url=_string(scratch.get("server_url"), f"{name}: scratch.server_url", allow_none=True),
-        embedded_dir=Path(_string(top.get("embedded_dir", ".reconcile"), f"{name}: embedded_dir")),
-        migrations_dir=Path(_string(top.get("migrations_dir", "migrations"), f"{name}: migrations_dir")),
+        embedded_dir=_inside(project_dir, top.get("embedded_dir", ".reconcile"), f"{name}: embedded_dir"),
+        migrations_dir=_inside(project_dir, top.get("migrations_dir", "migrations"), f"{name}: migrations_dir"),
         timeouts=timeouts,
         vars=variables,
         privileges=privileges,

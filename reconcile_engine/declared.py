@@ -1,14 +1,17 @@
-"""Stage 1: the declared files (schema/, partitions/, views/, policies/) -> desired SQL, in load order."""
+"""Stage 1: the declared files (schema/, partitions/, views/, policies/) -> desired SQL, in load order,
+each statement admitted (admission.py) before anything is built from it."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 from pathlib import Path
 
 import jinja2
 
+from .admission import AdmittedStatement, admit
 from .config import Config
 from .errors import DeclaredStateError
 from .partitions import PartitionSpec, read_spec, render_spec
@@ -28,6 +31,16 @@ class SqlSource:
     rendered: bool  # True when the SQL was produced by a template, so lines are of the rendered text
     spec: PartitionSpec | None = None  # for partitions/*.yaml: checked against the parent before loading
 
+    @property
+    def label(self) -> str:
+        """How errors name it: the file, and whether lines count in its rendering."""
+        return f"{self.display}{' (rendered)' if self.rendered else ''}"
+
+    @functools.cached_property
+    def statements(self) -> tuple[AdmittedStatement, ...]:
+        """Its statements, each admitted; raises on the first that is refused."""
+        return admit(self.sql, self.label)
+
 
 @dataclasses.dataclass(frozen=True)
 class DesiredState:
@@ -37,6 +50,13 @@ class DesiredState:
     @property
     def partition_specs(self) -> tuple[PartitionSpec, ...]:
         return tuple(s.spec for s in self.sources if s.spec is not None)
+
+    def admit(self) -> None:
+        """Admit every declared statement (admission.py), before anything is built from them: raises on
+        the first refused. A desired state found in the cache needs no build, so no admission: its
+        content was admitted when it was built."""
+        for source in self.sources:
+            source.statements  # noqa: B018 (computed and kept)
 
     @property
     def content_hash(self) -> str:
@@ -55,6 +75,8 @@ def _render_template(path: Path, display: str, project_dir: Path, variables: dic
         raise DeclaredStateError(f"{display}:{exc.lineno}: template error: {exc.message}") from exc
     except jinja2.UndefinedError as exc:
         raise DeclaredStateError(f"{display}: template error: {exc.message} (define it under vars: in reconcile.yaml)") from exc
+    except jinja2.TemplateError as exc:  # SecurityError: the sandbox refused an attribute or call
+        raise DeclaredStateError(f"{display}: template error: {exc}") from exc
 
 
 def load_desired_state(config: Config, as_of: dt.date) -> DesiredState:
@@ -77,7 +99,8 @@ def load_desired_state(config: Config, as_of: dt.date) -> DesiredState:
                     spec = read_spec(path, display)
                     sources.append(SqlSource(display, render_spec(spec, as_of), rendered=True, spec=spec))
                 elif name.endswith(".sql.j2"):
-                    sources.append(SqlSource(display, _render_template(path, display, project, config.vars), rendered=True))
+                    sources.append(SqlSource(display, _render_template(path, display, project, config.vars),
+                                                      rendered=True))
                 elif name.endswith(".sql"):
                     sources.append(SqlSource(display, path.read_text(encoding="utf-8"), rendered=False))
             except UnicodeDecodeError as exc:

@@ -31,6 +31,11 @@ class DeclaredStateError(ReconcileError):
     """A declared file is missing, unreadable, or fails to render or load."""
 
 
+class RefusedStatementError(ReconcileError):
+    """A declared file holds a statement that is not a definition (it would run, read or change
+    something outside the scratch space); refused before anything runs."""
+
+
 class DatabaseError(ReconcileError):
     """The database could not be reached, or refused what was asked of it."""
 
@@ -45,6 +50,10 @@ class PlanNotConvergedError(ReconcileError):
 
 class PlanFileError(ReconcileError):
     """A plan file under migrations/ is malformed."""
+
+
+class PlanModifiedError(ReconcileError):
+    """A plan file's statements are not the ones its rehearsal proved (edited since, or never rehearsed)."""
 
 
 class PendingPlansError(ReconcileError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import string
 from pathlib import Path
 
 import yaml
@@ -25,6 +26,7 @@ DEFAULT_NAMING = {
     "monthly": "{table}_{year}_{month:02d}",
 }
 EXPIRE = ("detach", "drop")
+NAMING_FIELDS = {"table", "year", "quarter", "month"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,12 +109,15 @@ def read_spec(path: Path, display: str) -> PartitionSpec:
     if auto_detach and expire != "detach":
         raise DeclaredStateError(f"{display}: auto_detach: only with expire: detach (a drop needs a reviewed plan)")
     naming = _name(raw, "naming", DEFAULT_NAMING[interval], display)
+    problem = f"{display}: naming: {naming!r} is not a pattern of {{table}}, {{year}}, {{quarter}}, {{month}}"
     try:
+        # Plain fields only: str.format would also follow attributes ({table.__class__}) and indexes.
+        fields = {field for _, field, _, _ in string.Formatter().parse(naming) if field is not None}
+        if not fields <= NAMING_FIELDS:
+            raise DeclaredStateError(problem)
         naming.format(table="t", year=2000, quarter=1, month=1)
     except (KeyError, IndexError, ValueError) as exc:
-        raise DeclaredStateError(
-            f"{display}: naming: {naming!r} is not a pattern of {{table}}, {{year}}, {{quarter}}, {{month}}"
-        ) from exc
+        raise DeclaredStateError(problem) from exc
     return PartitionSpec(
         file=path, display=display,
         schema=_name(raw, "schema", "public", display),

@@ -6,6 +6,7 @@ import functools
 import re
 
 import jinja2
+import jinja2.sandbox
 from pglast import parse_sql
 from pglast.parser import parse_sql_json
 
@@ -38,11 +39,14 @@ _RESERVED = frozenset(
 
 @functools.lru_cache(maxsize=None)
 def jinja_environment(search_path: str | None = None) -> jinja2.Environment:
-    """Templates shipped with the engine, plus (when given) a project folder for .sql.j2 files."""
+    """Templates shipped with the engine, plus (when given) a project folder for .sql.j2 files.
+
+    Sandboxed: a declared template is untrusted input, and an unsandboxed one can reach Python's
+    internals ({{ ''.__class__.__mro__ }}) and run code in reconcile's own process."""
     loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("reconcile_engine", "templates")]
     if search_path:
         loaders.insert(0, jinja2.FileSystemLoader(search_path))
-    env = jinja2.Environment(
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         loader=jinja2.ChoiceLoader(loaders),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

@@ -1,6 +1,7 @@
 """Stage tests for config loading, declared-file loading and partition rendering (no database)."""
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -104,8 +105,10 @@ def test_quarterly_and_monthly_windows(tmp_path):
     assert len(months) == 85 and months[0].name == "t_m202001" and months[-1].name == "t_m202701"
 
 
-def test_bad_naming_pattern(tmp_path):
+@pytest.mark.parametrize("naming", ["{table}_{decade}", "{table.__class__.__mro__}_{year}", "{year[0]}_{table}",
+                                    "{0}_{year}"])
+def test_bad_naming_pattern(tmp_path, naming):
     path = tmp_path / "p.yaml"
-    path.write_text("table: t\ncolumn: day\nnaming: '{table}_{decade}'\n")
-    with pytest.raises(DeclaredStateError, match="naming: '{table}_{decade}' is not a pattern"):
+    path.write_text(f"table: t\ncolumn: day\nnaming: '{naming}'\n")
+    with pytest.raises(DeclaredStateError, match=f"naming: '{re.escape(naming)}' is not a pattern"):
         read_spec(path, "partitions/p.yaml")
