@@ -69,6 +69,8 @@ def apply_plans(config: Config, target_url: str, plans: list[PlanFile], *, allow
                 raise DatabaseError(f"cannot create the history table {history.TABLE}: {first_line(exc)}") from exc
             applied_names = history.applied_plan_names(history.read(cur))
         pending = pending_plans(plans, applied_names)
+        for plan_file in pending:  # every one before any runs: an edited second plan stops the first too
+            plan_file.check_sealed(f"{config.migrations_dir}/{plan_file.name}")
         done = []
         for plan_file in pending:
             on_progress(f"applying {plan_file.name} ({len(plan_file.plan.statements)} statements)")
@@ -237,6 +239,7 @@ def rollback_last(config: Config, target_url: str, migrations, *, allow_destruct
             raise StalePlanError(f"{path}: no rollback plan for {last.plan_file} (plan writes one when its reverse "
                                  f"rehearses cleanly; see that plan's '-- rollback:' line)")
         reverse = planfile.read(path)
+        reverse.check_sealed(f"{config.migrations_dir}/{planfile.ROLLBACK_FOLDER}/{last.plan_file}")
         if reverse.plan.fingerprint_before != last.fingerprint_after:
             raise StalePlanError(f"{path} does not start where {last.plan_file} ended; nothing was rolled back")
         on_progress(f"rolling back {last.plan_file} ({len(reverse.plan.statements)} statements)")

@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="hand-written data statements to run after the schema changes (repeatable)")
     plan.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
 
+    rehearse = commands.add_parser("rehearse", parents=[common], help="rehearse a plan file as it is now (after "
+                                   "a hand edit) and, when it reaches the declared state, rewrite its header "
+                                   "and checksum so that apply accepts it")
+    rehearse.add_argument("plan", type=Path, metavar="PLAN",
+                          help="a plan file under migrations/ (a relative path is taken from the project folder)")
+
     apply = commands.add_parser("apply", parents=[common], help="apply pending plans, each in one transaction")
     apply.add_argument("--allow-destructive", action="store_true",
                        help="apply destructive statements even if the plan does not mark them approved")
@@ -96,6 +102,8 @@ def _dispatch(ns: argparse.Namespace) -> int:
     if ns.command == "plan":
         return command.plan(options, name=ns.name, dry_run=ns.dry_run, detailed_exitcode=ns.detailed_exitcode,
                             data_before=ns.data_before, data_after=ns.data_after)
+    if ns.command == "rehearse":
+        return command.rehearse_plan(options, ns.plan)
     if ns.command == "apply":
         return command.apply(options, allow_destructive=ns.allow_destructive)
     if ns.command == "drift":

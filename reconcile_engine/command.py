@@ -5,7 +5,6 @@ Each returns an exit code; each raises a ReconcileError subclass where the fault
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -17,25 +16,24 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import history, planfile, rules
+from . import history, planfile
 from .apply import apply_plans, maintain_partitions, pending_plans, rollback_last
 from .config import Config, load_config
 from .declared import DesiredState, load_desired_state
 from .corrections import all_corrections
 from .diff import DiffStatement, diff
 from .errors import (
-    EXIT_CHANGES, EXIT_ERROR, EXIT_OK, DeclaredStateError, PendingPlansError, PlanNotConvergedError, ScratchError,
+    EXIT_CHANGES, EXIT_ERROR, EXIT_OK, DeclaredStateError, PendingPlansError, PlanFileError,
 )
 from .cache import CachedDesiredState, DesiredStateCache, cache_key, scratch_server_version
-from .inspection import CatalogSnapshot, inspect_database, not_compared, read_snapshot
+from .inspection import CatalogSnapshot, not_compared, read_snapshot
 from .lifecycle import missing_partitions, stranded_rows
 from .lint import squawk
 from .online import make_online
-from .plan import build_plan
-from .rehearse import copy_target, rehearse
-from .scratch import ScratchDatabase, ScratchServer, choose_scratch_server
-from .servers import Target, connect, resolve_target, server_major
-from .sqltext import quote_ident
+from .plan import build_plan, replan
+from .proof import build_and_inspect, desired_database, lint_findings, prove, scratch_space_for
+from .scratch import ScratchDatabase
+from .servers import Target, connect, resolve_target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,66 +56,6 @@ def _setup(options: Options) -> tuple[Config, DesiredState, Target]:
     return config, desired, resolve_target(config, options.database_url)
 
 
-def _scratch_server(config: Config, target: Target) -> ScratchServer:
-    server = choose_scratch_server(config, target)
-    if not server.same_server_as_target:
-        _check_same_major(config, target.url, server.admin_url)
-    return server
-
-
-@contextlib.contextmanager
-def _desired_database(config: Config, desired: DesiredState, target: Target):
-    server = _scratch_server(config, target)
-    with ScratchDatabase(server, "desired", config.timeouts.connect_timeout_s) as scratch:
-        scratch.prepare(config)
-        scratch.load_desired(desired)
-        yield scratch, server
-
-
-def _build_and_inspect(config: Config, desired: DesiredState, target: Target, scratch: ScratchDatabase,
-                       beside: ThreadPoolExecutor, *, keep: bool = False):
-    """Build the desired state in `scratch` while the target is inspected beside it (the one waits on
-    the server, the other mostly computes), then inspect the desired state; unless `keep`, the scratch
-    database is dropped in the background once read. Returns (current, wanted, lint findings)."""
-    timeout = config.timeouts.connect_timeout_s
-    target_inspection = beside.submit(inspect_database, target.url, config.scope, timeout)
-    scratch.prepare(config)
-    scratch.load_desired(desired)
-    findings = _lint_findings(config, scratch)
-    _print_lint_warnings(findings)
-    wanted = inspect_database(scratch.url, config.scope, timeout)
-    if not keep:
-        scratch.drop_in_background()  # everything needed from it is in `wanted` now
-    return target_inspection.result(), wanted, findings
-
-
-def _check_same_major(config: Config, target_url: str, scratch_url: str) -> None:
-    """Catalog text (view definitions, defaults) differs between majors: comparing across them is noise."""
-    majors = []
-    for url in (target_url, scratch_url):
-        conn = connect(url, config.timeouts.connect_timeout_s)
-        try:
-            majors.append(server_major(conn))
-        finally:
-            conn.close()
-    if majors[0] != majors[1]:
-        raise ScratchError(
-            f"the scratch server runs PostgreSQL {majors[1]} but the target runs {majors[0]}; plans and drift "
-            f"would not be trustworthy: set scratch.mode to target-server, or scratch.server_url to a "
-            f"PostgreSQL {majors[0]} server"
-        )
-
-
-def _lint_findings(config: Config, scratch) -> list:
-    """The security lint on the declared state; plan and drift show its findings as warnings."""
-    conn = scratch.connect()
-    try:
-        with conn.cursor() as cur:
-            return rules.check(cur, config.managed_schemas, config.lint_ignored)
-    finally:
-        conn.close()
-
-
 def _print_lint_warnings(findings) -> None:
     for finding in findings:
         print(f"warning: {finding.describe()}", file=sys.stderr)
@@ -137,12 +75,12 @@ def _look_up_desired(config: Config, desired: DesiredState, target: Target, opti
     cache = DesiredStateCache.for_project(config)
     key = cache_key(desired, config, scratch_server_version(config, target))
     cached = cache.get(key) if options.use_cache else None
-    if cached is None:
-        return _CacheLookup(cache, key, None)
-    current = read_snapshot(target.url, config.scope, config.timeouts.connect_timeout_s)
-    if current.differences(cached.snapshot):
-        return _CacheLookup(cache, key, None)
-    return _CacheLookup(cache, key, cached, current)
+    if cached is not None:
+        current = read_snapshot(target.url, config.scope, config.timeouts.connect_timeout_s)
+        if not current.differences(cached.snapshot):
+            return _CacheLookup(cache, key, cached, current)
+    desired.admit()  # the declared state will be built: nothing of it runs unless admitted
+    return _CacheLookup(cache, key, None)
 
 
 def _plan_files(config: Config) -> list[planfile.PlanFile]:
@@ -194,76 +132,89 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
         _print_lint_warnings(lookup.hit.lint_findings)
         _emit_no_changes(options)
         return EXIT_OK
-    server = _scratch_server(config, target)
-    timeout = config.timeouts.connect_timeout_s
-    target_now = read_snapshot(target.url, config.scope, timeout)
-    with ThreadPoolExecutor(max_workers=3) as beside, \
-            ScratchDatabase(server, "rehearsal", timeout) as copy, \
-            ScratchDatabase(server, "desired", timeout) as scratch:
-        copy.prepare(config)  # first: with roles to create, two at once would race
-        # The target's copy (for the rehearsal) is made while the desired state is built: two
-        # backends, each busy for about as long as loading the schema takes.
-        copied = beside.submit(copy_target, copy, target.url, target_now, config)
-        # kept: the reverse plan is rehearsed on it
-        current, wanted, findings = _build_and_inspect(config, desired, target, scratch, beside, keep=True)
-        lookup.cache.put(lookup.key, wanted.snapshot, findings)
+
+    def make_plan(current, wanted):
         differences = current.snapshot.differences(wanted.snapshot)
         changes = diff(current, wanted, all_corrections(desired.partition_specs))
         if changes.empty and not differences and not before_steps and not after_steps:
-            _emit_no_changes(options)
-            return EXIT_OK
+            return None
         if before_steps or after_steps:
             changes = dataclasses.replace(changes, statements=tuple(before_steps) + changes.statements + tuple(after_steps))
         plan_of = functools.partial(build_plan, changes, current.snapshot, wanted.snapshot, desired.as_of)
         if config.online and current.snapshot.of_kind("table"):
             # Going online rewrites statements by what they do: classified first.
-            rehearsed_plan, classifying = make_online(plan_of(), current.snapshot), None
-        else:
-            # Classifying parses every statement: done while the server rehearses the same statements.
-            rehearsed_plan, classifying = plan_of(classified=False), beside.submit(plan_of)
-        lint = beside.submit(squawk, [s.sql for s in rehearsed_plan.statements], _target_major(config, target))
-        copied.result()
-        rehearsal = rehearse(rehearsed_plan, copy, scratch, current, wanted, config,
-                             all_corrections(desired.partition_specs))
-        copy.drop_in_background()  # both at once
-        scratch.drop_in_background()
-        the_plan = rehearsed_plan if classifying is None else classifying.result()
-        the_plan = the_plan.with_row_counts(_count_rows(config, target, the_plan.tables_at_stake))
-        the_plan = the_plan.with_lint(lint.result())  # squawk ran while the server rehearsed
-    if not rehearsal.converged:
-        details = [f"  still to do: {s.splitlines()[0]}" for s in rehearsal.remaining_statements]
-        details += [f"  still differs: {d.describe('after plan', 'declared')}" for d in rehearsal.remaining_differences]
-        raise PlanNotConvergedError(
-            f"the plan does not reach the declared state when rehearsed on a copy of the target, so it was not "
-            f"written ({len(details)} difference(s) remain, listed above)",
-            details,
-        )
+            return make_online(plan_of(), current.snapshot), None
+        return plan_of(classified=False), plan_of
+
+    proof = prove(config, desired, target, make_plan)
+    lookup.cache.put(lookup.key, proof.declared, proof.findings)
+    _print_lint_warnings(proof.findings)
+    if proof.plan is None:
+        _emit_no_changes(options)
+        return EXIT_OK
     migrations = config.path(config.migrations_dir)
-    if rehearsal.reverse is not None:
-        note = f"{config.migrations_dir}/{planfile.ROLLBACK_FOLDER}/<this file's name> (rehearsed: leads back exactly)"
-    else:
-        note = f"none: {rehearsal.reverse_problem}"
-    the_plan = dataclasses.replace(the_plan, rollback_note=note, not_compared=not_compared(config.scope))
-    text = planfile.render(the_plan)
-    path = None if dry_run else planfile.write(the_plan, migrations, name)
-    if path is not None and rehearsal.reverse is not None:
-        planfile.write_rollback(rehearsal.reverse, migrations, path.name)
+    path = None if dry_run else planfile.write(proof.plan, migrations, name)
+    if path is not None and proof.reverse is not None:
+        planfile.write_rollback(proof.reverse, migrations, path.name)
+    _emit_plan(options, config, target, proof.plan, path, "wrote")
+    return EXIT_CHANGES if detailed_exitcode else EXIT_OK
+
+
+def _emit_plan(options: Options, config: Config, target: Target, the_plan, path: Path | None, written: str) -> None:
     if options.format == "json":
         payload = the_plan.to_dict() | {"file": str(path) if path else None, "rehearsed": True}
         _print(json.dumps(payload, indent=2))
     else:
-        _print(text)
+        _print(planfile.render(the_plan))
         _print(f"-- rehearsed on a copy of {target.name}: converged")
-        _print(f"-- wrote {path.relative_to(config.project_dir) if path else 'nothing (--dry-run)'}")
-    return EXIT_CHANGES if detailed_exitcode else EXIT_OK
+        _print(f"-- {written} {path.relative_to(config.project_dir) if path else 'nothing (--dry-run)'}")
 
 
-def _target_major(config: Config, target: Target) -> int:
-    conn = connect(target.url, config.timeouts.connect_timeout_s)
-    try:
-        return server_major(conn)
-    finally:
-        conn.close()
+def rehearse_plan(options: Options, path: Path) -> int:
+    """Rehearse a plan file as it is now (edited by hand, say) and, when it reaches the declared state,
+    rewrite its header (summary, hazards, fingerprints, checksum) and its rollback plan."""
+    config = load_config(options.project, options.config_file)
+    migrations = config.path(config.migrations_dir)
+    path = (options.project / path).resolve() if not path.is_absolute() else path.resolve()
+    shown = f"{config.migrations_dir}/{path.name}"
+    if path.parent == migrations / planfile.ROLLBACK_FOLDER:
+        raise PlanFileError(f"{config.migrations_dir}/{planfile.ROLLBACK_FOLDER}/{path.name}: a rollback plan is "
+                            f"rehearsed with its plan: run 'reconcile rehearse {shown}' before that plan is applied")
+    if path.parent != migrations or path.suffix != ".sql":
+        raise PlanFileError(f"{path}: not a plan file in {config.migrations_dir}/")
+    edited = planfile.read(path)
+    target = resolve_target(config, options.database_url)
+    applied = history.applied_plan_names(_history(config, target))
+    if edited.name in applied:
+        raise PlanFileError(f"{shown}: already applied to {target.name}; a rehearsal proves a plan before it runs")
+    earlier = [p.name for p in pending_plans(_plan_files(config), applied) if p.name < edited.name]
+    if earlier:
+        raise PendingPlansError(f"{shown} starts where {earlier[-1]} ends, which is not applied to {target.name} "
+                                f"yet: apply the plans before it first")
+    unchanged = edited.seal_problem() is None
+    desired = load_desired_state(config, edited.plan.as_of)
+    desired.admit()
+
+    def make_plan(current, wanted):
+        remake = functools.partial(replan, edited.plan, current.snapshot, wanted.snapshot)
+        return remake(classified=False), remake
+
+    proof = prove(config, desired, target, make_plan)
+    _print_lint_warnings(proof.findings)
+    # The reviewer's approval stands only for the statements it was given for.
+    the_plan = dataclasses.replace(proof.plan, created_at=edited.plan.created_at,
+                                   destructive_approved=edited.plan.destructive_approved and unchanged)
+    planfile.rewrite(the_plan, path)
+    rollback = planfile.rollback_path(migrations, path.name)
+    if proof.reverse is not None:
+        planfile.write_rollback(proof.reverse, migrations, path.name)
+    elif rollback.exists():
+        rollback.unlink()  # it was the reverse of the plan before the edit
+    _emit_plan(options, config, target, the_plan, path, "rewrote")
+    if edited.plan.destructive_approved and not unchanged and the_plan.destructive:
+        print(f"warning: {shown}: '-- {planfile.APPROVAL_KEY}:' was reset to no: its statements changed since "
+              f"the destructive ones were approved", file=sys.stderr)
+    return EXIT_OK
 
 
 def lint(options: Options, plan_paths: list[Path]) -> int:
@@ -275,14 +226,10 @@ def lint(options: Options, plan_paths: list[Path]) -> int:
     report = {}
     if not plan_paths:
         desired = load_desired_state(config, options.as_of or dt.date.today())
+        desired.admit()
         target = resolve_target(config, options.database_url)
-        with _desired_database(config, desired, target) as (scratch, _server):
-            conn = scratch.connect()
-            try:
-                with conn.cursor() as cur:
-                    findings = rules.check(cur, config.managed_schemas, config.lint_ignored)
-            finally:
-                conn.close()
+        with desired_database(config, desired, target) as scratch:
+            findings = lint_findings(config, scratch)
         total += len(findings)
         report["declared state"] = [{"rule": f.rule, "object": f.object, "message": f.message} for f in findings]
         if options.format == "text":
@@ -302,26 +249,6 @@ def lint(options: Options, plan_paths: list[Path]) -> int:
     elif not total:
         _print(f"No findings in {'the declared state and ' if not plan_paths else ''}{len(paths)} plan(s).")
     return EXIT_CHANGES if total else EXIT_OK
-
-
-def _count_rows(config: Config, target: Target, tables: set[str]) -> dict:
-    """Row counts of the tables a plan drops, rewrites or detaches: the plan says what is at stake."""
-    if not tables:
-        return {}
-    counts = {}
-    conn = connect(target.url, config.timeouts.connect_timeout_s)
-    try:
-        with conn.cursor() as cur:
-            for table in sorted(tables):
-                schema, _, name = table.rpartition(".")
-                cur.execute("SELECT to_regclass(%s)", (f"{quote_ident(schema or 'public')}.{quote_ident(name)}",))
-                regclass = cur.fetchone()[0]
-                if regclass is not None:
-                    cur.execute(f"SELECT count(*) FROM {regclass}")
-                    counts[table] = cur.fetchone()[0]
-    finally:
-        conn.close()
-    return counts
 
 
 def _emit_no_changes(options: Options) -> None:
@@ -374,7 +301,7 @@ def test(options: Options) -> int:
     """Policy tests (policies/tests/*.yaml) on the declared state, on a server where creating the
     test's role harms nothing: scratch.server_url, else an embedded server (never the target's)."""
     from .policytests import read_tests, run_tests
-    from .scratch import ScratchServer
+    from .scratch import ScratchServer, build_role_on
     from .servers import EmbeddedServer, embedded_data_dir
 
     config = load_config(options.project, options.config_file)
@@ -383,15 +310,18 @@ def test(options: Options) -> int:
     if not test_files:
         raise DeclaredStateError(f"no policy tests: add YAML files under {config.project_dir / 'policies' / 'tests'}")
     desired = load_desired_state(config, as_of)
+    desired.admit()
     if config.scratch_mode == "server":
         server = ScratchServer(config.scratch_server_url, False)
     else:
         embedded = EmbeddedServer.start(embedded_data_dir(config).parent / "test-pgdata")
         server = ScratchServer(embedded.url("postgres"), False, embedded)
-    with ScratchDatabase(server, "policytests", config.timeouts.connect_timeout_s) as scratch:
+    timeout = config.timeouts.connect_timeout_s
+    with build_role_on(server, timeout) as server, ScratchDatabase(server, "policytests", timeout) as scratch:
         scratch.prepare(config)
         scratch.load_desired(desired)
-        outcomes = run_tests(scratch.url, test_files)
+        builder = server.builder.name if server.builder else None
+        outcomes = run_tests(scratch.url, server.admin_url, builder, test_files)
     failed = [o for o in outcomes if not o.passed]
     if options.format == "json":
         _print(json.dumps([dataclasses.asdict(o) for o in outcomes], indent=2))
@@ -416,10 +346,10 @@ def drift(options: Options) -> int:
         current_snapshot, declared_fingerprint = lookup.target_snapshot, lookup.hit.snapshot.fingerprint
         _print_lint_warnings(lint_findings)
     else:
-        server = _scratch_server(config, target)
-        with ThreadPoolExecutor(max_workers=1) as beside, \
+        with scratch_space_for(config, target) as server, ThreadPoolExecutor(max_workers=1) as beside, \
                 ScratchDatabase(server, "desired", config.timeouts.connect_timeout_s) as scratch:
-            current, wanted, lint_findings = _build_and_inspect(config, desired, target, scratch, beside)
+            current, wanted, lint_findings = build_and_inspect(config, desired, target, scratch, beside)
+            _print_lint_warnings(lint_findings)
             lookup.cache.put(lookup.key, wanted.snapshot, lint_findings)
             differences = current.snapshot.differences(wanted.snapshot)
             fix_sql = [s.sql for s in diff(current, wanted, all_corrections(desired.partition_specs)).statements]
@@ -525,11 +455,14 @@ def status(options: Options) -> int:
     target = resolve_target(config, options.database_url)
     entries = _history(config, target)
     pending = pending_plans(plans, history.applied_plan_names(entries))
+    # Pending plans apply would refuse: edited since their rehearsal.
+    unsealed = {p.name: problem for p in pending if (problem := p.seal_problem()) is not None}
     if options.format == "json":
         _print(json.dumps({
             "applied": [{"plan_file": e.plan_file, "applied_at": e.applied_at.isoformat(), "applied_by": e.applied_by,
                          "git_commit": e.git_commit, "duration_ms": e.duration_ms} for e in entries],
             "pending": [p.name for p in pending],
+            "edited_since_rehearsal": unsealed,
         }, indent=2))
         return EXIT_OK
     _print(f"Target: {target.name}")
@@ -539,5 +472,7 @@ def status(options: Options) -> int:
                f"{'  at ' + e.git_commit[:12] if e.git_commit else ''}")
     _print(f"Pending ({len(pending)}):")
     for p in pending:
-        _print(f"  {p.name}")
+        edited = unsealed.get(p.name)
+        _print(f"  {p.name}" + (f"  (apply refuses it: {edited}; run 'reconcile rehearse "
+                                f"{config.migrations_dir}/{p.name}')" if edited else ""))
     return EXIT_OK

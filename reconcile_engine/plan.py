@@ -9,7 +9,7 @@ import dataclasses
 import datetime as dt
 
 from . import __version__
-from .diff import SchemaDiff
+from .diff import DiffStatement, SchemaDiff
 from .hazards import NOT_IN_TRANSACTION, classify, hazards_of, tables_created, target_table
 from .inspection import NOT_COMPARED, CatalogSnapshot
 
@@ -172,3 +172,15 @@ def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnaps
         created_at=dt.datetime.now(dt.timezone.utc).replace(microsecond=0),
         corrections_used=diff.corrections_used,
     )
+
+
+def replan(written: Plan, current: CatalogSnapshot, desired: CatalogSnapshot, *, classified: bool = True) -> Plan:
+    """A plan read back from its file (edited by hand, say), classified anew against `current`: its
+    statements, commit points, online steps and data steps as written."""
+    statements = tuple(DiffStatement(s.sql, s.origin, s.commit_after) for s in written.statements)
+    plan = build_plan(SchemaDiff(statements, written.corrections_used), current, desired, written.as_of,
+                      classified=classified)
+    return dataclasses.replace(plan, statements=tuple(
+        dataclasses.replace(new, online_step=old.online_step, commit_reason=old.commit_reason or new.commit_reason)
+        for old, new in zip(written.statements, plan.statements, strict=True)
+    ))

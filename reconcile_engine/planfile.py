@@ -1,4 +1,13 @@
-"""Stage 7: the plan file under migrations/ — rendering a Plan to reviewed SQL, and reading it back."""
+"""Stage 7: the plan file under migrations/ — rendering a Plan to reviewed SQL, and reading it back.
+
+A plan file is sealed when its rehearsal passes: its header carries a checksum of what apply would
+run (each statement, its commit and online-step marks, its line in the summary) and of the
+fingerprints and as-of date; each statement carries its own digest, so that a change is named.
+The seal is not a signature (whoever edits a file can recompute it): it makes every change to what
+runs go through 'reconcile rehearse', which proves the edited plan and rewrites its header, so that
+the summary a reviewer reads is always the statements' own. Only '-- destructive-approved:' is left
+for the reviewer to change.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +20,14 @@ from pathlib import Path
 
 from pglast import parser as pg_parser
 
-from .errors import PlanFileError
+from .errors import PlanFileError, PlanModifiedError
 from .hazards import classify
 from .plan import NEEDS_COMMITTED, Plan, PlannedStatement
 
 MAGIC = "-- reconcile plan"
+CHECKSUM_KEY = "checksum"
+STATEMENT_CHECKSUM = "-- statement-checksum:"
+STATEMENT_DIGEST_LENGTH = 16  # hex digits written per statement: enough to tell which one changed
 STATEMENTS_MARK = "-- ---- statements ----"
 APPROVAL_KEY = "destructive-approved"
 COMMIT_MARK = "-- reconcile: commit here"
@@ -25,10 +37,57 @@ DATA_MARK = "DATA STEP"
 
 def _is_data(statement) -> bool:
     return statement.origin.startswith("data")
+
+
 _NAME = re.compile(r"[^a-z0-9]+")
+_SUMMARY_LINE = re.compile(r"^--\s+(\d+)\. (.*)$")
+_DATA_ORIGIN = re.compile(r"-- " + DATA_MARK + r" (.*): hand-written, kept as written")
+_COMMIT_REASON = re.compile(re.escape(COMMIT_MARK) + r" \((.*)\)")
+_RECORDED_DIGEST = re.compile(re.escape(STATEMENT_CHECKSUM) + r" ([0-9a-f]+)")
+
+
+def _summary_line(statement) -> str:
+    """A statement's line in the header's summary, after its number."""
+    return statement.summary + ("  [DESTRUCTIVE]" if statement.destructive else "") + \
+        ("  [DATA]" if _is_data(statement) else "")
+
+
+def _canonical_sql(sql: str) -> str:
+    """A statement as reading the file gives it back: stripped, without its ';'."""
+    text = sql.strip()
+    while text.endswith(";"):
+        text = text[:-1].rstrip()
+    return text
+
+
+def statement_digest(statement, summary_line: str) -> str:
+    """What apply runs for one statement, and what the summary says of it."""
+    parts = (_canonical_sql(statement.sql), "commit" if statement.commit_after else "",
+             "online" if statement.online_step else "", "data" if _is_data(statement) else "", summary_line)
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def plan_checksum(plan: Plan, digests) -> str:
+    seal = "\n".join([plan.fingerprint_before, plan.fingerprint_after, plan.as_of.isoformat(), *digests])
+    return "sha256:" + hashlib.sha256(seal.encode()).hexdigest()
+
+
+def _terminated(sql: str) -> str:
+    """The statement with its ';', on a line of its own when the statement ends in a line comment."""
+    sql = sql.rstrip()
+    if sql.endswith(";"):
+        return sql
+    last_line = sql.rpartition("\n")[2]
+    if "--" in last_line:
+        tokens = pg_parser.scan(sql)
+        if tokens and tokens[-1].name == "SQL_COMMENT":
+            return sql + "\n;"
+    return sql + ";"
 
 
 def render(plan: Plan) -> str:
+    summary_lines = [_summary_line(s) for s in plan.statements]
+    digests = [statement_digest(s, line) for s, line in zip(plan.statements, summary_lines)]
     lines = [
         MAGIC,
         f"-- tool: reconcile {plan.tool_version}",
@@ -36,6 +95,7 @@ def render(plan: Plan) -> str:
         f"-- as-of: {plan.as_of.isoformat()}",
         f"-- fingerprint-before: {plan.fingerprint_before}",
         f"-- fingerprint-after: {plan.fingerprint_after}",
+        f"-- {CHECKSUM_KEY}: {plan_checksum(plan, digests)}",
         f"-- corrections: {', '.join(plan.corrections_used) or 'none'}",
         f"-- rollback: {plan.rollback_note}",
         f"-- not compared: {'; '.join(plan.not_compared)}",
@@ -57,12 +117,12 @@ def render(plan: Plan) -> str:
     linted = sum(len(s.lint) for s in plan.statements)
     lines.append(f"-- squawk: {linted} finding(s) (named below)" if linted else "-- squawk: no findings")
     lines.append("-- summary:")
-    for number, statement in enumerate(plan.statements, 1):
-        mark = ("  [DESTRUCTIVE]" if statement.destructive else "") + ("  [DATA]" if _is_data(statement) else "")
-        lines.append(f"--   {number:>3}. {statement.summary}{mark}")
+    for number, line in enumerate(summary_lines, 1):
+        lines.append(f"--   {number:>3}. {line}")
     lines += ["", STATEMENTS_MARK, ""]
-    for number, statement in enumerate(plan.statements, 1):
+    for number, (statement, digest) in enumerate(zip(plan.statements, digests), 1):
         lines.append(f"-- [{number}] {statement.summary}")
+        lines.append(f"{STATEMENT_CHECKSUM} {digest[:STATEMENT_DIGEST_LENGTH]}")
         if statement.online_step:
             lines.append(f"{ONLINE_MARK}: runs outside the transaction")
         if _is_data(statement):
@@ -73,12 +133,20 @@ def render(plan: Plan) -> str:
             lines.append(f"-- hazards: {'; '.join(statement.hazards)}")
         for finding in statement.lint:
             lines.append(f"-- squawk: {finding}")
-        sql = statement.sql.rstrip()
-        lines.append(sql if sql.endswith(";") else sql + ";")
+        lines.append(_terminated(statement.sql))
         if statement.commit_after:
             lines.append(f"{COMMIT_MARK} ({statement.commit_reason or NEEDS_COMMITTED})")
         lines.append("")
     return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Seal:
+    """What the file says was rehearsed: the header's checksum and summary, each statement's digest."""
+
+    checksum: str | None
+    summary_lines: dict[int, str]
+    statement_digests: tuple[str | None, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,14 +156,46 @@ class PlanFile:
     text: str = dataclasses.field(repr=False)
 
     @functools.cached_property
+    def _parsed(self) -> tuple[Plan, _Seal]:
+        return _parse(self.path, self.text)
+
+    @property
     def plan(self) -> Plan:
         """Classified on first use: drift and status read every plan under migrations/, but only
         pending ones need their statements (thousands, for a first plan)."""
-        return _parse(self.path, self.text)
+        return self._parsed[0]
 
     @property
     def name(self) -> str:
         return self.path.name
+
+    def check_sealed(self, shown: str) -> None:
+        """Refuse a plan whose statements are not the ones its rehearsal proved: edited since, or
+        never sealed. `shown`: the file as the user names it (for the 'reconcile rehearse' hint)."""
+        problem = self.seal_problem()
+        if problem is not None:
+            raise PlanModifiedError(f"{shown}: {problem}; nothing was applied: a plan runs only as it was rehearsed; "
+                                    f"review the change, then run 'reconcile rehearse {shown}' to rehearse the "
+                                    f"edited plan and rewrite its header")
+
+    def seal_problem(self) -> str | None:
+        """Why this plan is not the one its rehearsal proved, or None when it is."""
+        plan, seal = self._parsed
+        if seal.checksum is None:
+            return (f"its header has no '-- {CHECKSUM_KEY}:' line, so nothing shows that a rehearsal proved its "
+                    f"statements (written by hand or by an older reconcile)")
+        digests = []
+        for number, statement in enumerate(plan.statements, 1):
+            digest = statement_digest(statement, seal.summary_lines.get(number, ""))
+            recorded = seal.statement_digests[number - 1]
+            if recorded is None or not digest.startswith(recorded):
+                first = _canonical_sql(statement.sql).splitlines()[0][:80]
+                return f"statement {number} ({first}) {'was added' if recorded is None else 'was changed'} after its rehearsal"
+            digests.append(digest)
+        if plan_checksum(plan, digests) != seal.checksum:
+            return ("it no longer matches the checksum written when it was rehearsed (a statement removed, or a "
+                    "fingerprint, the as-of date or the summary edited)")
+        return None
 
 
 _STAMP = "%Y%m%d%H%M%S"
@@ -139,6 +239,11 @@ def write(plan: Plan, directory: Path, name: str) -> Path:
     return path
 
 
+def rewrite(plan: Plan, path: Path) -> None:
+    """Write a re-rehearsed plan over its file (same name: its place in the apply order is kept)."""
+    path.write_text(render(plan), encoding="utf-8")
+
+
 def read(path: Path) -> PlanFile:
     """A plan file, checked (header and statement syntax) so that a broken one is reported by any command."""
     try:
@@ -175,18 +280,26 @@ def _sections(path: Path, text: str):
     return header, body, slices, as_of, approval == "yes"
 
 
-def _parse(path: Path, text: str) -> Plan:
+def _parse(path: Path, text: str) -> tuple[Plan, _Seal]:
     header, body, slices, as_of, approved = _sections(path, text)
-    statements = []
+    statements, recorded = [], []
     for number, piece in enumerate(slices):
         sql = body[piece].strip() + ";"
         classification = classify(sql)
         following = body[piece.stop:slices[number + 1].start if number + 1 < len(slices) else len(body)]
         preceding = body[slices[number - 1].stop if number else 0:piece.start]
-        origin = "data" if f"-- {DATA_MARK}" in preceding else "file"
+        data = _DATA_ORIGIN.search(preceding)
+        origin = (data.group(1) if data else "data") if f"-- {DATA_MARK}" in preceding else "file"
+        commit = _COMMIT_REASON.search(following)
+        digest = _RECORDED_DIGEST.search(preceding)
+        recorded.append(digest.group(1) if digest else None)
         statements.append(PlannedStatement(sql, classification.summary, origin, classification.destructive,
                                            commit_after=COMMIT_MARK in following,
-                                           online_step=ONLINE_MARK in preceding))
+                                           online_step=ONLINE_MARK in preceding,
+                                           commit_reason=commit.group(1) if commit else ""))
+    header_text = text.split(STATEMENTS_MARK, 1)[0]
+    summary = {int(m.group(1)): m.group(2) for m in map(_SUMMARY_LINE.match, header_text.splitlines()) if m}
+    seal = _Seal(header.get(CHECKSUM_KEY), summary, tuple(recorded))
     return Plan(
         statements=tuple(statements),
         as_of=as_of,
@@ -196,7 +309,7 @@ def _parse(path: Path, text: str) -> Plan:
         tool_version=header.get("tool", "").removeprefix("reconcile ").strip(),
         corrections_used=tuple(c.strip() for c in header.get("corrections", "").split(",") if c.strip() not in ("", "none")),
         destructive_approved=approved,
-    )
+    ), seal
 
 
 def _created(value: str | None) -> dt.datetime:

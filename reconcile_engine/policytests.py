@@ -16,6 +16,10 @@ A test file:
 
 Each test runs as the role, in a transaction that is rolled back, so tests do not see each other.
 The file is rendered with jinja2 first: {{ year }} and {{ as_of }} place rows in today's partitions.
+
+A test file is untrusted input like any declared file: `setup` holds definitions only (admission.py),
+each test's `sql` holds queries only, and everything runs in a session of the run's build role
+(buildrole.py), which owns the scratch database and may become the test's role, nothing more.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import psycopg2
 import psycopg2.extras
 import yaml
 
+from .admission import admit, admit_queries
 from .errors import DeclaredStateError
-from .servers import first_line
+from .servers import connect, first_line
 from .sqltext import jinja_environment, quote_ident
 
 TESTS_FOLDER = Path("policies") / "tests"
@@ -101,6 +106,7 @@ def read_tests(project: Path, as_of) -> list[PolicyTestFile]:
                     _fail(display, f"{where}: unknown key {key!r} (known: {', '.join(TEST_KEYS)})")
             if not isinstance(item.get("sql"), str):
                 _fail(display, f"{where}: sql: required")
+            admit_queries(item["sql"], f"{display}: {where}.sql")
             expectations = [k for k in ("expect_rows", "expect_count", "expect_error") if k in item]
             if len(expectations) != 1:
                 _fail(display, f"{where}: give exactly one of expect_rows, expect_count, expect_error")
@@ -112,17 +118,57 @@ def read_tests(project: Path, as_of) -> list[PolicyTestFile]:
             ))
         if not tests:
             _fail(display, "tests: at least one test")
+        if not isinstance(raw.get("setup") or "", str):
+            _fail(display, "setup: expected SQL text (the role's grants)")
+        admit(raw.get("setup") or "", f"{display}: setup")
         files.append(PolicyTestFile(display, raw["role"], raw.get("setup") or "", fixtures, tuple(tests)))
     return files
 
 
 def _load_fixtures(cur, test_file: PolicyTestFile) -> None:
+    """Rows inserted as the tables' owner; forced row-level security is lifted meanwhile (it applies
+    to the owner too), in the same transaction."""
     for table, rows in test_file.fixtures.items():
+        name = quote_ident(table)
+        cur.execute("SELECT relforcerowsecurity FROM pg_class WHERE oid = to_regclass(%s)", (name,))
+        forced = (cur.fetchone() or (False,))[0]
+        if forced:
+            cur.execute(f"ALTER TABLE {name} NO FORCE ROW LEVEL SECURITY")
         for row in rows:
             columns = ", ".join(quote_ident(c) for c in row)
             values = ", ".join(["%s"] * len(row))
-            cur.execute(f"INSERT INTO {quote_ident(table)} ({columns}) VALUES ({values})",
+            cur.execute(f"INSERT INTO {name} ({columns}) VALUES ({values})",
                         [psycopg2.extras.Json(v) if isinstance(v, (dict, list)) else v for v in row.values()])
+        if forced:
+            cur.execute(f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY")
+
+
+def _prepare_role(admin_url: str, test_file: PolicyTestFile, member: str | None) -> None:
+    """The test's role: made NOLOGIN when missing; when it exists (a shared scratch server), it must
+    be a plain role, since the build role (`member`) is made able to become it."""
+    conn = connect(admin_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("""SELECT rolsuper OR rolbypassrls, rolcreaterole OR rolcreatedb OR rolreplication
+                                  OR rolname LIKE 'pg\\_%%'
+                                  OR EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.member = r.oid)
+                           FROM pg_roles r WHERE rolname = %s""", (test_file.role,))
+            row = cur.fetchone()
+            if row is None:
+                cur.execute(f"CREATE ROLE {quote_ident(test_file.role)} NOLOGIN")
+            elif row[0]:
+                raise DeclaredStateError(f"{test_file.display}: role: {test_file.role!r} bypasses row-level "
+                                         f"security, so it cannot test it")
+            elif row[1]:
+                raise DeclaredStateError(f"{test_file.display}: role: {test_file.role!r} has rights beyond the "
+                                         f"tables it is granted (an attribute, a predefined role or a membership); "
+                                         f"name a plain application role")
+            if member is not None:
+                cur.execute(f"GRANT {quote_ident(test_file.role)} TO {quote_ident(member)}")
+    except psycopg2.Error as exc:
+        raise DeclaredStateError(f"{test_file.display}: role: cannot prepare {test_file.role!r}: {first_line(exc)}") from exc
+    finally:
+        conn.close()
 
 
 def _normalize(rows) -> list:
@@ -153,17 +199,16 @@ def _run_one(conn, role: str, test: PolicyTest) -> str | None:
     return None
 
 
-def run_tests(url: str, test_files: list[PolicyTestFile]) -> list[Outcome]:
-    """Run every file's tests on the database at `url`, which holds the declared state."""
+def run_tests(url: str, admin_url: str, member: str | None, test_files: list[PolicyTestFile]) -> list[Outcome]:
+    """Run every file's tests on the database at `url` (as the build role `member`, when there is one),
+    which holds the declared state; `admin_url` reaches its server as a role that can make roles."""
     outcomes = []
     for test_file in test_files:
-        conn = psycopg2.connect(url)
+        _prepare_role(admin_url, test_file, member)
+        conn = connect(url, autocommit=False)
         try:
             with conn.cursor() as cur:
                 try:
-                    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (test_file.role,))
-                    if cur.fetchone() is None:
-                        cur.execute(f"CREATE ROLE {quote_ident(test_file.role)} NOLOGIN")
                     if test_file.setup.strip():
                         cur.execute(test_file.setup)
                     _load_fixtures(cur, test_file)

@@ -16,6 +16,7 @@ import psycopg2
 from .config import Config
 from .diff import diff
 from .errors import PlanNotConvergedError, ScratchError
+from .inert import InertFunctions
 from .inspection import CatalogSnapshot, Difference, InspectedDatabase, inspect_database, take_snapshot
 from .plan import Plan, build_plan
 from .scratch import ScratchDatabase
@@ -34,28 +35,33 @@ class Rehearsal:
         return not self.remaining_statements and not self.remaining_differences
 
 
-def run_statements(conn, statements, label: str, begin=lambda cur: None, *, batched: bool = False) -> None:
+def run_statements(conn, statements, label: str, begin=lambda cur: None, *, batched: bool = False,
+                   inert: InertFunctions | None = None) -> None:
     """Run a plan's statements in the connection's transaction, naming the one that fails.
 
     A statement marked commit_after is committed with everything before it; `begin(cur)` runs at
     the start and after each such commit (transaction-local settings end with the transaction).
     batched: send them in batches (rehearsals on a scratch copy; never apply, see execute_batched).
+    inert: in a scratch database, run each statement's inert form (inert.py); the caller puts the
+    functions' bodies back with inert.restore once everything has run.
     """
     committed_through = 0
     with conn.cursor() as cur:
 
-        def run_one(number: int, statement) -> None:
+        def run_one(number: int, statement, text: str) -> None:
             try:
-                cur.execute(statement.sql)
+                cur.execute(text)
             except psycopg2.Error as exc:
                 raise PlanStatementFailed(label, number, statement, exc, committed_through) from exc
 
         def run(part: list) -> None:
+            runs = [(number, statement, text) for number, statement in part
+                    for text in (inert.texts(statement.sql) if inert is not None else (statement.sql,))]
             if batched:
-                execute_batched(cur, [s.sql for _, s in part], lambda i: run_one(*part[i]), savepoints=True)
+                execute_batched(cur, [text for _, _, text in runs], lambda i: run_one(*runs[i]), savepoints=True)
             else:
-                for number, statement in part:
-                    run_one(number, statement)
+                for run_ in runs:
+                    run_one(*run_)
 
         begin(cur)
         part = []
@@ -135,10 +141,12 @@ def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, curre
                     first = before.differences(current.snapshot)[0].describe("copy", "target")
                     raise ScratchError(f"the scratch copy of the target is not faithful, so the plan cannot be rehearsed: {first}")
                 try:
-                    run_statements(conn, plan.statements, "rehearsal", batched=True)
+                    run_statements(conn, plan.statements, "rehearsal", batched=True, inert=copy.inert)
                     conn.commit()
                     for number, step in plan.online_steps:
                         run_online_step(conn, number, step, "rehearsal")
+                    copy.inert.restore(conn)
+                    conn.commit()
                 except PlanStatementFailed as failed:
                     raise PlanNotConvergedError(
                         f"the plan fails on a copy of the target, so it was not written: {failed}"
@@ -188,7 +196,12 @@ class _ReverseRehearsal:
                 return None, "not rehearsed"
             self._conn = conn = self.declared.connect(autocommit=False)
         try:
-            run_statements(conn, reverse.statements, "rollback rehearsal", batched=True)
+            # The declared database's functions have their bodies again (for its inspection): stubbed
+            # again first, so that the reverse plan's statements cannot run them either.
+            self.declared.inert.stub_again(conn)
+            run_statements(conn, reverse.statements, "rollback rehearsal", batched=True, inert=self.declared.inert)
+            conn.commit()
+            self.declared.inert.restore(conn)
             conn.commit()
             back = take_snapshot(conn, self.scope)
         except PlanStatementFailed as failed:

@@ -1,10 +1,12 @@
 """Stage 2: scratch databases. The desired state is built in one; rehearsals run in another.
 
-A scratch database is always dropped: on success, on error and on Ctrl-C.
+A scratch database is always dropped: on success, on error and on Ctrl-C. What runs in it runs as
+the run's temporary build role (buildrole.py), inert (inert.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -13,13 +15,16 @@ import subprocess
 import threading
 
 import psycopg2
-from pglast import parser as pg_parser
 
+from .admission import line_at
+from .buildrole import BuildRole, check_login, create_build_role, drop_build_role, may_create_roles
 from .config import Config
 from .declared import DesiredState, SqlSource
 from .errors import DatabaseError, DeclaredStateError, ScratchError
+from .inert import InertFunctions
 from .servers import (
-    EmbeddedServer, Target, connect, describe, execute_batched, first_line, pg_dump_path, redact, with_database,
+    EmbeddedServer, Target, connect, describe, execute_batched, first_line, libpq_environment, pg_dump_path, redact,
+    with_database,
 )
 from .sqltext import quote_ident
 
@@ -33,6 +38,42 @@ class ScratchServer:
     admin_url: str  # any database on that server we may connect to, to CREATE/DROP DATABASE
     same_server_as_target: bool
     embedded: EmbeddedServer | None = None
+    builder: BuildRole | None = None  # owns the scratch databases and runs what is in them (scratch_space)
+    admin_is_superuser: bool = False
+    login_checked: bool = dataclasses.field(default=False, repr=False)
+
+
+@contextlib.contextmanager
+def scratch_space(config: Config, target: Target):
+    """The scratch server for this target (choose_scratch_server), with the run's build role on it."""
+    with build_role_on(choose_scratch_server(config, target), config.timeouts.connect_timeout_s) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def build_role_on(server: ScratchServer, connect_timeout_s: int):
+    """`server` with a temporary build role made on it (buildrole.py), dropped at the end.
+
+    On the target's server a role that cannot create roles is refused: the declared state would run
+    as the deploy role itself. Elsewhere (scratch.mode server or embedded: servers that hold nothing
+    else) such a role builds as itself."""
+    with _TerminateAsInterrupt():
+        superuser, creates_roles = may_create_roles(server.admin_url, connect_timeout_s)
+        if not creates_roles and server.same_server_as_target:
+            raise ScratchError(
+                f"the role of {describe(server.admin_url)} cannot create roles, so the declared files would be "
+                f"built on the target's server with the deploy role's own rights: give it CREATEROLE (the "
+                f"temporary role it makes has none of its rights), or set scratch.mode to server or embedded "
+                f"in reconcile.yaml to build them elsewhere"
+            )
+        if creates_roles:
+            server = dataclasses.replace(server, admin_is_superuser=superuser,
+                                         builder=create_build_role(server.admin_url, superuser, connect_timeout_s))
+        try:
+            yield server
+        finally:
+            if server.builder is not None:
+                drop_build_role(server.admin_url, server.builder, connect_timeout_s)
 
 
 def choose_scratch_server(config: Config, target: Target) -> ScratchServer:
@@ -78,7 +119,10 @@ class ScratchDatabase:
         self.server = server
         self.name = f"{SCRATCH_PREFIX}{purpose}_{os.getpid()}_{secrets.token_hex(4)}"
         self.connect_timeout_s = connect_timeout_s
-        self.url = with_database(server.admin_url, self.name)
+        # What the scratch database holds runs as the build role; the admin only creates and drops it.
+        self.url = server.builder.url(server.admin_url, self.name) if server.builder else \
+            with_database(server.admin_url, self.name)
+        self.inert = InertFunctions()  # functions stubbed in it, until their bodies are put back
         self._signals = _TerminateAsInterrupt()
         self._dropping: threading.Thread | None = None
         self._drop_error: Exception | None = None
@@ -88,10 +132,12 @@ class ScratchDatabase:
 
     def __enter__(self) -> "ScratchDatabase":
         self._signals.__enter__()
+        builder = self.server.builder
+        owner = f" OWNER {quote_ident(builder.name)}" if builder else ""
         conn = self._admin()
         try:
             with conn.cursor() as cur:
-                cur.execute(f"CREATE DATABASE {quote_ident(self.name)} TEMPLATE template0")
+                cur.execute(f"CREATE DATABASE {quote_ident(self.name)}{owner} TEMPLATE template0")
         except psycopg2.Error as exc:
             self._signals.__exit__(None, None, None)
             raise ScratchError(
@@ -100,6 +146,13 @@ class ScratchDatabase:
             ) from exc
         finally:
             conn.close()
+        if builder is not None and not self.server.login_checked:
+            try:
+                check_login(builder, self.server.admin_url, self.name, self.connect_timeout_s)
+            except BaseException:
+                self.__exit__(None, None, None)
+                raise
+            self.server.login_checked = True
         return self
 
     def __exit__(self, *exc_info) -> bool:
@@ -143,8 +196,10 @@ class ScratchDatabase:
     # -- preparing the scratch database -------------------------------------------------------
 
     def prepare(self, config: Config) -> None:
-        """Roles and extensions the declared state needs, before anything is loaded."""
-        conn = self.connect()
+        """Roles and extensions the declared state needs, before anything is loaded. Roles are the
+        server's, so the admin makes them; a superuser admin makes the extensions too (some need a
+        superuser), else the build role does, which can make the trusted ones."""
+        conn = connect(self.server.admin_url, self.connect_timeout_s)
         try:
             with conn.cursor() as cur:
                 for role in config.roles:
@@ -158,6 +213,15 @@ class ScratchDatabase:
                             f"target's server; create it there first"
                         )
                     cur.execute(f"CREATE ROLE {quote_ident(role)} NOLOGIN")
+        finally:
+            conn.close()
+        if not config.extensions:
+            return
+        by_admin = self.server.builder is None or self.server.admin_is_superuser
+        conn = connect(with_database(self.server.admin_url, self.name), self.connect_timeout_s) if by_admin \
+            else self.connect()
+        try:
+            with conn.cursor() as cur:
                 for extension in config.extensions:
                     try:
                         cur.execute(f"CREATE EXTENSION IF NOT EXISTS {quote_ident(extension)}")
@@ -170,11 +234,13 @@ class ScratchDatabase:
             conn.close()
 
     def load_desired(self, desired: DesiredState) -> None:
+        """Run the admitted declared statements, inert; then put the functions' bodies back."""
         conn = self.connect()
         try:
             with conn.cursor() as cur:
                 for source in desired.sources:
-                    _load_source(cur, source)
+                    _load_source(cur, source, self.inert)
+            self.inert.restore(conn)
         finally:
             conn.close()
 
@@ -192,11 +258,14 @@ class ScratchDatabase:
 
     def load_schema_of(self, source_url: str, schemas: tuple[str, ...]) -> None:
         """Copy the schema (no data) of the managed schemas of another database into this one."""
-        command = [str(pg_dump_path()), "--schema-only", "--no-owner", "--no-privileges", "--dbname", source_url]
+        # The password goes through pg_dump's environment, never its arguments (the process list shows those).
+        url, environment = libpq_environment(source_url)
+        command = [str(pg_dump_path()), "--schema-only", "--no-owner", "--no-privileges", "--dbname", url]
         for schema in schemas:
             command += ["--schema", schema]
         try:
-            dumped = subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
+            dumped = subprocess.run(command, check=True, capture_output=True, text=True, timeout=600,
+                                    env=os.environ | environment)
         except subprocess.CalledProcessError as exc:
             message = redact((exc.stderr or "").strip().splitlines()[-1] if exc.stderr.strip() else str(exc))
             raise DatabaseError(f"cannot copy the target's schema with pg_dump: {message}") from exc
@@ -229,10 +298,6 @@ def _restorable(dump: str, known_settings: set[str]) -> str:
     return "\n".join(lines)
 
 
-def _line_at(text: str, index: int) -> int:
-    return text.count("\n", 0, max(0, index)) + 1
-
-
 def _check_partition_spec(cur, spec) -> None:
     """A spec must name a range-partitioned table declared in schema/, by its single key column."""
     cur.execute(
@@ -257,25 +322,25 @@ def _check_partition_spec(cur, spec) -> None:
                                  f"{spec.schema}.{spec.table}, which is partitioned by {keydef}")
 
 
-def _load_source(cur, source: SqlSource) -> None:
+def _load_source(cur, source: SqlSource, inert: InertFunctions) -> None:
+    """Run a declared file's admitted statements, each in its inert form (inert.py); an error names
+    the file and the line of the statement, or of the position PostgreSQL points at in it."""
     if source.spec is not None:
         _check_partition_spec(cur, source.spec)
-    label = f"{source.display}{' (rendered)' if source.rendered else ''}"
-    try:
-        slices = pg_parser.split(source.sql, with_parser=True, only_slices=True)
-    except pg_parser.ParseError as exc:
-        index = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
-        raise DeclaredStateError(f"{label}:{_line_at(source.sql, index)}: {exc.args[0]}") from exc
+    runs = []  # (statement, text, whether positions in the text are those of the statement)
+    for statement in source.statements:
+        for number, text in enumerate(inert.texts(statement.text, statement.node_type)):
+            runs.append((statement, text, number == 0))
 
     def run_one(index: int) -> None:
-        piece = slices[index]
+        statement, text, as_written = runs[index]
         try:
-            cur.execute(source.sql[piece])
+            cur.execute(text)
         except psycopg2.Error as exc:
-            position = getattr(exc.diag, "statement_position", None)
-            offset = piece.start + (int(position) - 1 if position else 0)
+            position = getattr(exc.diag, "statement_position", None) if as_written else None
+            offset = statement.start + (int(position) - 1 if position else 0)
             message = (exc.diag.message_primary or first_line(exc)).strip()
-            raise DeclaredStateError(f"{label}:{_line_at(source.sql, offset)}: {message}") from exc
+            raise DeclaredStateError(f"{source.label}:{line_at(source.sql, offset)}: {message}") from exc
 
-    execute_batched(cur, [source.sql[piece] for piece in slices], run_one, savepoints=False)
+    execute_batched(cur, [text for _, text, _ in runs], run_one, savepoints=False)
 

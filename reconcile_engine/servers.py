@@ -8,7 +8,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import select
 
@@ -137,6 +137,32 @@ def with_database(url: str, database: str) -> str:
     """The same server and credentials, another database."""
     parts = urlsplit(url)
     return parts._replace(path="/" + database).geturl()
+
+
+def libpq_environment(url: str) -> tuple[str, dict[str, str]]:
+    """`url` without its password, and the environment that gives the password to a libpq program
+    (pg_dump): its arguments are in every process listing, its environment is not."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    password = parts.password
+    for key, value in query:
+        if key == "password":
+            password = value
+    if password is None:
+        return url, {}
+    return without_credentials(url, keep_user=True), {"PGPASSWORD": unquote(password)}
+
+
+def without_credentials(url: str, *, keep_user: bool = False) -> str:
+    """`url` without its password (and, unless keep_user, its user), in the netloc or the query."""
+    parts = urlsplit(url)
+    user = f"{parts.netloc.rpartition('@')[0].partition(':')[0]}@" if keep_user and "@" in parts.netloc else ""
+    netloc = user + parts.netloc.rpartition("@")[2]
+    query = parts.query
+    dropped = ("password",) if keep_user else ("password", "user")
+    if any(key in dropped for key, _ in parse_qsl(query, keep_blank_values=True)):
+        query = urlencode([(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in dropped])
+    return parts._replace(netloc=netloc, query=query).geturl()
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -165,18 +165,23 @@ def test_stale_plan_is_refused_and_nothing_applied(cli, project, target_url, sql
     assert scalar(target_url, "SELECT count(*) FROM reconcile.history") == 0
 
 
-def test_failing_plan_rolls_back_completely(cli, project, target_url):
+def test_failing_plan_rolls_back_completely(cli, project, target_url, sql):
+    assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
+    # The rehearsal runs on an empty copy; the target's rows make the statement fail at apply.
+    sql(target_url, "INSERT INTO organizations (id, name) VALUES ('o1', 'Org')")
+    org = project / "schema" / "010_organizations.sql"
+    org.write_text(org.read_text().replace("    name        text NOT NULL,\n",
+                                           "    name        text NOT NULL,\n    tier        text NOT NULL,\n"))
     assert cli("plan", "--as-of", AS_OF)[0] == 0
-    [plan] = plan_files(project)
-    plan.write_text(plan.read_text() + "\n-- added by hand\nALTER TABLE no_such_table ADD COLUMN x int;\n")
+    plan = plan_files(project)[-1]
 
     code, out, err = cli("apply")
 
     assert code == 1
-    assert plan.name in err and 'relation "no_such_table" does not exist' in err
+    assert plan.name in err and 'column "tier" of relation "organizations" contains null values' in err
     assert "rolled back, nothing was applied" in err
-    assert table_names(target_url) is None
-    assert scalar(target_url, "SELECT count(*) FROM reconcile.history") == 0
+    assert scalar(target_url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'tier'") == 0
+    assert scalar(target_url, "SELECT count(*) FROM reconcile.history") == 1
 
 
 def test_destructive_statements_need_approval(cli, project, target_url, sql):
@@ -386,7 +391,11 @@ def test_interrupt_drops_the_scratch_database(project, target_url):
     import signal
     import time
 
-    (project / "views" / "000_slow.sql").write_text("SELECT pg_sleep(60);\n")
+    # A partition bound is evaluated when its partition is created: a slow one keeps the build busy.
+    (project / "views" / "000_slow.sql").write_text(
+        "CREATE TABLE slow (d date) PARTITION BY RANGE (d);\n"
+        "CREATE TABLE slow_2020 PARTITION OF slow FOR VALUES FROM (('2020-01-01' || pg_sleep(60)::text)::date) "
+        "TO ('2021-01-01');\n")
     process = subprocess.Popen(
         [sys.executable, str(REPO / "reconcile.py"), "plan", "--project", str(project), "--database-url", target_url],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -406,6 +415,7 @@ def test_interrupt_drops_the_scratch_database(project, target_url):
     assert process.returncode == 1
     assert "interrupted" in err and "Traceback" not in err
     assert scratch_databases(target_url) == 0
+    assert scalar(target_url, "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'reconcile\\_build\\_%'") == 0
     assert not plan_files(project)
 
 

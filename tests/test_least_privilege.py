@@ -1,5 +1,6 @@
-"""Least privilege: apply needs no superuser for the shipped schema; drift needs only to read the
-catalogs (and the history table), with its scratch database on another connection."""
+"""Least privilege: apply needs no superuser for the shipped schema; plan and drift on the target's
+server need CREATEDB and CREATEROLE (for the temporary build role), never a superuser; drift needs
+only to read the catalogs (and the history table), with its scratch database on another server."""
 
 import uuid
 from urllib.parse import urlsplit
@@ -18,11 +19,12 @@ def _as_role(url, role, password):
 
 @pytest.fixture
 def roles(pg_server_url, sql):
-    """A deployer (owns the database, may create scratch databases, no superuser) and a reader."""
+    """A deployer (owns the database, may create scratch databases and the build role, no superuser),
+    and a reader."""
     suffix = uuid.uuid4().hex[:8]
     password = uuid.uuid4().hex
     deployer, reader = f"deployer_{suffix}", f"reader_{suffix}"
-    sql(pg_server_url, f"CREATE ROLE {deployer} LOGIN CREATEDB PASSWORD '{password}'")
+    sql(pg_server_url, f"CREATE ROLE {deployer} LOGIN CREATEDB CREATEROLE PASSWORD '{password}'")
     sql(pg_server_url, f"CREATE ROLE {reader} LOGIN PASSWORD '{password}'")
     database = f"rt_owned_{suffix}"
     sql(pg_server_url, f"CREATE DATABASE {database} OWNER {deployer} TEMPLATE template0")

@@ -1,5 +1,7 @@
 """A connection password never appears in any output: stdout, stderr (with --verbose too), plan files."""
 
+import os
+import threading
 from urllib.parse import urlsplit
 
 import pytest
@@ -58,3 +60,48 @@ def test_no_password_on_error_paths(capsys, project, secret_url, target_url):
         code, output = _everything(capsys, project, ["drift"], wrong)
         assert code == 1 and "password authentication failed" in output
         assert secret not in output
+
+
+def _command_lines():
+    """Every process's arguments, as `ps` shows them to any user of the machine."""
+    lines = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    lines.append(handle.read().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                pass  # gone meanwhile
+    return lines
+
+
+def test_no_password_in_the_process_list_while_a_plan_copies_the_target(capsys, project, secret_url, monkeypatch):
+    url, secret = secret_url
+    monkeypatch.setenv("DATABASE_URL", url)  # the URL is given only there, as in a CI job
+    base = ["--project", str(project), "--as-of", "2026-06-01"]
+    assert run(["plan", *base]) == 0 and run(["apply", "--project", str(project)]) == 0
+    users = project / "schema" / "020_users.sql"
+    users.write_text(users.read_text() + "\nCREATE INDEX users_created_at_idx ON users (created_at);\n")
+    seen = {"pg_dump": 0, "leaks": []}
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            for line in _command_lines():
+                if "pg_dump" in line:
+                    seen["pg_dump"] += 1
+                if secret in line:
+                    seen["leaks"].append(line)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        code = run(["plan", *base])
+    finally:
+        stop.set()
+        sampler.join()
+    captured = capsys.readouterr()
+
+    assert code == 0, captured.err
+    assert seen["pg_dump"], "the sampler never saw pg_dump copying the target"
+    assert seen["leaks"] == []
