@@ -144,10 +144,11 @@ def drift_queries(admin, target, project, log_file: Path) -> tuple[int, bool]:
             entries[-1] += "\n" + line
     statements = [entry.split("statement: ", 1)[1] for entry in entries
                   if f"[{db}]" in entry and "statement: " in entry]
-    # A statement's first word tells its kind. CREATE and DROP
-    # DATABASE are the scratch database on the target's server, not locks on the target's tables.
+    # A statement's first word tells its kind. CREATE and DROP DATABASE are the scratch database on
+    # the target's server, CREATE, GRANT and DROP ROLE its build role: not locks on the target's tables.
     reads = ("select", "with", "set", "show", "begin", "commit", "rollback")
-    scratch = ("create database reconcile_scratch_", "drop database if exists reconcile_scratch_")
+    scratch = ("create database reconcile_scratch_", "drop database if exists reconcile_scratch_",
+               "create role reconcile_build_", "grant reconcile_build_", "drop role if exists reconcile_build_")
     others = {st.strip()[:60] for st in statements
               if not st.strip().lower().startswith(reads) and not st.strip().lower().startswith(scratch)}
     if others:
