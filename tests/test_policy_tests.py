@@ -59,3 +59,20 @@ def test_a_malformed_test_file_is_one_line(test_cmd, project):
     assert code == 1
     assert err.strip() == ("error: policies/tests/bad.yaml: tests[1]: give exactly one of expect_rows, "
                            "expect_count, expect_error")
+
+
+@pytest.mark.parametrize("role, expected", [
+    ("postgres", "role: 'postgres' bypasses row-level security, so it cannot test it"),
+    ("pg_execute_server_program", "role: 'pg_execute_server_program' has rights beyond the tables it is granted"),
+])
+def test_the_tests_role_may_not_be_one_with_more_rights(role, expected, test_cmd, project, pg_server_url, sql):
+    """The build role is made able to become the tests' role: a superuser or predefined role is refused."""
+    for path in (project / "policies" / "tests").glob("*.yaml"):
+        path.write_text(path.read_text().replace("role: app_user", f"role: {role}"))
+
+    code, out, err = test_cmd()
+
+    assert code == 1
+    assert err.startswith(f"error: policies/tests/org_isolation.yaml: {expected}") and len(err.splitlines()) == 1
+    assert sql(pg_server_url, "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member "
+                              "WHERE r.rolname LIKE 'reconcile\\_build\\_%'")[0][0] == 0
