@@ -99,8 +99,7 @@ def load_desired_state(config: Config, as_of: dt.date) -> DesiredState:
                     spec = read_spec(path, display)
                     sources.append(SqlSource(display, render_spec(spec, as_of), rendered=True, spec=spec))
                 elif name.endswith(".sql.j2"):
-                    sources.append(SqlSource(display, _render_template(path, display, project, config.vars),
-                                                      rendered=True))
+                    sources.append(SqlSource(display, _render_template(path, display, project, config.vars), rendered=True))
                 elif name.endswith(".sql"):
                     sources.append(SqlSource(display, path.read_text(encoding="utf-8"), rendered=False))
             except UnicodeDecodeError as exc:

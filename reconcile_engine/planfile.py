@@ -258,11 +258,13 @@ def _sections(path: Path, text: str):
     if not text.startswith(MAGIC) or STATEMENTS_MARK not in text:
         raise PlanFileError(f"{path}: not a reconcile plan (it must start with '{MAGIC}')")
     header_text, body = text.split(STATEMENTS_MARK, 1)
-    header = {}
+    header, summary = {}, {}
     for line in header_text.splitlines():
         match = re.match(r"^-- ([a-z-]+): (.*)$", line)
         if match:
             header.setdefault(match.group(1), match.group(2).strip())
+        elif match := _SUMMARY_LINE.match(line):
+            summary[int(match.group(1))] = match.group(2)
     for key in ("fingerprint-before", "fingerprint-after", "as-of"):
         if key not in header:
             raise PlanFileError(f"{path}: header line '-- {key}:' is missing")
@@ -277,11 +279,11 @@ def _sections(path: Path, text: str):
         raise PlanFileError(f"{path}:{line}: {exc.args[0]}") from exc
     except ValueError as exc:
         raise PlanFileError(f"{path}: as-of: {exc}") from exc
-    return header, body, slices, as_of, approval == "yes"
+    return header, summary, body, slices, as_of, approval == "yes"
 
 
 def _parse(path: Path, text: str) -> tuple[Plan, _Seal]:
-    header, body, slices, as_of, approved = _sections(path, text)
+    header, summary, body, slices, as_of, approved = _sections(path, text)
     statements, recorded = [], []
     for number, piece in enumerate(slices):
         sql = body[piece].strip() + ";"
@@ -297,8 +299,6 @@ def _parse(path: Path, text: str) -> tuple[Plan, _Seal]:
                                            commit_after=COMMIT_MARK in following,
                                            online_step=ONLINE_MARK in preceding,
                                            commit_reason=commit.group(1) if commit else ""))
-    header_text = text.split(STATEMENTS_MARK, 1)[0]
-    summary = {int(m.group(1)): m.group(2) for m in map(_SUMMARY_LINE.match, header_text.splitlines()) if m}
     seal = _Seal(header.get(CHECKSUM_KEY), summary, tuple(recorded))
     return Plan(
         statements=tuple(statements),

@@ -143,14 +143,14 @@ def libpq_environment(url: str) -> tuple[str, dict[str, str]]:
     """`url` without its password, and the environment that gives the password to a libpq program
     (pg_dump): its arguments are in every process listing, its environment is not."""
     parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    password = parts.password
-    for key, value in query:
+    # In the netloc the password is percent-encoded; parse_qsl has decoded the query's already.
+    password = unquote(parts.password) if parts.password is not None else None
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key == "password":
             password = value
     if password is None:
         return url, {}
-    return without_credentials(url, keep_user=True), {"PGPASSWORD": unquote(password)}
+    return without_credentials(url, keep_user=True), {"PGPASSWORD": password}
 
 
 def without_credentials(url: str, *, keep_user: bool = False) -> str:

@@ -105,3 +105,14 @@ def test_no_password_in_the_process_list_while_a_plan_copies_the_target(capsys, 
     assert code == 0, captured.err
     assert seen["pg_dump"], "the sampler never saw pg_dump copying the target"
     assert seen["leaks"] == []
+
+
+@pytest.mark.parametrize("url, without, password", [
+    ("postgresql://app:p%40ss%25@db:5432/app?sslmode=require", "postgresql://app@db:5432/app?sslmode=require", "p@ss%"),
+    ("postgresql://app@db/app?password=a%2541b&sslmode=require", "postgresql://app@db/app?sslmode=require", "a%41b"),
+    ("postgresql://app@db/app", "postgresql://app@db/app", None),
+])
+def test_pg_dump_gets_the_password_decoded_once_and_only_in_its_environment(url, without, password):
+    from reconcile_engine.servers import libpq_environment
+
+    assert libpq_environment(url) == (without, {"PGPASSWORD": password} if password is not None else {})
