@@ -27,10 +27,11 @@ import psycopg2
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from reconcile_engine.config import load_config  # noqa: E402
-from reconcile_engine.declared import load_desired_state  # noqa: E402
-from reconcile_engine.scratch import ScratchDatabase, ScratchServer  # noqa: E402
-from reconcile_engine.servers import pg_dump_path, with_database  # noqa: E402
+from reconcile_engine.config import load_config
+from reconcile_engine.declared.files import load_desired_state
+from reconcile_engine.scratch.databases import ScratchDatabase, ScratchServer
+from reconcile_engine.servers import pg_dump_path
+from reconcile_engine.connections import with_database
 
 AS_OF = "2026-06-01"
 POLICY = "org_id = current_setting('app.current_org_id', true)"

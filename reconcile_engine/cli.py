@@ -8,9 +8,10 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import __version__, command
+from . import command
+from .version import __version__
 from .errors import EXIT_ERROR, EXIT_OK, ReconcileError, UsageError
-from .servers import redact
+from .connections import cancel_statements_on_interrupt, redact
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,6 +122,7 @@ def _dispatch(ns: argparse.Namespace) -> int:
 
 def run(args: list[str]) -> int:
     verbose = "--verbose" in args
+    cancel_statements_on_interrupt()  # this process is ours: Ctrl-C cancels the statement on the server
     try:
         ns = build_parser().parse_args(args)
         return _dispatch(ns)

@@ -16,24 +16,26 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import history, planfile
-from .apply import apply_plans, maintain_partitions, pending_plans, rollback_last
+from .deploy import history
+from .planning import planfile
+from .deploy.apply import apply_plans, pending_plans
+from .lifecycle.maintain import maintain_partitions
+from .deploy.rollback import rollback_last
 from .config import Config, load_config
-from .declared import DesiredState, load_desired_state
-from .corrections import all_corrections
-from .diff import DiffStatement, diff
-from .errors import (
-    EXIT_CHANGES, EXIT_ERROR, EXIT_OK, DeclaredStateError, PendingPlansError, PlanFileError,
-)
-from .cache import CachedDesiredState, DesiredStateCache, cache_key, scratch_server_version
-from .inspection import CatalogSnapshot, not_compared, read_snapshot
-from .lifecycle import missing_partitions, stranded_rows
-from .lint import squawk
-from .online import make_online
-from .plan import build_plan, replan
-from .proof import build_and_inspect, desired_database, lint_findings, prove, scratch_space_for
-from .scratch import ScratchDatabase
-from .servers import Target, connect, resolve_target
+from .declared.files import DesiredState, load_desired_state
+from .diff.operations import DiffContext, DiffStatement
+from .diff.migra_diff import diff
+from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, DeclaredStateError, PendingPlansError, PlanFileError
+from .scratch.desired_cache import CachedDesiredState, DesiredStateCache, cache_key, scratch_server_version
+from .inspection.snapshot import CatalogSnapshot, not_compared, read_snapshot
+from .lifecycle.windows import missing_partitions, stranded_rows
+from .checks.squawk import squawk
+from .planning.online import make_online
+from .planning.build import build_plan, replan
+from .rehearsal.proof import build_and_inspect, desired_database, lint_findings, prove, scratch_space_for
+from .scratch.databases import ScratchDatabase
+from .servers import Target, resolve_target
+from .connections import connect
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +137,7 @@ def plan(options: Options, *, name: str = "plan", dry_run: bool = False, detaile
 
     def make_plan(current, wanted):
         differences = current.snapshot.differences(wanted.snapshot)
-        changes = diff(current, wanted, all_corrections(desired.partition_specs))
+        changes = diff(current, wanted, DiffContext(desired.partition_specs))
         if changes.empty and not differences and not before_steps and not after_steps:
             return None
         if before_steps or after_steps:
@@ -300,8 +302,8 @@ def rollback(options: Options, *, allow_destructive: bool = False) -> int:
 def test(options: Options) -> int:
     """Policy tests (policies/tests/*.yaml) on the declared state, on a server where creating the
     test's role harms nothing: scratch.server_url, else an embedded server (never the target's)."""
-    from .policytests import read_tests, run_tests
-    from .scratch import ScratchServer, build_role_on
+    from .checks.policy_tests import read_tests, run_tests
+    from .scratch.databases import ScratchServer, build_role_on
     from .servers import EmbeddedServer, embedded_data_dir
 
     config = load_config(options.project, options.config_file)
@@ -352,7 +354,7 @@ def drift(options: Options) -> int:
             _print_lint_warnings(lint_findings)
             lookup.cache.put(lookup.key, wanted.snapshot, lint_findings)
             differences = current.snapshot.differences(wanted.snapshot)
-            fix_sql = [s.sql for s in diff(current, wanted, all_corrections(desired.partition_specs)).statements]
+            fix_sql = [s.sql for s in diff(current, wanted, DiffContext(desired.partition_specs)).statements]
         current_snapshot, declared_fingerprint = current.snapshot, wanted.snapshot.fingerprint
     missing = missing_partitions(desired.partition_specs, desired.as_of, current_snapshot)
     stranded = _stranded_rows(config, target, desired, current_snapshot)

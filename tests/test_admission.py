@@ -3,7 +3,7 @@ anything else is refused with file:line, its kind and the reason, before anythin
 
 import pytest
 
-from reconcile_engine.admission import admit, admit_queries
+from reconcile_engine.declared.admission import admit, admit_queries
 from reconcile_engine.errors import DeclaredStateError, RefusedStatementError
 
 ADMITTED = [

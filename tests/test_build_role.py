@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 import psycopg2
 import pytest
 
-from reconcile_engine.buildrole import ROLE_PREFIX, scram_verifier
+from reconcile_engine.scratch.build_role import ROLE_PREFIX, scram_verifier
 from reconcile_engine.config import load_config
-from reconcile_engine.scratch import ScratchDatabase, scratch_space
+from reconcile_engine.scratch.databases import ScratchDatabase, scratch_space
 from reconcile_engine.servers import Target
 
 

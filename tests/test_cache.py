@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from reconcile_engine.cache import DesiredStateCache, cache_key, scratch_server_version
+from reconcile_engine.scratch.desired_cache import DesiredStateCache, cache_key, scratch_server_version
 from reconcile_engine.config import load_config
-from reconcile_engine.declared import load_desired_state
-from reconcile_engine.inspection import read_snapshot
+from reconcile_engine.declared.files import load_desired_state
+from reconcile_engine.inspection.snapshot import read_snapshot
 from reconcile_engine.servers import Target
 
 AS_OF = "2026-06-01"

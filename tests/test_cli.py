@@ -242,7 +242,7 @@ def test_concurrent_applies_apply_once(project, target_url, capsys):
 
 
 def test_apply_gives_up_when_another_apply_holds_the_lock(cli, project, target_url):
-    from reconcile_engine.apply import ADVISORY_LOCK_KEY
+    from reconcile_engine.deploy.advisory_lock import ADVISORY_LOCK_KEY
 
     assert cli("plan", "--as-of", AS_OF)[0] == 0
     (project / "reconcile.yaml").write_text("timeouts:\n  apply_lock_wait: 1s\n")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from reconcile_engine.config import load_config
-from reconcile_engine.declared import load_desired_state
+from reconcile_engine.declared.files import load_desired_state
 from reconcile_engine.errors import ConfigError, DeclaredStateError
-from reconcile_engine.partitions import partitions_for, read_spec
+from reconcile_engine.declared.partition_specs import partitions_for, read_spec
 
 REPO = Path(__file__).resolve().parent.parent
 

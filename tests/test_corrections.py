@@ -7,10 +7,11 @@ import psycopg2
 import pytest
 import yaml
 
-from reconcile_engine.corrections import all_corrections
-from reconcile_engine.diff import diff
-from reconcile_engine.inspection import Scope, inspect_database
-from reconcile_engine.rehearse import PlanStatementFailed, run_statements
+from reconcile_engine.diff.corrections import all_corrections
+from reconcile_engine.diff.migra_diff import diff
+from reconcile_engine.inspection.snapshot import Scope
+from reconcile_engine.inspection.migra_view import inspect_database
+from reconcile_engine.runner import PlanStatementFailed, run_statements
 from reconcile_engine.sqltext import may_hold
 
 FIXTURES = Path(__file__).parent / "FIXTURES"
@@ -47,7 +48,7 @@ def _apply(url, statements):
 
 def _converges(a_url, b_url, corrections=None, scope=SCHEMAS):
     try:
-        changes = diff(inspect_database(a_url, scope), inspect_database(b_url, scope), corrections)
+        changes = diff(inspect_database(a_url, scope), inspect_database(b_url, scope), corrections=corrections)
     except Exception as exc:  # migra and schemainspect crash on some cases
         return None, f"diff failed: {type(exc).__name__}: {exc}"
     error = _apply(a_url, changes.statements)
@@ -109,7 +110,7 @@ def test_unchanged_materialized_view_is_not_recreated(new_database):
 
 
 def test_view_text_normalization_equates_qualified_and_bare_columns_only():
-    from reconcile_engine.corrections.viewtext import normalized
+    from reconcile_engine.diff.corrections.viewtext import normalized
 
     qualified = " SELECT t.a, count(*) AS n FROM t WHERE (t.b > 1) GROUP BY t.a;"
     bare = " SELECT a, count(*) AS n FROM t WHERE (b > 1) GROUP BY a;"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from reconcile_engine.hazards import classify
-from reconcile_engine.inspection import CatalogSnapshot
+from reconcile_engine.planning.hazards import classify
+from reconcile_engine.inspection.snapshot import CatalogSnapshot
 
 COLUMNS = CatalogSnapshot({
     ("column", "public.t.big"): "bigint not null",
@@ -53,11 +53,10 @@ def test_narrowing_message_says_from_and_to():
     assert reason == "changes public.t.big from bigint to integer: values may be lost or rejected"
 
 
-from reconcile_engine.hazards import (  # noqa: E402
-    ACCESS_EXCLUSIVE, BLOCKS_WRITES, BUILDS_INDEX, DELETES_DATA, NOT_IN_TRANSACTION, REWRITES_TABLE,
-    SCANS_TO_VALIDATE, hazards_of,
+from reconcile_engine.planning.hazards import (
+    ACCESS_EXCLUSIVE, BLOCKS_WRITES, BUILDS_INDEX, DELETES_DATA, NOT_IN_TRANSACTION, REWRITES_TABLE, SCANS_TO_VALIDATE, hazards_of,
 )
-from reconcile_engine.plan import live_hazards  # noqa: E402
+from reconcile_engine.planning.build import live_hazards
 
 
 @pytest.mark.parametrize("sql, expected", [

@@ -7,10 +7,10 @@ import psycopg2
 import pytest
 
 from reconcile_engine.config import load_config
-from reconcile_engine.declared import load_desired_state
+from reconcile_engine.declared.files import load_desired_state
 from reconcile_engine.errors import DeclaredStateError
-from reconcile_engine.inert import InertFunctions, without_data
-from reconcile_engine.scratch import ScratchDatabase, ScratchServer
+from reconcile_engine.scratch.inert import InertFunctions, without_data
+from reconcile_engine.scratch.databases import ScratchDatabase, ScratchServer
 
 # Called at all, it fails the build: a build that succeeds ran none of it.
 BOOM = """

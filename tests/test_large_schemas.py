@@ -7,10 +7,10 @@ import json
 import pytest
 
 from reconcile_engine.cli import run
-from reconcile_engine.diff import DiffStatement, SchemaDiff
-from reconcile_engine.inspection import CatalogSnapshot
-from reconcile_engine.plan import WHOLE_SCHEMA_PART, build_plan
-from reconcile_engine.servers import BATCH_SIZE
+from reconcile_engine.diff.operations import DiffStatement, SchemaDiff
+from reconcile_engine.inspection.snapshot import CatalogSnapshot
+from reconcile_engine.planning.build import WHOLE_SCHEMA_PART, build_plan
+from reconcile_engine.runner import BATCH_SIZE
 
 AS_OF = "2026-06-01"
 

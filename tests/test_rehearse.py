@@ -7,12 +7,12 @@ import datetime as dt
 import pytest
 
 from reconcile_engine.config import load_config
-from reconcile_engine.corrections import all_corrections
-from reconcile_engine.diff import diff
-from reconcile_engine.inspection import inspect_database, read_snapshot
-from reconcile_engine.plan import build_plan
-from reconcile_engine.rehearse import copy_target, rehearse
-from reconcile_engine.scratch import ScratchDatabase, ScratchServer
+from reconcile_engine.diff.migra_diff import diff
+from reconcile_engine.inspection.migra_view import inspect_database
+from reconcile_engine.inspection.snapshot import read_snapshot
+from reconcile_engine.planning.build import build_plan
+from reconcile_engine.rehearsal.rehearse import copy_target, rehearse
+from reconcile_engine.scratch.databases import ScratchDatabase, ScratchServer
 
 TARGET = "CREATE TABLE account (id bigint PRIMARY KEY, name text NOT NULL);"
 DECLARED = """
@@ -41,7 +41,7 @@ def stage(tmp_path, pg_server_url, target_url, sql):
 
 def test_the_plan_reaches_the_declared_state_and_the_reverse_leads_back(stage):
     plan, copy, declared, current, desired, config = stage
-    rehearsal = rehearse(plan, copy, declared, current, desired, config, all_corrections())
+    rehearsal = rehearse(plan, copy, declared, current, desired, config)
     assert rehearsal.converged
     assert rehearsal.reverse is not None and rehearsal.reverse_problem is None
     assert any("drop table" in s.sql.lower() for s in rehearsal.reverse.statements)
@@ -54,7 +54,7 @@ def test_a_reverse_that_fails_is_not_kept_and_says_why(stage, sql):
     plan, copy, declared, current, desired, config = stage
     # Something outside the plan's knowledge that makes dropping the new column fail.
     sql(declared.url, "CREATE VIEW uses_email AS SELECT email FROM account")
-    rehearsal = rehearse(plan, copy, declared, current, desired, config, all_corrections())
+    rehearsal = rehearse(plan, copy, declared, current, desired, config)
     assert rehearsal.converged  # the forward plan is unaffected
     assert rehearsal.reverse is None
     assert rehearsal.reverse_problem.startswith("the reverse plan fails on the declared state: rollback rehearsal: statement ")
@@ -66,6 +66,6 @@ def test_a_reverse_that_fails_is_not_kept_and_says_why(stage, sql):
 def test_a_plan_that_does_not_converge_keeps_no_reverse(stage):
     plan, copy, declared, current, desired, config = stage
     short = dataclasses.replace(plan, statements=plan.statements[:-1])  # one statement left out
-    rehearsal = rehearse(short, copy, declared, current, desired, config, all_corrections())
+    rehearsal = rehearse(short, copy, declared, current, desired, config)
     assert not rehearsal.converged
     assert rehearsal.reverse is None

@@ -113,6 +113,6 @@ def test_no_password_in_the_process_list_while_a_plan_copies_the_target(capsys, 
     ("postgresql://app@db/app", "postgresql://app@db/app", None),
 ])
 def test_pg_dump_gets_the_password_decoded_once_and_only_in_its_environment(url, without, password):
-    from reconcile_engine.servers import libpq_environment
+    from reconcile_engine.connections import libpq_environment
 
     assert libpq_environment(url) == (without, {"PGPASSWORD": password} if password is not None else {})

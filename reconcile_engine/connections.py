@@ -1,0 +1,161 @@
+"""Connecting to PostgreSQL safely: one helper for every connection the scratch, runner and deploy
+stages open, password-free names for databases, and URLs rewritten for libpq programs and SQLAlchemy.
+Importing this module changes nothing in the process: statements become interruptible by Ctrl-C
+only when the command line asks for it (cancel_statements_on_interrupt)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+import select
+
+import psycopg2
+import psycopg2.extensions
+
+from .errors import DatabaseError
+
+
+def _wait_interruptibly(conn) -> None:
+    """Wait for libpq in Python, so Ctrl-C (and SIGTERM, see scratch.py) reaches us mid-statement.
+
+    Like psycopg2.extras.wait_select, the statement is cancelled on the server; unlike it, the
+    interrupt is raised again afterwards, so the command stops instead of reporting a failed statement.
+    """
+    interrupted = False
+    while True:
+        try:
+            state = conn.poll()
+            if state == psycopg2.extensions.POLL_OK:
+                break
+            if state == psycopg2.extensions.POLL_READ:
+                select.select([conn.fileno()], [], [])
+            elif state == psycopg2.extensions.POLL_WRITE:
+                select.select([], [conn.fileno()], [])
+        except KeyboardInterrupt:
+            conn.cancel()
+            interrupted = True
+        except psycopg2.extensions.QueryCanceledError:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise
+    if interrupted:
+        raise KeyboardInterrupt
+
+
+def cancel_statements_on_interrupt() -> None:
+    """Make Ctrl-C (and SIGTERM, see scratch/databases.py) cancel the running statement on the server.
+    psycopg2's wait callback is process-wide: the command line installs it; a library caller may."""
+    psycopg2.extensions.set_wait_callback(_wait_interruptibly)
+
+
+_URL_PASSWORD = re.compile(r"(postgres(?:ql)?(?:\+\w+)?://[^:/@\s]*:)([^@\s]*)(@)")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)(\S+)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Remove any password from text that may carry a connection URL or DSN."""
+    text = _URL_PASSWORD.sub(r"\1***\3", text)
+    return _KV_PASSWORD.sub(r"\1***", text)
+
+
+def describe(url: str) -> str:
+    """A short, password-free name for a database: user@host:port/db."""
+    parts = urlsplit(url)
+    host = parts.hostname or "local socket"
+    port = f":{parts.port}" if parts.port else ""
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{user}{host}{port}{parts.path or '/'}"
+
+
+def server_major(conn) -> int:
+    return conn.server_version // 10000
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return redact(text.splitlines()[0].strip())
+
+
+def connect(url: str, connect_timeout_s: int = 10, autocommit: bool = True,
+            settings: str | None = None) -> psycopg2.extensions.connection:
+    """settings: libpq options for the session, e.g. '-c synchronous_commit=off'."""
+    extra = {"options": settings} if settings else {}
+    try:
+        conn = psycopg2.connect(url, connect_timeout=connect_timeout_s, application_name="reconcile", **extra)
+    except psycopg2.Error as exc:
+        raise DatabaseError(f"cannot connect to {describe(url)}: {first_line(exc)}") from exc
+    conn.autocommit = autocommit
+    return conn
+
+
+@contextlib.contextmanager
+def connected(url: str, connect_timeout_s: int = 10, autocommit: bool = True):
+    """A connection closed on leaving the block, whatever happens in it."""
+    conn = connect(url, connect_timeout_s, autocommit)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server and credentials, another database."""
+    parts = urlsplit(url)
+    return parts._replace(path="/" + database).geturl()
+
+
+def libpq_environment(url: str) -> tuple[str, dict[str, str]]:
+    """`url` without its password, and the environment that gives the password to a libpq program
+    (pg_dump): its arguments are in every process listing, its environment is not."""
+    parts = urlsplit(url)
+    # In the netloc the password is percent-encoded; parse_qsl has decoded the query's already.
+    password = unquote(parts.password) if parts.password is not None else None
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "password":
+            password = value
+    if password is None:
+        return url, {}
+    return without_credentials(url, keep_user=True), {"PGPASSWORD": password}
+
+
+def without_credentials(url: str, *, keep_user: bool = False) -> str:
+    """`url` without its password (and, unless keep_user, its user), in the netloc or the query."""
+    parts = urlsplit(url)
+    user = f"{parts.netloc.rpartition('@')[0].partition(':')[0]}@" if keep_user and "@" in parts.netloc else ""
+    netloc = user + parts.netloc.rpartition("@")[2]
+    query = parts.query
+    dropped = ("password",) if keep_user else ("password", "user")
+    if any(key in dropped for key, _ in parse_qsl(query, keep_blank_values=True)):
+        query = urlencode([(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in dropped])
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def sqlalchemy_url(url: str) -> str:
+    """sqlbag and schemainspect take SQLAlchemy URLs; under SQLAlchemy 2 plain postgresql:// means psycopg 3."""
+    scheme, rest = url.split("://", 1)
+    return "postgresql+psycopg2://" + rest
+
+
+@contextlib.contextmanager
+def sqlalchemy_connection(url: str, connect_timeout_s: int = 10):
+    """A SQLAlchemy connection for schemainspect. NullPool: a pooled connection would outlive a dropped database."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(
+        sqlalchemy_url(url), poolclass=NullPool,
+        connect_args={"connect_timeout": connect_timeout_s, "application_name": "reconcile"},
+    )
+    try:
+        try:
+            conn = engine.connect()
+        except sqlalchemy.exc.OperationalError as exc:
+            raise DatabaseError(f"cannot connect to {describe(url)}: {first_line(exc.orig)}") from exc
+        try:
+            yield conn
+        finally:
+            conn.close()
+    finally:
+        engine.dispose()

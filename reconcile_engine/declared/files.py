@@ -1,0 +1,111 @@
+"""Stage 1: the declared files (schema/, partitions/, views/, policies/) -> desired SQL, in load order,
+each statement admitted (admission.py) before anything is built from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+from pathlib import Path
+
+import jinja2
+
+from .admission import AdmittedStatement, admit
+from ..config import Config
+from ..errors import DeclaredStateError
+from .partition_specs import PartitionSpec, read_spec, render_spec
+from ..sqltext import jinja_environment
+
+# Load order: tables first, then their partitions, then views over them, then the policies on all.
+FOLDERS = ("schema", "partitions", "views", "policies")
+REQUIRED_FOLDER = "schema"
+
+
+@dataclasses.dataclass(frozen=True)
+class SqlSource:
+    """One unit of desired SQL, remembering the file it came from for file:line errors."""
+
+    display: str  # path relative to the project, as shown to the user
+    sql: str
+    rendered: bool  # True when the SQL was produced by a template, so lines are of the rendered text
+    spec: PartitionSpec | None = None  # for partitions/*.yaml: checked against the parent before loading
+
+    @property
+    def label(self) -> str:
+        """How errors name it: the file, and whether lines count in its rendering."""
+        return f"{self.display}{' (rendered)' if self.rendered else ''}"
+
+    @functools.cached_property
+    def statements(self) -> tuple[AdmittedStatement, ...]:
+        """Its statements, each admitted; raises on the first that is refused."""
+        return admit(self.sql, self.label)
+
+
+@dataclasses.dataclass(frozen=True)
+class DesiredState:
+    sources: tuple[SqlSource, ...]
+    as_of: dt.date
+
+    @property
+    def partition_specs(self) -> tuple[PartitionSpec, ...]:
+        return tuple(s.spec for s in self.sources if s.spec is not None)
+
+    def admit(self) -> None:
+        """Admit every declared statement (admission.py), before anything is built from them: raises on
+        the first refused. A desired state found in the cache needs no build, so no admission: its
+        content was admitted when it was built."""
+        for source in self.sources:
+            source.statements  # noqa: B018 (computed and kept)
+
+    @property
+    def content_hash(self) -> str:
+        digest = hashlib.sha256(self.as_of.isoformat().encode())
+        for source in self.sources:
+            digest.update(source.display.encode() + b"\0" + source.sql.encode() + b"\0")
+        return digest.hexdigest()
+
+
+def _render_template(path: Path, display: str, project_dir: Path, variables: dict) -> str:
+    env = jinja_environment(str(project_dir))
+    try:
+        template = env.from_string(path.read_text(encoding="utf-8"))
+        return template.render(vars=variables, **variables)
+    except jinja2.TemplateSyntaxError as exc:
+        raise DeclaredStateError(f"{display}:{exc.lineno}: template error: {exc.message}") from exc
+    except jinja2.UndefinedError as exc:
+        raise DeclaredStateError(f"{display}: template error: {exc.message} (define it under vars: in reconcile.yaml)") from exc
+    except jinja2.TemplateError as exc:  # SecurityError: the sandbox refused an attribute or call
+        raise DeclaredStateError(f"{display}: template error: {exc}") from exc
+
+
+def load_desired_state(config: Config, as_of: dt.date) -> DesiredState:
+    project = config.project_dir
+    if not (project / REQUIRED_FOLDER).is_dir():
+        raise DeclaredStateError(
+            f"{project / REQUIRED_FOLDER}: folder not found; a project declares its tables in {REQUIRED_FOLDER}/ "
+            f"(is --project pointing at the right folder?)"
+        )
+    sources: list[SqlSource] = []
+    for folder in FOLDERS:
+        directory = project / folder
+        if not directory.is_dir():
+            continue
+        for path in sorted(p for p in directory.iterdir() if p.is_file()):
+            display = str(path.relative_to(project))
+            name = path.name
+            try:
+                if folder == "partitions" and name.endswith((".yaml", ".yml")):
+                    spec = read_spec(path, display)
+                    sources.append(SqlSource(display, render_spec(spec, as_of), rendered=True, spec=spec))
+                elif name.endswith(".sql.j2"):
+                    sources.append(SqlSource(display, _render_template(path, display, project, config.vars), rendered=True))
+                elif name.endswith(".sql"):
+                    sources.append(SqlSource(display, path.read_text(encoding="utf-8"), rendered=False))
+            except UnicodeDecodeError as exc:
+                raise DeclaredStateError(f"{display}: not UTF-8 text") from exc
+            except OSError as exc:
+                raise DeclaredStateError(f"{display}: cannot read: {exc.strerror}") from exc
+    if not sources:
+        raise DeclaredStateError(f"{project}: no declared .sql, .sql.j2 or partition files found")
+    return DesiredState(tuple(sources), as_of)

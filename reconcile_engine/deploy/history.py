@@ -1,0 +1,105 @@
+"""Stage 9: the history of applied plans, in the tool's own schema on the target."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from ..config import TOOL_SCHEMA
+
+TABLE = f"{TOOL_SCHEMA}.history"
+PROGRESS = f"{TOOL_SCHEMA}.progress"
+
+_CREATE = f"""
+CREATE SCHEMA IF NOT EXISTS {TOOL_SCHEMA};
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    plan_file           text NOT NULL,
+    plan_sha256         text NOT NULL,
+    fingerprint_before  text NOT NULL,
+    fingerprint_after   text NOT NULL,
+    git_commit          text,
+    applied_at          timestamptz NOT NULL DEFAULT now(),
+    applied_by          text NOT NULL,
+    duration_ms         integer NOT NULL,
+    statement_count     integer NOT NULL,
+    tool_version        text NOT NULL
+);
+ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS rolled_back_at timestamptz;
+-- A plan is in effect once at most; after a rollback it may be applied again.
+CREATE UNIQUE INDEX IF NOT EXISTS history_plan_in_effect ON {TABLE} (plan_file) WHERE rolled_back_at IS NULL;
+-- Steps of a plan with online steps, as they complete: step 0 is its transaction. A plan is recorded
+-- in history when all are done; until then an apply resumes from here.
+CREATE TABLE IF NOT EXISTS {PROGRESS} (
+    plan_file  text NOT NULL,
+    step       integer NOT NULL,
+    done_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (plan_file, step)
+);
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryEntry:
+    plan_file: str
+    plan_sha256: str
+    fingerprint_before: str
+    fingerprint_after: str
+    git_commit: str | None
+    applied_at: dt.datetime
+    applied_by: str
+    duration_ms: int
+    rolled_back_at: dt.datetime | None = None
+
+    @property
+    def is_plan(self) -> bool:
+        """A reviewed plan file (not a maintain run or a rollback)."""
+        return not self.plan_file.startswith(("maintain ", "rollback/"))
+
+
+def ensure_table(cur) -> None:
+    cur.execute(_CREATE)
+
+
+def read(cur) -> list[HistoryEntry]:
+    """Applied plans, oldest first; empty when the target has never been applied to."""
+    cur.execute("SELECT to_regclass(%s)", (TABLE,))
+    if cur.fetchone()[0] is None:
+        return []
+    cur.execute(
+        f"SELECT plan_file, plan_sha256, fingerprint_before, fingerprint_after, git_commit, applied_at, "
+        f"applied_by, duration_ms, rolled_back_at FROM {TABLE} ORDER BY id"
+    )
+    return [HistoryEntry(*row) for row in cur.fetchall()]
+
+
+def applied_plan_names(entries: list[HistoryEntry]) -> set[str]:
+    """Plans in effect: applied and not rolled back since."""
+    return {e.plan_file for e in entries if e.rolled_back_at is None}
+
+
+def steps_done(cur, plan_file: str) -> set[int]:
+    cur.execute(f"SELECT step FROM {PROGRESS} WHERE plan_file = %s", (plan_file,))
+    return {row[0] for row in cur.fetchall()}
+
+
+def mark_step(cur, plan_file: str, step: int) -> None:
+    cur.execute(f"INSERT INTO {PROGRESS} (plan_file, step) VALUES (%s, %s) ON CONFLICT DO NOTHING", (plan_file, step))
+
+
+def clear_steps(cur, plan_file: str) -> None:
+    cur.execute(f"DELETE FROM {PROGRESS} WHERE plan_file = %s", (plan_file,))
+
+
+def mark_rolled_back(cur, plan_file: str) -> None:
+    cur.execute(f"UPDATE {TABLE} SET rolled_back_at = now() WHERE plan_file = %s", (plan_file,))
+
+
+def record(cur, *, plan_file, plan_sha256, fingerprint_before, fingerprint_after, git_commit,
+           applied_by, duration_ms, statement_count, tool_version) -> None:
+    cur.execute(
+        f"INSERT INTO {TABLE} (plan_file, plan_sha256, fingerprint_before, fingerprint_after, git_commit, "
+        f"applied_by, duration_ms, statement_count, tool_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (plan_file, plan_sha256, fingerprint_before, fingerprint_after, git_commit, applied_by, duration_ms,
+         statement_count, tool_version),
+    )

@@ -1,0 +1,168 @@
+"""Corrections for partitioned tables: keys, indexes and constraints that PostgreSQL propagates."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pglast import ast, parse_sql
+from pglast.enums import AlterTableType, ConstrType
+from pglast.stream import RawStream
+
+from ..operations import DiffStatement
+from .base import DiffContext, Correction, Side, dotted, parsed
+
+
+class InheritedPartitionObjects(Correction):
+    name = "partitions.inherited-objects"
+    fixes = ("migra re-creates each partition's copy of its parent's indexes and constraints, "
+             "which PostgreSQL already propagates ('already exists')")
+
+    def before_migra(self, current: Side, desired: Side, context: DiffContext) -> bool:
+        changed = False
+        # A partition being detached keeps its copies as its own after DETACH: migra must see them
+        # on the current side, so that it drops those the declared table does not have.
+        before = current.snapshot.fact("partition parent")
+        after = desired.snapshot.fact("partition parent")
+        detached = {t for t, parent in before.items()
+                    if after.get(t) != parent and ("table", t) in desired.snapshot.objects}
+        for side in (current, desired):
+            attached = {i: p for i, p in side.snapshot.fact("attached index").items()
+                        if side is desired or side.snapshot.fact("index table").get(i) not in detached}
+            inherited = {c: v for c, v in side.snapshot.fact("inherited constraint").items()
+                         if side is desired or c.rsplit(".", 1)[0] not in detached}
+            i = side.inspected
+            indexes = {k: v for k, v in i.indexes.items() if dotted(v.schema, v.name) not in attached}
+            constraints = {
+                k: v for k, v in i.constraints.items()
+                if dotted(v.schema, v.table_name, v.name) not in inherited
+            }
+            changed |= len(indexes) != len(i.indexes) or len(constraints) != len(i.constraints)
+            i.indexes, i.constraints = indexes, constraints
+        return changed
+
+
+def _recursive_index_definition(definition: str) -> str:
+    """CREATE INDEX ... ON ONLY parent -> ON parent, so PostgreSQL builds and attaches the partitions' indexes."""
+    (raw,) = parse_sql(definition)
+    raw.stmt.relation.inh = True
+    return RawStream()(raw.stmt)
+
+
+class PartitionedParentKeys(Correction):
+    name = "partitions.parent-keys"
+    fixes = ("migra builds a partitioned table's indexes ON ONLY the parent (left invalid) and adds its "
+             "primary key USING INDEX, which PostgreSQL refuses on a partitioned table")
+
+    def before_migra(self, current: Side, desired: Side, context: DiffContext) -> bool:
+        changed = False
+        for side in (current, desired):
+            relkind = side.snapshot.fact("relkind")
+            i = side.inspected
+            partitioned = {k for k, kind in relkind.items() if kind == "p"}
+            key_indexes = set()
+            for constraint in i.constraints.values():
+                if dotted(constraint.schema, constraint.table_name) in partitioned and constraint.index is not None:
+                    key_indexes.add(dotted(constraint.schema, constraint.name))
+                    # Without an index, migra adds the constraint from its definition, which recurses.
+                    constraint.index = None
+                    changed = True
+            kept = {}
+            for key, index in i.indexes.items():
+                if dotted(index.schema, index.name) in key_indexes:
+                    continue
+                if dotted(index.schema, index.table_name) in partitioned:
+                    index.definition = _recursive_index_definition(index.definition)
+                    changed = True
+                kept[key] = index
+            i.indexes = kept
+        return changed
+
+
+class PartitionedForeignKeys(Correction):
+    name = "partitions.foreign-keys"
+    fixes = ("migra adds foreign keys NOT VALID then validates them: PostgreSQL refuses NOT VALID on a "
+             "partitioned table, and (15) leaves the per-partition copies of a key that references a "
+             "partitioned table unvalidated; add such keys valid in one step")
+
+    def rewrite(self, statements, current: Side, desired: Side, context: DiffContext):
+        partitioned = {k for k, kind in desired.snapshot.fact("relkind").items() if kind == "p"}
+        out, made_valid = [], set()
+        for statement in statements:
+            nodes = parsed(statement.sql, "CONSTR_FOREIGN", "AT_ValidateConstraint")
+            node = nodes[0].stmt if len(nodes) == 1 else None
+            if not isinstance(node, ast.AlterTableStmt) or len(node.cmds) != 1:
+                out.append(statement)
+                continue
+            table = _table_name(node.relation)
+            cmd = node.cmds[0]
+            if (cmd.subtype == AlterTableType.AT_AddConstraint and cmd.def_.contype == ConstrType.CONSTR_FOREIGN
+                    and cmd.def_.skip_validation
+                    and (table in partitioned or _table_name(cmd.def_.pktable) in partitioned)):
+                node = parse_sql(statement.sql)[0].stmt  # a private copy: the cached tree is shared
+                cmd = node.cmds[0]
+                cmd.def_.skip_validation = False
+                cmd.def_.initially_valid = True
+                made_valid.add((table, cmd.def_.conname))
+                out.append(dataclasses.replace(statement, sql=RawStream()(node) + ";"))
+            elif cmd.subtype == AlterTableType.AT_ValidateConstraint and (table, cmd.name) in made_valid:
+                continue
+            else:
+                out.append(statement)
+        return out
+
+
+def _table_name(rangevar) -> str:
+    return dotted(rangevar.schemaname or "public", rangevar.relname)
+
+
+class PartitionTriggers(Correction):
+    name = "partitions.triggers"
+    fixes = "migra re-creates on each partition the row triggers PostgreSQL clones from the parent"
+
+    def before_migra(self, current: Side, desired: Side, context: DiffContext) -> bool:
+        changed = False
+        for side in (current, desired):
+            cloned = side.snapshot.fact("cloned trigger")
+            kept = {k: t for k, t in side.inspected.triggers.items()
+                    if dotted(t.schema, t.table_name, t.name) not in cloned}
+            changed |= len(kept) != len(side.inspected.triggers)
+            side.inspected.triggers = kept
+        return changed
+
+
+class PartitionAttachment(Correction):
+    name = "partitions.attachment"
+    fixes = ("migra's attach statement is broken (schemainspect has no partition_spec, and names the tables "
+             "the wrong way round): detach first, attach last, keeping every row")
+
+    @staticmethod
+    def _moving(current: Side, desired: Side) -> list[tuple[str, str | None, str | None]]:
+        """(table, its parent now, its declared parent) for each table that changes parent."""
+        before = current.snapshot.fact("partition parent")
+        after = desired.snapshot.fact("partition parent")
+        return [(t, before.get(t), after.get(t)) for t in sorted(set(before) | set(after))
+                if before.get(t) != after.get(t)
+                and ("table", t) in current.snapshot.objects and ("table", t) in desired.snapshot.objects]
+
+    def before_migra(self, current: Side, desired: Side, context: DiffContext):
+        moving = self._moving(current, desired)
+        names = {**current.snapshot.fact("qualified name"), **desired.snapshot.fact("qualified name")}
+        detach = [DiffStatement(f"alter table {names[parent]} detach partition {names[table]};", self.name)
+                  for table, parent, _ in moving if parent]
+        for table, _, _ in moving:
+            # Let migra see the table as unmoved: it would write broken statements otherwise.
+            key = next(k for k, v in desired.inspected.tables.items() if dotted(v.schema, v.name) == table)
+            was = next(v for v in current.inspected.tables.values() if dotted(v.schema, v.name) == table)
+            desired.inspected.tables[key].parent_table = was.parent_table
+            desired.inspected.tables[key].partition_def = was.partition_def
+        return detach or bool(moving)  # detaching first: before migra's statements
+
+    def after_migra(self, statements, current: Side, desired: Side, context: DiffContext) -> list[str]:
+        names = {**current.snapshot.fact("qualified name"), **desired.snapshot.fact("qualified name")}
+        bounds = desired.snapshot.fact("partition bound")
+        return [f"alter table {names[parent]} attach partition {names[table]} {bounds[table]};"
+                for table, _, parent in self._moving(current, desired) if parent]
+
+
+# This object kind's corrections, in the order they run.
+CORRECTIONS = (InheritedPartitionObjects(), PartitionedParentKeys(), PartitionedForeignKeys(), PartitionTriggers(), PartitionAttachment())

@@ -1,0 +1,59 @@
+"""Grants, when privileges are managed (privileges: true): written from our own snapshot.
+
+migra's privilege diff covers table grants only, and not a function's default EXECUTE to PUBLIC,
+so it is left off and every grant is compared here: revoked first (on objects that exist before the
+plan), granted last (on objects that exist after it), all in the plan's one transaction.
+"""
+
+from __future__ import annotations
+
+from ..operations import DiffStatement
+from .base import DiffContext, Correction, InspectedDatabase
+
+
+def _split(key: str) -> tuple[str, str]:
+    """'TABLE public.t TO "App User"' -> ('TABLE public.t', '"App User"')"""
+    target, _, grantee = key.rpartition(" TO ")
+    return target, grantee
+
+
+def _changed(current: InspectedDatabase, desired: InspectedDatabase) -> tuple[dict, dict, set]:
+    before = current.snapshot.of_kind("grant")
+    after = desired.snapshot.of_kind("grant")
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    return before, after, changed
+
+
+class Grants(Correction):
+    name = "privileges.grants"
+    fixes = "migra compares only table grants, and not a function's default EXECUTE to PUBLIC"
+
+    def rewrite(self, statements, current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext):
+        if not desired.scope.privileges:
+            return statements
+        before, _after, changed = _changed(current, desired)
+        revokes = []
+        for key in sorted(k for k in changed if k in before):
+            target, grantee = _split(key)
+            revokes.append(DiffStatement(f"revoke all on {target} from {grantee};", self.name))
+        return revokes + list(statements) if revokes else statements
+
+    def after_migra(self, statements, current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext) -> list[str]:
+        if not desired.scope.privileges:
+            return []
+        _before, after, changed = _changed(current, desired)
+        out = []
+        for key in sorted(k for k in changed if k in after):
+            target, grantee = _split(key)
+            privileges = [p.strip() for p in after[key].split(",")]
+            plain = [p for p in privileges if not p.endswith(" WITH GRANT OPTION")]
+            with_option = [p.removesuffix(" WITH GRANT OPTION") for p in privileges if p.endswith(" WITH GRANT OPTION")]
+            if plain:
+                out.append(f"grant {', '.join(plain)} on {target} to {grantee};")
+            if with_option:
+                out.append(f"grant {', '.join(with_option)} on {target} to {grantee} with grant option;")
+        return out
+
+
+# This object kind's corrections, in the order they run.
+CORRECTIONS = (Grants(),)

@@ -1,0 +1,46 @@
+"""Stage 4: diff (migra + corrections). Takes two inspected databases, returns the statements between them."""
+
+from __future__ import annotations
+
+from .corrections import all_corrections
+from .operations import DiffContext, DiffStatement, SchemaDiff
+from ..inspection.migra_view import InspectedDatabase
+
+
+def diff(current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext = DiffContext(), *,
+         corrections=None, current_used_once: bool = False) -> SchemaDiff:
+    """Statements that take `current` to `desired`. The inputs are left as they were: corrections
+    adjust copies of their schemainspect views, so an inspection can be diffed again; except with
+    current_used_once, when `current` is adjusted in place (the caller drops it; copying thousands of
+    objects costs a fraction of a second per thousand tables)."""
+    from migra import Migration  # heavy: imported when a diff is made
+
+    corrections = all_corrections() if corrections is None else corrections
+    current, desired = (current if current_used_once else current.copy()), desired.copy()
+    used, leading = [], []
+    for correction in corrections:
+        adjusted = correction.before_migra(current, desired, context)
+        if adjusted:
+            used.append(correction.name)
+        if isinstance(adjusted, list):
+            leading += adjusted
+    migration = Migration(current.inspected, desired.inspected)
+    # Unsafe statements are not refused here: the plan classifies and gates them instead.
+    migration.set_safety(False)
+    # Grants are compared by the privileges.grants correction (migra sees table grants only).
+    migration.add_all_changes(privileges=False)
+    statements = leading + [DiffStatement(s.strip(), "migra") for s in migration.statements if s.strip()]
+    for correction in corrections:
+        rewritten = correction.rewrite(statements, current, desired, context)
+        if rewritten != statements:
+            used.append(correction.name)
+            statements = rewritten
+    sql_so_far = [s.sql for s in statements]
+    for correction in corrections:
+        extra = correction.after_migra(sql_so_far, current, desired, context)
+        if extra:
+            used.append(correction.name)
+            statements += [DiffStatement(sql, correction.name) for sql in extra]
+            sql_so_far += extra
+    return SchemaDiff(tuple(statements), tuple(used))
+

@@ -1,0 +1,88 @@
+"""Partition lifecycle: 'reconcile maintain' (for cron) creates the declared current and upcoming partitions
+the target lacks, and detaches expired ones where a spec says auto_detach; additive only, no reviewed plan."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import time
+
+import psycopg2
+
+from ..config import Config
+from ..connections import connect, first_line
+from ..deploy import history
+from ..deploy.advisory_lock import acquire_apply_lock
+from ..errors import ApplyFailedError, StalePlanError
+from ..inspection.snapshot import take_snapshot
+from ..version import __version__
+from .windows import (
+    create_partition_statements, detach_statements, expired_partitions, missing_partitions, stranded_rows,
+)
+
+@dataclasses.dataclass(frozen=True)
+class MaintainResult:
+    created: tuple[str, ...]  # partition names
+    moved_rows: int  # rows moved out of DEFAULT partitions into them
+    detached: tuple[str, ...] = ()  # expired partitions moved to the archive schema (auto_detach specs)
+
+
+def maintain_partitions(config: Config, target_url: str, specs, as_of, *, applied_by: str,
+                        on_progress=lambda message: None) -> MaintainResult:
+    """Create the declared current and upcoming partitions the target lacks: additive only, under the
+    apply lock, after checking nothing changed outside reconcile, recorded in the history."""
+    conn = connect(target_url, config.timeouts.connect_timeout_s, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            acquire_apply_lock(cur, config.timeouts.apply_lock_wait_ms)
+            entries = history.read(cur)
+        if not entries:
+            raise StalePlanError("nothing has been applied to this database yet: run 'reconcile plan' and "
+                                 "'reconcile apply' first; maintain only keeps an applied schema's partitions")
+        started = time.monotonic()
+        conn.autocommit = False
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+                            (f"{config.timeouts.lock_timeout_ms}ms", f"{config.timeouts.statement_timeout_ms}ms"))
+                before = take_snapshot(conn, config.scope)
+                if before.fingerprint != entries[-1].fingerprint_after:
+                    raise StalePlanError(
+                        "the database changed outside reconcile since the last apply, so maintain changed nothing: "
+                        "run 'reconcile drift' to see what changed"
+                    )
+                missing = missing_partitions(specs, as_of, before, upcoming_only=True)
+                stranded = {(s.spec.table, s.partition.name): s.rows for s in stranded_rows(cur, specs, as_of, before)}
+                statements = []
+                for item in missing:
+                    on_progress(f"creating {item.describe().split(' missing')[0]}")
+                    statements += create_partition_statements(cur, item, before)
+                expired = expired_partitions(specs, as_of, before)
+                for spec, name in expired:
+                    on_progress(f"detaching expired partition {spec.schema}.{name} into {spec.archive_schema}")
+                    statements += detach_statements(spec, name)
+                for statement in statements:
+                    try:
+                        cur.execute(statement)
+                    except psycopg2.Error as exc:
+                        raise ApplyFailedError(f"maintain: {first_line(exc)}; rolled back, nothing was changed") from exc
+                if not statements:
+                    conn.rollback()
+                    return MaintainResult((), 0)
+                after = take_snapshot(conn, config.scope)
+                history.record(
+                    cur, plan_file=f"maintain {dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}",
+                    plan_sha256=hashlib.sha256("\n".join(statements).encode()).hexdigest(),
+                    fingerprint_before=before.fingerprint, fingerprint_after=after.fingerprint,
+                    git_commit=None, applied_by=applied_by, duration_ms=int((time.monotonic() - started) * 1000),
+                    statement_count=len(statements), tool_version=__version__,
+                )
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        moved = sum(stranded.get((m.spec.table, m.partition.name), 0) for m in missing)
+        return MaintainResult(tuple(m.partition.name for m in missing), moved, tuple(name for _, name in expired))
+    finally:
+        conn.close()

@@ -1,0 +1,186 @@
+"""Stage 5: the Plan, a data object wrapping the corrected diff (statements, hazards, fingerprints).
+
+Like alembic's operations/ops.py: the diff becomes data first; planfile.py renders it to text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from ..version import __version__
+from ..diff.operations import DiffStatement, SchemaDiff
+from .hazards import NOT_IN_TRANSACTION, classify, hazards_of, tables_created, target_table
+from ..inspection.snapshot import NOT_COMPARED, CatalogSnapshot
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedStatement:
+    sql: str
+    summary: str
+    origin: str  # "migra", a correction's name, or "file" for a statement read back from a plan file
+    destructive: str | None = None  # why it can lose data
+    commit_after: bool = False  # see diff.DiffStatement
+    rows_of: str | None = None  # the table whose rows are at stake
+    rows: int | None = None  # how many rows it held when the plan was made
+    hazards: tuple[str, ...] = ()  # what it does to a live table (hazards.py), none for tables new in this plan
+    lint: tuple[str, ...] = ()  # squawk's findings (lint.py)
+    online_step: bool = False  # runs after the plan's transaction, on its own (online.py)
+    commit_reason: str = ""  # why the plan commits after it, when commit_after (shown in the plan file)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    statements: tuple[PlannedStatement, ...]
+    as_of: dt.date
+    fingerprint_before: str
+    fingerprint_after: str
+    created_at: dt.datetime
+    tool_version: str = __version__
+    corrections_used: tuple[str, ...] = ()
+    not_compared: tuple[str, ...] = NOT_COMPARED
+    destructive_approved: bool = False
+    rollback_note: str = "none"  # where the rehearsed reverse plan is, or why there is none
+
+    @property
+    def empty(self) -> bool:
+        return not self.statements
+
+    @property
+    def destructive(self) -> tuple[PlannedStatement, ...]:
+        return tuple(s for s in self.statements if s.destructive)
+
+    @property
+    def transactional(self) -> tuple[PlannedStatement, ...]:
+        return tuple(s for s in self.statements if not s.online_step)
+
+    @property
+    def online_steps(self) -> tuple[tuple[int, PlannedStatement], ...]:
+        """(statement number, statement) of the steps that run after the transaction."""
+        return tuple((n, s) for n, s in enumerate(self.statements, 1) if s.online_step)
+
+    @property
+    def tables_at_stake(self) -> set[str]:
+        return {s.rows_of for s in self.statements if s.rows_of}
+
+    def with_lint(self, findings) -> "Plan":
+        """Attach lint findings (each with a 1-based statement index) to their statements."""
+        by_statement: dict[int, list[str]] = {}
+        for finding in findings:
+            by_statement.setdefault(finding.statement, []).append(finding.describe())
+        return dataclasses.replace(self, statements=tuple(
+            dataclasses.replace(s, lint=tuple(by_statement.get(number, ())))
+            for number, s in enumerate(self.statements, 1)
+        ))
+
+    def with_row_counts(self, counts: dict) -> "Plan":
+        """Say how many rows each dropped, rewritten or detached table holds."""
+        statements = []
+        for s in self.statements:
+            rows = counts.get(s.rows_of)
+            if rows is None:
+                statements.append(s)
+                continue
+            note = f" ({rows} row{'s' if rows != 1 else ''})"
+            statements.append(dataclasses.replace(
+                s, rows=rows, summary=s.summary + note,
+                destructive=s.destructive + note if s.destructive else None,
+            ))
+        return dataclasses.replace(self, statements=tuple(statements))
+
+    def to_dict(self) -> dict:
+        return {
+            "tool_version": self.tool_version,
+            "created_at": self.created_at.isoformat(),
+            "as_of": self.as_of.isoformat(),
+            "fingerprint_before": self.fingerprint_before,
+            "fingerprint_after": self.fingerprint_after,
+            "corrections": list(self.corrections_used),
+            "not_compared": list(self.not_compared),
+            "destructive_approved": self.destructive_approved,
+            "statements": [
+                {"sql": s.sql, "summary": s.summary, "origin": s.origin, "destructive": s.destructive,
+                 "commit_after": s.commit_after, "rows": s.rows, "hazards": list(s.hazards),
+                 "lint": list(s.lint), "online_step": s.online_step}
+                for s in self.statements
+            ],
+        }
+
+
+def live_hazards(statements_sql, current: CatalogSnapshot | None) -> list[tuple[str, ...]]:
+    """Each statement's hazards, leaving out those on tables an earlier statement of the plan created:
+    a new table is empty and unused, so locking or rewriting it harms nobody."""
+    created: set[str] = set()
+    out = []
+    for sql in statements_sql:
+        found = hazards_of(sql, current)
+        if target_table(sql) in created:
+            found = tuple(h for h in found if h == NOT_IN_TRANSACTION)
+        out.append(found)
+        created |= tables_created(sql)
+    return out
+
+
+# A plan that creates (or drops) the whole schema commits every this many statements: as one
+# transaction, a few thousand tables take more locks than PostgreSQL's default lock table holds
+# (max_locks_per_transaction 64 per connection), and it fails with "out of shared memory".
+WHOLE_SCHEMA_PART = 200
+NEEDS_COMMITTED = "what follows needs the statement above committed"
+
+
+def _in_parts(statements: list[PlannedStatement], current: CatalogSnapshot, desired: CatalogSnapshot) -> list:
+    """Commit points for a plan from (or to) a schema without tables: nothing in it is live yet
+    (or any longer), so committing in parts exposes no half-made table to users, and a failure
+    leaves whole parts that the next plan simply does not repeat."""
+    whole_schema = not current.of_kind("table") or not desired.of_kind("table")
+    if not whole_schema or len(statements) <= WHOLE_SCHEMA_PART or any(s.origin.startswith("data") for s in statements):
+        return statements
+    reason = (f"a plan that builds or removes the whole schema commits every {WHOLE_SCHEMA_PART} statements, "
+              f"to stay within the server's lock table")
+    out = []
+    for number, statement in enumerate(statements, 1):
+        if number % WHOLE_SCHEMA_PART == 0 and number < len(statements) and not statement.commit_after:
+            statement = dataclasses.replace(statement, commit_after=True, commit_reason=reason)
+        out.append(statement)
+    return out
+
+
+def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnapshot, as_of: dt.date, *,
+               classified: bool = True) -> Plan:
+    """The plan of `diff`'s statements. classified=False leaves out what each statement does (summary,
+    data at risk, hazards), which takes parsing every statement (seconds, for thousands): the
+    statements and their commit points are the same, which is all a rehearsal needs, so the
+    rehearsal can start while the classified plan is built beside it."""
+    statements = []
+    hazards = live_hazards([s.sql for s in diff.statements], current) if classified else [()] * len(diff.statements)
+    for statement, its_hazards in zip(diff.statements, hazards, strict=True):
+        commit_reason = NEEDS_COMMITTED if statement.commit_after else ""
+        if not classified:
+            statements.append(PlannedStatement(statement.sql, "", statement.origin, commit_after=statement.commit_after,
+                                               commit_reason=commit_reason))
+            continue
+        classification = classify(statement.sql, current)
+        statements.append(PlannedStatement(statement.sql, classification.summary, statement.origin,
+                                           classification.destructive, statement.commit_after,
+                                           classification.rows_of, hazards=its_hazards,
+                                           commit_reason=commit_reason))
+    return Plan(
+        statements=tuple(_in_parts(statements, current, desired)),
+        as_of=as_of,
+        fingerprint_before=current.fingerprint,
+        fingerprint_after=desired.fingerprint,
+        created_at=dt.datetime.now(dt.timezone.utc).replace(microsecond=0),
+        corrections_used=diff.corrections_used,
+    )
+
+
+def replan(written: Plan, current: CatalogSnapshot, desired: CatalogSnapshot, *, classified: bool = True) -> Plan:
+    """A plan read back from its file (edited by hand, say), classified anew against `current`: its
+    statements, commit points, online steps and data steps as written."""
+    statements = tuple(DiffStatement(s.sql, s.origin, s.commit_after) for s in written.statements)
+    plan = build_plan(SchemaDiff(statements, written.corrections_used), current, desired, written.as_of,
+                      classified=classified)
+    return dataclasses.replace(plan, statements=tuple(
+        dataclasses.replace(new, online_step=old.online_step, commit_reason=old.commit_reason or new.commit_reason)
+        for old, new in zip(written.statements, plan.statements, strict=True)
+    ))

@@ -1,0 +1,174 @@
+"""Stages 2-6 for one plan, side by side: build the declared state and a copy of the target, make the
+plan, rehearse it forward on the copy and backward on the declared state, and classify it meanwhile.
+'plan' makes the plan by diffing; 'rehearse' takes it from an edited plan file. Returns data; the
+commands render it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from ..planning import planfile
+from ..checks.security_rules import check as security_findings
+from ..config import Config
+from ..diff.operations import DiffContext
+from ..declared.files import DesiredState
+from ..errors import PlanNotConvergedError, ScratchError
+from ..inspection.snapshot import CatalogSnapshot, not_compared, read_snapshot
+from ..inspection.migra_view import InspectedDatabase, inspect_database
+from ..checks.squawk import squawk
+from ..planning.build import Plan
+from .rehearse import copy_target, rehearse
+from ..scratch.databases import ScratchDatabase, scratch_space
+from ..servers import Target
+from ..connections import connect, server_major
+from ..sqltext import quote_ident
+
+# (current, declared) -> None when there is nothing to do, else the plan to rehearse (its statements
+# and commit points final) and, when that plan is not classified yet, a function that classifies it.
+PlanMaker = Callable[[InspectedDatabase, InspectedDatabase], "tuple[Plan, Callable[[], Plan] | None] | None"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Proof:
+    declared: CatalogSnapshot  # the declared state, as built
+    findings: tuple  # the security lint's, on the declared state
+    plan: Plan | None = None  # rehearsed, classified, with row counts, squawk, rollback note; None: no changes
+    reverse: Plan | None = None  # its rehearsed reverse, when it leads back exactly
+
+
+@contextlib.contextmanager
+def scratch_space_for(config: Config, target: Target):
+    """The scratch server with the run's build role on it, checked to run the target's major."""
+    with scratch_space(config, target) as server:
+        if not server.same_server_as_target:
+            check_same_major(config, target.url, server.admin_url)
+        yield server
+
+
+@contextlib.contextmanager
+def desired_database(config: Config, desired: DesiredState, target: Target):
+    with scratch_space_for(config, target) as server, \
+            ScratchDatabase(server, "desired", config.timeouts.connect_timeout_s) as scratch:
+        scratch.prepare(config)
+        scratch.load_desired(desired)
+        yield scratch
+
+
+def build_and_inspect(config: Config, desired: DesiredState, target: Target, scratch: ScratchDatabase,
+                      beside: ThreadPoolExecutor, *, keep: bool = False):
+    """Build the desired state in `scratch` while the target is inspected beside it (the one waits on
+    the server, the other mostly computes), then inspect the desired state; unless `keep`, the scratch
+    database is dropped in the background once read. Returns (current, wanted, lint findings)."""
+    timeout = config.timeouts.connect_timeout_s
+    target_inspection = beside.submit(inspect_database, target.url, config.scope, timeout)
+    scratch.prepare(config)
+    scratch.load_desired(desired)
+    findings = lint_findings(config, scratch)
+    wanted = inspect_database(scratch.url, config.scope, timeout)
+    if not keep:
+        scratch.drop_in_background()  # everything needed from it is in `wanted` now
+    return target_inspection.result(), wanted, findings
+
+
+def lint_findings(config: Config, scratch: ScratchDatabase) -> list:
+    """The security lint on the declared state; plan and drift show its findings as warnings."""
+    conn = scratch.connect()
+    try:
+        with conn.cursor() as cur:
+            return security_findings(cur, config.managed_schemas, config.lint_ignored)
+    finally:
+        conn.close()
+
+
+def prove(config: Config, desired: DesiredState, target: Target, make_plan: PlanMaker) -> Proof:
+    """Build, make the plan, rehearse it both ways; raise PlanNotConvergedError when it does not reach
+    the declared state on a copy of the target."""
+    timeout = config.timeouts.connect_timeout_s
+    target_now = read_snapshot(target.url, config.scope, timeout)
+    with scratch_space_for(config, target) as server, ThreadPoolExecutor(max_workers=3) as beside, \
+            ScratchDatabase(server, "rehearsal", timeout) as copy, \
+            ScratchDatabase(server, "desired", timeout) as scratch:
+        copy.prepare(config)  # first: with roles to create, two at once would race
+        # The target's copy (for the rehearsal) is made while the desired state is built: two
+        # backends, each busy for about as long as loading the schema takes.
+        copied = beside.submit(copy_target, copy, target.url, target_now, config)
+        # kept: the reverse plan is rehearsed on it
+        current, wanted, findings = build_and_inspect(config, desired, target, scratch, beside, keep=True)
+        made = make_plan(current, wanted)
+        if made is None:
+            return Proof(wanted.snapshot, tuple(findings))
+        rehearsed_plan, classify = made
+        # Classifying parses every statement: done while the server rehearses the same statements.
+        classifying = beside.submit(classify) if classify is not None else None
+        lint = beside.submit(squawk, [s.sql for s in rehearsed_plan.statements], target_major(config, target))
+        copied.result()
+        rehearsal = rehearse(rehearsed_plan, copy, scratch, current, wanted, config,
+                             DiffContext(desired.partition_specs))
+        copy.drop_in_background()  # both at once
+        scratch.drop_in_background()
+        the_plan = rehearsed_plan if classifying is None else classifying.result()
+        the_plan = the_plan.with_row_counts(count_rows(config, target, the_plan.tables_at_stake))
+        the_plan = the_plan.with_lint(lint.result())  # squawk ran while the server rehearsed
+    if not rehearsal.converged:
+        details = [f"  still to do: {s.splitlines()[0]}" for s in rehearsal.remaining_statements]
+        details += [f"  still differs: {d.describe('after plan', 'declared')}" for d in rehearsal.remaining_differences]
+        raise PlanNotConvergedError(
+            f"the plan does not reach the declared state when rehearsed on a copy of the target, so it was not "
+            f"written ({len(details)} difference(s) remain, listed above)",
+            details,
+        )
+    if rehearsal.reverse is not None:
+        note = f"{config.migrations_dir}/{planfile.ROLLBACK_FOLDER}/<this file's name> (rehearsed: leads back exactly)"
+    else:
+        note = f"none: {rehearsal.reverse_problem}"
+    the_plan = dataclasses.replace(the_plan, rollback_note=note, not_compared=not_compared(config.scope))
+    return Proof(wanted.snapshot, tuple(findings), the_plan, rehearsal.reverse)
+
+
+def check_same_major(config: Config, target_url: str, scratch_url: str) -> None:
+    """Catalog text (view definitions, defaults) differs between majors: comparing across them is noise."""
+    majors = []
+    for url in (target_url, scratch_url):
+        conn = connect(url, config.timeouts.connect_timeout_s)
+        try:
+            majors.append(server_major(conn))
+        finally:
+            conn.close()
+    if majors[0] != majors[1]:
+        raise ScratchError(
+            f"the scratch server runs PostgreSQL {majors[1]} but the target runs {majors[0]}; plans and drift "
+            f"would not be trustworthy: set scratch.mode to target-server, or scratch.server_url to a "
+            f"PostgreSQL {majors[0]} server"
+        )
+
+
+def target_major(config: Config, target: Target) -> int:
+    conn = connect(target.url, config.timeouts.connect_timeout_s)
+    try:
+        return server_major(conn)
+    finally:
+        conn.close()
+
+
+def count_rows(config: Config, target: Target, tables: set[str]) -> dict:
+    """Row counts of the tables a plan drops, rewrites or detaches: the plan says what is at stake."""
+    if not tables:
+        return {}
+    counts = {}
+    conn = connect(target.url, config.timeouts.connect_timeout_s)
+    try:
+        with conn.cursor() as cur:
+            for table in sorted(tables):
+                schema, _, name = table.rpartition(".")
+                cur.execute("SELECT to_regclass(%s)", (f"{quote_ident(schema or 'public')}.{quote_ident(name)}",))
+                regclass = cur.fetchone()[0]
+                if regclass is not None:
+                    cur.execute(f"SELECT count(*) FROM {regclass}")
+                    counts[table] = cur.fetchone()[0]
+    finally:
+        conn.close()
+    return counts

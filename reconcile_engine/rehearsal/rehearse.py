@@ -1,0 +1,143 @@
+"""Stage 6: rehearse a plan on a scratch copy of the target's schema, then check that it converged;
+meanwhile rehearse its reverse on the scratch database holding the declared state.
+
+Converged means both: migra finds nothing more to do, and our own catalog snapshot of the copy
+equals the desired one (migra's re-diff cannot see what migra ignores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from ..config import Config
+from ..diff.migra_diff import diff
+from ..diff.operations import DiffContext
+from ..errors import PlanNotConvergedError, ScratchError
+from ..inspection.snapshot import CatalogSnapshot, Difference, take_snapshot
+from ..inspection.migra_view import InspectedDatabase, inspect_database
+from ..planning.build import Plan, build_plan
+from ..scratch.databases import ScratchDatabase
+from ..runner import PlanStatementFailed, run_online_step, run_statements
+
+
+@dataclasses.dataclass(frozen=True)
+class Rehearsal:
+    remaining_statements: tuple[str, ...]  # what migra (+ corrections) would still do
+    remaining_differences: tuple[Difference, ...]  # what the independent snapshot still sees
+    reverse: Plan | None = None  # the rollback plan (declared -> target), when it too converged
+    reverse_problem: str | None = None  # why there is no rollback plan
+
+    @property
+    def converged(self) -> bool:
+        return not self.remaining_statements and not self.remaining_differences
+
+
+def copy_target(copy: ScratchDatabase, target_url: str, target_snapshot: CatalogSnapshot, config: Config) -> None:
+    """Fill a scratch database with the target's schema (no data), to rehearse on. Independent of
+    the declared state, so it can be made while the desired database is being built."""
+    present = tuple(s for s in config.scope.schemas if ("schema", s) in target_snapshot.objects)
+    if all(kind == "schema" or (kind == "comment" and key.startswith("SCHEMA "))
+           for kind, key in target_snapshot.objects):
+        copy.create_schemas(present, target_snapshot.of_kind("comment"))  # nothing in them: no pg_dump
+    else:
+        copy.load_schema_of(target_url, present)
+
+
+def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, current: InspectedDatabase,
+             desired: InspectedDatabase, config: Config, context: DiffContext = DiffContext()) -> Rehearsal:
+    """Run the plan on `copy` (see copy_target) and check that it reaches the declared state.
+
+    `current` and `desired` are the inspections the plan was made from; `declared` is the database
+    `desired` was read from. While the plan runs forward on the copy, a second thread builds the
+    reverse plan and runs it on `declared`: the forward run must reach exactly that state (checked
+    below, else the way back is not kept), so running back from it proves the same as running back
+    on the rehearsed copy, on another backend at the same time.
+    """
+    scope = config.scope
+    way_back = _ReverseRehearsal(desired, current, declared, plan.as_of, config)
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        reverse_run = beside.submit(way_back.run)
+        try:
+            conn = copy.connect(autocommit=False)
+            try:
+                before = take_snapshot(conn, scope)
+                if before.fingerprint != current.snapshot.fingerprint:
+                    first = before.differences(current.snapshot)[0].describe("copy", "target")
+                    raise ScratchError(f"the scratch copy of the target is not faithful, so the plan cannot be rehearsed: {first}")
+                try:
+                    run_statements(conn, plan.statements, "rehearsal", batched=True, inert=copy.inert)
+                    conn.commit()
+                    for number, step in plan.online_steps:
+                        run_online_step(conn, number, step, "rehearsal")
+                    copy.inert.restore(conn)
+                    conn.commit()
+                except PlanStatementFailed as failed:
+                    raise PlanNotConvergedError(
+                        f"the plan fails on a copy of the target, so it was not written: {failed}"
+                    ) from failed
+            finally:
+                conn.close()
+            rehearsed = inspect_database(copy.url, scope, config.timeouts.connect_timeout_s)
+            differences = tuple(rehearsed.snapshot.differences(desired.snapshot))
+            if differences:
+                way_back.cancel()  # from somewhere else than the declared state, it proves nothing
+            remaining = tuple(s.sql for s in diff(rehearsed, desired, context, current_used_once=True).statements)
+        except BaseException:
+            way_back.cancel()
+            raise
+        result = Rehearsal(remaining, differences)
+        if not result.converged:
+            way_back.cancel()
+            return result
+        reverse, problem = reverse_run.result()
+    return dataclasses.replace(result, reverse=reverse, reverse_problem=problem)
+
+
+class _ReverseRehearsal:
+    """The rollback plan (from the declared state back to the target as it is), built and then run on
+    the declared database, and checked to land exactly on the target's fingerprint. Runs on its own
+    thread; cancel() stops it (its result is then not wanted)."""
+
+    def __init__(self, desired: InspectedDatabase, current: InspectedDatabase, declared: ScratchDatabase,
+                 as_of, config: Config):
+        self.desired, self.current, self.declared = desired, current, declared
+        self.as_of, self.scope = as_of, config.scope
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._conn = None
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            if self._conn is not None:
+                self._conn.cancel()  # interrupts the statement running on the server
+
+    def run(self) -> tuple[Plan | None, str | None]:
+        reverse = build_plan(diff(self.desired, self.current), self.desired.snapshot, self.current.snapshot,
+                             self.as_of)
+        with self._lock:
+            if self._cancelled:
+                return None, "not rehearsed"
+            self._conn = conn = self.declared.connect(autocommit=False)
+        try:
+            # The declared database's functions have their bodies again (for its inspection): stubbed
+            # again first, so that the reverse plan's statements cannot run them either.
+            self.declared.inert.stub_again(conn)
+            run_statements(conn, reverse.statements, "rollback rehearsal", batched=True, inert=self.declared.inert)
+            conn.commit()
+            self.declared.inert.restore(conn)
+            conn.commit()
+            back = take_snapshot(conn, self.scope)
+        except PlanStatementFailed as failed:
+            conn.rollback()
+            return None, f"the reverse plan fails on the declared state: {failed}"
+        finally:
+            with self._lock:
+                self._conn = None
+                conn.close()
+        differences = back.differences(self.current.snapshot)
+        if differences:
+            return None, f"the reverse plan does not lead back: {differences[0].describe('after rollback', 'target')}"
+        return reverse, None
