@@ -1,9 +1,21 @@
-"""reconcile: declarative schema-as-code for PostgreSQL.
+"""reconcile: declarative schema-as-code for PostgreSQL, as a library.
 
-The pipeline, one module per stage:
-  config -> declared (+ admission: definitions only) -> scratch (+ buildrole, inert) -> inspection
-  -> diff (+ corrections) -> plan -> rehearse -> planfile (sealed) -> apply (+ history);
-  proof runs scratch to rehearse for one plan; drift reuses the first stages.
+The public API (api.py), one function per command, each returning a typed result (results.py):
+load_project, plan, rehearse, apply, rollback, drift, maintain, lint, policy_tests, status; errors
+are the ReconcileError family (errors.py). The pipeline, one subpackage per stage:
+  declared (files -> desired SQL) -> scratch (build it) -> inspection -> diff (migra + corrections)
+  -> planning (plan, hazards, online steps, plan file) -> rehearsal -> deploy (apply, rollback, history);
+runner executes statements for rehearsal and deploy; lifecycle keeps partitions; checks holds the
+security lint, squawk and policy tests; cli and render are the command line.
 """
 
-__version__ = "0.1.0"
+from .api import (
+    Project, apply, drift, lint, load_project, maintain, plan, policy_tests, rehearse, rollback, status,
+)
+from .errors import ReconcileError
+from .version import __version__
+
+__all__ = [
+    "Project", "ReconcileError", "__version__", "apply", "drift", "lint", "load_project", "maintain", "plan",
+    "policy_tests", "rehearse", "rollback", "status",
+]

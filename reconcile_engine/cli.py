@@ -8,9 +8,9 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import command
+from . import api, render
 from .version import __version__
-from .errors import EXIT_ERROR, EXIT_OK, ReconcileError, UsageError
+from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ReconcileError, UsageError
 from .connections import cancel_statements_on_interrupt, redact
 
 
@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--config", type=Path, help="config file (default: PROJECT/reconcile.yaml)")
     common.add_argument("--database-url", help="target database (default: $DATABASE_URL, then reconcile.yaml, "
                                                "then an embedded server under .reconcile/)")
-    common.add_argument("--format", choices=("text", "json"), default="text")
+    common.add_argument("--format", choices=render.FORMATS, default="text",
+                        help="text (default), json, or markdown (for a pull request comment)")
     common.add_argument("--verbose", action="store_true", help="show a traceback on unexpected errors")
 
     parser = _Parser(prog="reconcile", description="Declarative schema-as-code for PostgreSQL. "
@@ -95,29 +96,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _warn(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def _dispatch(ns: argparse.Namespace) -> int:
-    options = command.Options(
-        project=ns.project, config_file=ns.config, database_url=ns.database_url,
-        as_of=getattr(ns, "as_of", None), format=ns.format, use_cache=not getattr(ns, "no_cache", False),
-    )
+    """Run the command through the API, print its result, and say how it ended as an exit code."""
+    project = api.load_project(ns.project, ns.config)
+    url, as_of = ns.database_url, getattr(ns, "as_of", None)
+    use_cache = not getattr(ns, "no_cache", False)
+    # Progress goes with the text; beside JSON or markdown it goes to standard error, so that
+    # standard output stays one document.
+    progress = _say if ns.format == "text" else _warn
+    context = {}
     if ns.command == "plan":
-        return command.plan(options, name=ns.name, dry_run=ns.dry_run, detailed_exitcode=ns.detailed_exitcode,
-                            data_before=ns.data_before, data_after=ns.data_after)
-    if ns.command == "rehearse":
-        return command.rehearse_plan(options, ns.plan)
-    if ns.command == "apply":
-        return command.apply(options, allow_destructive=ns.allow_destructive)
-    if ns.command == "drift":
-        return command.drift(options)
-    if ns.command == "rollback":
-        return command.rollback(options, allow_destructive=ns.allow_destructive)
-    if ns.command == "test":
-        return command.test(options)
-    if ns.command == "lint":
-        return command.lint(options, ns.plans)
-    if ns.command == "maintain":
-        return command.maintain(options)
-    return command.status(options)
+        result = api.plan(project, url, name=ns.name, as_of=as_of, write=not ns.dry_run, data_before=ns.data_before,
+                          data_after=ns.data_after, use_cache=use_cache)
+        context = {"project_dir": project.path, "written": "wrote"}
+        exit_code = EXIT_CHANGES if ns.detailed_exitcode and result.changes else EXIT_OK
+    elif ns.command == "rehearse":
+        result = api.rehearse(project, ns.plan, url)
+        context = {"project_dir": project.path, "written": "rewrote"}
+        exit_code = EXIT_OK
+    elif ns.command == "apply":
+        result = api.apply(project, url, allow_destructive=ns.allow_destructive, on_progress=progress)
+        exit_code = EXIT_OK
+    elif ns.command == "rollback":
+        result = api.rollback(project, url, allow_destructive=ns.allow_destructive, on_progress=progress)
+        exit_code = EXIT_OK
+    elif ns.command == "drift":
+        result = api.drift(project, url, as_of=as_of, use_cache=use_cache)
+        exit_code = EXIT_OK if result.in_sync else EXIT_CHANGES
+    elif ns.command == "test":
+        result = api.policy_tests(project, as_of=as_of)
+        exit_code = EXIT_ERROR if result.failed else EXIT_OK
+    elif ns.command == "lint":
+        result = api.lint(project, ns.plans, url, as_of=as_of)
+        exit_code = EXIT_CHANGES if result.findings else EXIT_OK
+    elif ns.command == "maintain":
+        result = api.maintain(project, url, as_of=as_of, on_progress=progress)
+        exit_code = EXIT_OK
+    else:
+        result = api.status(project, url)
+        exit_code = EXIT_OK
+    for line in render.warnings(result):
+        _warn(line)
+    _say(render.render(result, ns.format, **context))
+    return exit_code
 
 
 def run(args: list[str]) -> int:

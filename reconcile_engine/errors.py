@@ -64,6 +64,18 @@ class StalePlanError(ReconcileError):
     """The target changed since the plan was made: its fingerprint is not the plan's 'before'."""
 
 
+class NothingToRollBackError(ReconcileError):
+    """A rollback was asked for, but the last change has no rehearsed reverse that starts where it ended."""
+
+
+class NothingAppliedError(ReconcileError):
+    """maintain was asked to keep partitions on a database no plan has been applied to."""
+
+
+class LintError(ReconcileError):
+    """squawk could not be run."""
+
+
 class DestructiveNotApprovedError(ReconcileError):
     """A plan with destructive statements was applied without approval."""
 

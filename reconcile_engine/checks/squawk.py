@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..errors import ReconcileError
+from ..errors import LintError
 from ..planning.hazards import tables_created, target_table
 
 # Handled by apply itself: timeouts are set per transaction, and a failed plan rolls back whole.
@@ -29,10 +29,6 @@ LIVE_TABLE_RULES = {
     "constraint-missing-not-valid", "disallowed-unique-constraint", "changing-column-type",
     "adding-serial-primary-key-field", "ban-concurrent-index-creation-in-transaction",
 }
-
-
-class LintError(ReconcileError):
-    """squawk could not be run."""
 
 
 @dataclasses.dataclass(frozen=True)

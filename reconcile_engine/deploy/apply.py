@@ -28,7 +28,12 @@ class AppliedPlan:
 @dataclasses.dataclass(frozen=True)
 class ApplyResult:
     applied: tuple[AppliedPlan, ...]
-    already_applied: int
+    already_applied: int  # plans found already applied (skipped)
+    target: str = ""  # the target's password-free name
+
+    def to_dict(self) -> dict:
+        return {"target": self.target, "already_applied": self.already_applied,
+                "applied": [dataclasses.asdict(a) for a in self.applied]}
 
 
 def pending_plans(plans: list[PlanFile], applied_names: set[str]) -> list[PlanFile]:

@@ -6,7 +6,7 @@ import datetime as dt
 
 from ..config import Config
 from ..connections import connect
-from ..errors import StalePlanError
+from ..errors import NothingToRollBackError, StalePlanError
 from ..planning import planfile
 from . import history
 from .advisory_lock import acquire_apply_lock
@@ -23,13 +23,13 @@ def rollback_last(config: Config, target_url: str, migrations, *, allow_destruct
             history.ensure_table(cur)
             in_effect = [e for e in history.read(cur) if e.rolled_back_at is None and not e.plan_file.startswith("rollback/")]
         if not in_effect:
-            raise StalePlanError("nothing to roll back: no applied plan is recorded on this database")
+            raise NothingToRollBackError("nothing to roll back: no applied plan is recorded on this database")
         last = in_effect[-1]
         if not last.is_plan:
-            raise StalePlanError(f"the last change was '{last.plan_file}', not a reviewed plan; nothing was rolled back")
+            raise NothingToRollBackError(f"the last change was '{last.plan_file}', not a reviewed plan; nothing was rolled back")
         path = planfile.rollback_path(migrations, last.plan_file)
         if not path.exists():
-            raise StalePlanError(f"{path}: no rollback plan for {last.plan_file} (plan writes one when its reverse "
+            raise NothingToRollBackError(f"{path}: no rollback plan for {last.plan_file} (plan writes one when its reverse "
                                  f"rehearses cleanly; see that plan's '-- rollback:' line)")
         reverse = planfile.read(path)
         reverse.check_sealed(f"{config.migrations_dir}/{planfile.ROLLBACK_FOLDER}/{last.plan_file}")

@@ -14,7 +14,7 @@ from ..config import Config
 from ..connections import connect, first_line
 from ..deploy import history
 from ..deploy.advisory_lock import acquire_apply_lock
-from ..errors import ApplyFailedError, StalePlanError
+from ..errors import ApplyFailedError, NothingAppliedError, StalePlanError
 from ..inspection.snapshot import take_snapshot
 from ..version import __version__
 from .windows import (
@@ -26,6 +26,11 @@ class MaintainResult:
     created: tuple[str, ...]  # partition names
     moved_rows: int  # rows moved out of DEFAULT partitions into them
     detached: tuple[str, ...] = ()  # expired partitions moved to the archive schema (auto_detach specs)
+    target: str = ""  # the target's password-free name
+
+    def to_dict(self) -> dict:
+        return {"target": self.target, "created": list(self.created), "moved_rows": self.moved_rows,
+                "detached": list(self.detached)}
 
 
 def maintain_partitions(config: Config, target_url: str, specs, as_of, *, applied_by: str,
@@ -38,7 +43,7 @@ def maintain_partitions(config: Config, target_url: str, specs, as_of, *, applie
             acquire_apply_lock(cur, config.timeouts.apply_lock_wait_ms)
             entries = history.read(cur)
         if not entries:
-            raise StalePlanError("nothing has been applied to this database yet: run 'reconcile plan' and "
+            raise NothingAppliedError("nothing has been applied to this database yet: run 'reconcile plan' and "
                                  "'reconcile apply' first; maintain only keeps an applied schema's partitions")
         started = time.monotonic()
         conn.autocommit = False

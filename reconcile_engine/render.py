@@ -1,0 +1,140 @@
+"""Rendering of the API's results (results.py) for the command line: text, JSON, or markdown (a pull
+request comment). Pure functions from a result to a string; the CLI prints them."""
+
+from __future__ import annotations
+
+import json
+
+from .planning import planfile
+from .results import (
+    ApplyResult, DriftReport, LintReport, MaintainResult, PlanResult, PolicyTestReport, RollbackResult,
+    StatusReport,
+)
+
+FORMATS = ("text", "json", "markdown")
+
+
+def render(result, format: str, **context) -> str:
+    """The result as `format`. context: what the text needs beyond the result (plan: project_dir,
+    written; lint: plans_given)."""
+    if format == "json":
+        return json.dumps(result.to_dict(), indent=2)
+    renderer = _RENDERERS[type(result)]
+    return renderer(result, markdown=format == "markdown", **context)
+
+
+def warnings(result) -> list[str]:
+    """Lines for standard error: the security lint's findings, and a reset approval."""
+    lines = [f"warning: {w}" for w in getattr(result, "lint_warnings", ())]
+    if isinstance(result, PlanResult) and result.approval_reset:
+        lines.append(f"warning: {result.file.parent.name}/{result.file.name}: '-- {planfile.APPROVAL_KEY}:' was "
+                     f"reset to no: its statements changed since the destructive ones were approved")
+    return lines
+
+
+def _plan(result: PlanResult, *, markdown: bool, project_dir=None, written: str = "wrote") -> str:
+    if result.plan is None:
+        return "No changes: the target matches the declared state."
+    where = result.file.relative_to(project_dir) if result.file and project_dir else result.file
+    if markdown:
+        destructive = result.plan.destructive
+        lines = [f"### reconcile plan for {result.target}",
+                 f"{len(result.plan.statements)} statement(s), rehearsed on a copy of the target: converged."
+                 + (f" **{len(destructive)} destructive**, approval needed." if destructive else ""),
+                 f"File: `{where}`" if where else "Not written (dry run).", "",
+                 "```sql", planfile.render(result.plan).rstrip(), "```"]
+        return "\n".join(lines)
+    return "\n".join([
+        planfile.render(result.plan),
+        f"-- rehearsed on a copy of {result.target}: converged",
+        f"-- {written} {where if where else 'nothing (--dry-run)'}",
+    ])
+
+
+def _apply(result: ApplyResult, *, markdown: bool) -> str:
+    if not result.applied:
+        return f"Nothing to apply: {result.already_applied} plan(s) already applied to {result.target}."
+    bullet = "- " if markdown else ""
+    return "\n".join(f"{bullet}applied {a.name}: {a.statements} statements in {a.duration_ms} ms" for a in result.applied)
+
+
+def _rollback(result: RollbackResult, *, markdown: bool) -> str:
+    done = result.rolled_back
+    return (f"rolled back {done.name}: {done.statements} statements in {done.duration_ms} ms. It is pending again: "
+            f"remove it from {result.migrations_dir}/ (git revert), or fix the declared files and plan anew.")
+
+
+def _policy_tests(result: PolicyTestReport, *, markdown: bool) -> str:
+    lines = [f"{'ok  ' if o.passed else 'FAIL'} {o.file}: {o.test}" + (f"\n     {o.detail}" if o.detail else "")
+             for o in result.outcomes]
+    lines.append(f"{len(result.outcomes) - len(result.failed)} passed, {len(result.failed)} failed")
+    return "\n".join(lines)
+
+
+def _maintain(result: MaintainResult, *, markdown: bool) -> str:
+    lines = []
+    if result.created:
+        moved = f", moving {result.moved_rows} row(s) out of the DEFAULT partition" if result.moved_rows else ""
+        lines.append(f"created {len(result.created)} partition(s): {', '.join(result.created)}{moved}")
+    if result.detached:
+        lines.append(f"detached {len(result.detached)} expired partition(s) into the archive schema, rows kept: "
+                     f"{', '.join(result.detached)}")
+    if not lines:
+        lines.append(f"Nothing to do: every current and upcoming partition exists on {result.target}.")
+    return "\n".join(lines)
+
+
+def _lint(result: LintReport, *, markdown: bool) -> str:
+    if not result.findings:
+        return (f"No findings in {'the declared state and ' if result.declared_state_checked else ''}"
+                f"{len(result.plans_checked)} plan(s).")
+    return "\n".join(("- " if markdown else "") + f.describe() for f in result.findings)
+
+
+def _section(title: str, lines, bullet: str) -> list[str]:
+    return [f"\n{title}"] + [f"{bullet}{line}" for line in lines] if lines else []
+
+
+def _drift(report: DriftReport, *, markdown: bool) -> str:
+    if report.in_sync:
+        return f"In sync: {report.target} matches the declared state (as of {report.as_of})."
+    bullet = "- " if markdown else "  - "
+    out = [("### " if markdown else "")
+           + f"Drift: {report.target} does not match the declared state (as of {report.as_of})."]
+    if report.pending_plans:
+        explained = " (they account for every difference)" if report.pending_plans_explain_differences else ""
+        out += _section(f"Reviewed plans not yet applied{explained}:", report.pending_plans, bullet)
+    if report.changed_outside_reconcile:
+        out.append("\nChanged outside reconcile since the last apply "
+                   f"(fingerprint {report.fingerprint[:19]}…, last applied {report.last_applied_fingerprint[:19]}…).")
+    out += _section("Partitions missing ('reconcile maintain' creates the current and upcoming ones):",
+                    report.missing_partitions, bullet)
+    out += _section("Rows in a DEFAULT partition that a declared partition should hold:", report.stranded_rows, bullet)
+    out += _section("Differences (target vs declared):", report.differences, bullet)
+    if report.fix_sql:
+        out.append("\nSQL that would bring the target to the declared state (run 'reconcile plan' to get a reviewed plan):")
+        if markdown:
+            out += ["```sql", *report.fix_sql, "```"]
+        else:
+            out += ["  " + sql.replace("\n", "\n  ") for sql in report.fix_sql]
+    out.append(f"\nNot compared: {'; '.join(report.not_compared)}.")
+    return "\n".join(out)
+
+
+def _status(report: StatusReport, *, markdown: bool) -> str:
+    bullet = "- " if markdown else "  "
+    out = [f"Target: {report.target}", f"Applied ({len(report.applied)}):"]
+    out += [f"{bullet}{e.plan_file}  {e.applied_at:%Y-%m-%d %H:%M:%S %Z}  by {e.applied_by}"
+            f"{'  at ' + e.git_commit[:12] if e.git_commit else ''}" for e in report.applied]
+    out.append(f"Pending ({len(report.pending)}):")
+    for name in report.pending:
+        edited = report.edited_since_rehearsal.get(name)
+        out.append(f"{bullet}{name}" + (f"  (apply refuses it: {edited}; run 'reconcile rehearse "
+                                        f"{report.migrations_dir}/{name}')" if edited else ""))
+    return "\n".join(out)
+
+
+_RENDERERS = {
+    PlanResult: _plan, ApplyResult: _apply, RollbackResult: _rollback, PolicyTestReport: _policy_tests,
+    MaintainResult: _maintain, LintReport: _lint, DriftReport: _drift, StatusReport: _status,
+}

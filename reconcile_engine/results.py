@@ -1,0 +1,160 @@
+"""What each command of the public API (api.py) returns: typed, documented data with to_dict().
+
+The command line only renders these (render.py); a Python caller or a test reads their fields.
+Results of one stage that a command passes on as they are (deploy.apply.ApplyResult,
+lifecycle.maintain.MaintainResult, planning.build.Plan) are re-exported here, so that this module is
+the one place to look them up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from .checks.policy_tests import Outcome
+from .deploy.apply import AppliedPlan, ApplyResult
+from .deploy.history import HistoryEntry
+from .lifecycle.maintain import MaintainResult
+from .planning.build import Plan
+
+__all__ = [
+    "AppliedPlan", "ApplyResult", "DriftReport", "LintReport", "MaintainResult", "Outcome", "Plan", "PlanResult",
+    "PolicyTestReport", "RollbackResult", "StatusReport",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanResult:
+    """What `plan` (or `rehearse`, for an edited plan file) proved.
+
+    plan is None when the target already matches the declared state. Otherwise the plan was rehearsed
+    on a copy of the target and reached the declared state; file is where it was written (None for a
+    dry run), rollback_file its rehearsed reverse (None when there is none: plan.rollback_note says why).
+    """
+
+    target: str  # the target's password-free name
+    plan: Plan | None
+    file: Path | None = None
+    rollback_file: Path | None = None
+    lint_warnings: tuple[str, ...] = ()  # the security lint's findings on the declared state
+    approval_reset: bool = False  # rehearse: '-- destructive-approved: yes' was reset, statements changed
+    declared_state: str = "built"  # "built", or "cached" when nothing needed building
+
+    @property
+    def changes(self) -> bool:
+        return self.plan is not None
+
+    def to_dict(self) -> dict:
+        if self.plan is None:
+            return {"statements": [], "changes": False, "target": self.target,
+                    "lint_warnings": list(self.lint_warnings)}
+        return self.plan.to_dict() | {
+            "changes": True, "target": self.target, "rehearsed": True,
+            "file": str(self.file) if self.file else None,
+            "rollback_file": str(self.rollback_file) if self.rollback_file else None,
+            "lint_warnings": list(self.lint_warnings), "approval_reset": self.approval_reset,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class RollbackResult:
+    target: str
+    rolled_back: AppliedPlan  # the reverse plan that ran (named after the plan it rolls back)
+    migrations_dir: str
+
+    def to_dict(self) -> dict:
+        return {"target": self.target, "rolled_back": self.rolled_back.name,
+                "statements": self.rolled_back.statements, "duration_ms": self.rolled_back.duration_ms}
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftReport:
+    """The target against the declared state, without writing anything. in_sync is the verdict."""
+
+    target: str
+    as_of: str
+    fingerprint: str  # the target's
+    declared_fingerprint: str
+    declared_state: str  # "built", or "cached": the target matched the cached desired state exactly
+    last_applied_fingerprint: str | None
+    changed_outside_reconcile: bool
+    pending_plans: tuple[str, ...]
+    pending_plans_explain_differences: bool
+    missing_partitions: tuple[str, ...]
+    stranded_rows: tuple[str, ...]
+    differences: tuple[str, ...]
+    fix_sql: tuple[str, ...]  # what a plan would run (unrehearsed: run plan for a reviewed one)
+    not_compared: tuple[str, ...]
+    lint_warnings: tuple[str, ...]
+
+    @property
+    def in_sync(self) -> bool:
+        return not (self.differences or self.fix_sql or self.pending_plans or self.changed_outside_reconcile
+                    or self.stranded_rows)
+
+    def to_dict(self) -> dict:
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {"in_sync": self.in_sync} | {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class LintFinding:
+    source: str  # "declared state", or a plan file's path
+    rule: str
+    message: str
+    statement: int | None = None  # in a plan file, 1-based
+    object: str | None = None  # on the declared state, the object concerned
+    help: str = ""
+
+    def describe(self) -> str:
+        if self.statement is None:
+            return f"{self.source}: {self.rule}: {self.object}: {self.message}"
+        return f"{self.source}: statement {self.statement}: {self.rule}: {self.message}" + (
+            f" ({self.help})" if self.help else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class LintReport:
+    findings: tuple[LintFinding, ...]
+    plans_checked: tuple[str, ...]
+    declared_state_checked: bool
+
+    def to_dict(self) -> dict:
+        report: dict = {"declared state": []} if self.declared_state_checked else {}
+        report |= {path: [] for path in self.plans_checked}
+        for f in self.findings:
+            if f.statement is None:
+                report[f.source].append({"rule": f.rule, "object": f.object, "message": f.message})
+            else:
+                report[f.source].append({"statement": f.statement, "rule": f.rule, "message": f.message,
+                                         "help": f.help})
+        return report
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyTestReport:
+    outcomes: tuple[Outcome, ...]
+
+    @property
+    def failed(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if not o.passed)
+
+    def to_dict(self) -> list:
+        return [dataclasses.asdict(o) for o in self.outcomes]
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusReport:
+    target: str
+    applied: tuple[HistoryEntry, ...]
+    pending: tuple[str, ...]
+    edited_since_rehearsal: dict  # pending plan name -> why apply would refuse it
+    migrations_dir: str = "migrations"
+
+    def to_dict(self) -> dict:
+        return {
+            "applied": [{"plan_file": e.plan_file, "applied_at": e.applied_at.isoformat(), "applied_by": e.applied_by,
+                         "git_commit": e.git_commit, "duration_ms": e.duration_ms} for e in self.applied],
+            "pending": list(self.pending),
+            "edited_since_rehearsal": dict(self.edited_since_rehearsal),
+        }
