@@ -341,9 +341,8 @@ def lint(project: Project, plan_files=(), target: str | None = None, *, as_of: d
             findings += [LintFinding("declared state", f.rule, f.message, object=f.object)
                          for f in lint_findings(config, scratch)]
     for path in paths:
-        statements = [s.sql for s in planfile.read(path).plan.statements]
         findings += [LintFinding(str(path), f.rule, f.message, statement=f.statement, help=f.help)
-                     for f in squawk(statements)]
+                     for f in squawk(planfile.read(path).plan.statements)]
     return LintReport(tuple(findings), tuple(str(p) for p in paths), declared_state_checked=not plan_files)
 
 

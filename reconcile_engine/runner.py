@@ -4,35 +4,31 @@ the error that names the statement that failed. The one place that executes plan
 
 from __future__ import annotations
 
-import re
-
 import psycopg2
 
 from .connections import first_line
+from .planning.online import index_name
 from .scratch.inert import InertFunctions
 
 
 BATCH_SIZE = 100  # statements per round trip when building scratch databases and rehearsing
-_TRANSACTION_CONTROL = re.compile(
-    r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?:begin|start|commit|end|rollback|abort|savepoint|release|prepare)\b",
-    re.IGNORECASE | re.DOTALL,
-)
 
 
-def execute_batched(cur, texts: list[str], run_one, *, savepoints: bool) -> None:
+def execute_batched(cur, texts: list[str], run_one, *, savepoints: bool, alone=()) -> None:
     """Run SQL texts BATCH_SIZE at a time, one round trip per batch: a scratch database's build and a
     rehearsal send thousands, and each round trip costs more than a typical DDL statement.
 
     A batch runs as one unit (an implicit transaction, or under a savepoint inside the caller's
     transaction); when it fails it is undone and its texts run again through `run_one(index)`, one at
     a time, so the error names the very statement (and its position) that fails. Statements that must
-    run alone (transaction control; CONCURRENTLY, which a batch refuses) end up run that way.
+    run alone end up run that way: those whose index is in `alone` (transaction control, by its facts)
+    are never batched; CONCURRENTLY, which a batch refuses, fails its batch and then runs alone.
     Not for apply: statement_timeout would then bound a batch rather than each statement.
     """
     start = 0
     while start < len(texts):
         end = start
-        while end < len(texts) and end - start < BATCH_SIZE and not _TRANSACTION_CONTROL.match(texts[end]):
+        while end < len(texts) and end - start < BATCH_SIZE and end not in alone:
             end += 1
         if end - start > 1:
             try:
@@ -73,9 +69,12 @@ def run_statements(conn, statements, label: str, begin=lambda cur: None, *, batc
 
         def run(part: list) -> None:
             runs = [(number, statement, text) for number, statement in part
-                    for text in (inert.texts(statement.sql) if inert is not None else (statement.sql,))]
+                    for text in (inert.texts(statement.sql, statement.facts.node) if inert is not None
+                                 else (statement.sql,))]
             if batched:
-                execute_batched(cur, [text for _, _, text in runs], lambda i: run_one(*runs[i]), savepoints=True)
+                alone = {i for i, (_, statement, _) in enumerate(runs) if statement.facts.transaction_control}
+                execute_batched(cur, [text for _, _, text in runs], lambda i: run_one(*runs[i]), savepoints=True,
+                                alone=alone)
             else:
                 for run_ in runs:
                     run_one(*run_)
@@ -98,8 +97,6 @@ def run_statements(conn, statements, label: str, begin=lambda cur: None, *, batc
 def run_online_step(conn, number: int, statement, label: str, session_settings: str = "") -> None:
     """One step outside the transaction (autocommit). A CREATE INDEX CONCURRENTLY that failed or was
     interrupted before leaves an INVALID index of the same name: drop it, then build it again."""
-    from .planning.online import index_name
-
     conn.autocommit = True
     with conn.cursor() as cur:
         try:

@@ -7,8 +7,6 @@ import re
 
 import jinja2
 import jinja2.sandbox
-from pglast import parse_sql
-from pglast.parser import parse_sql_json
 
 _PLAIN_IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$")
 
@@ -55,39 +53,3 @@ def jinja_environment(search_path: str | None = None) -> jinja2.Environment:
     env.filters["qident"] = quote_ident
     env.filters["qliteral"] = quote_literal
     return env
-
-
-@functools.lru_cache(maxsize=100_000)
-def parse_statements(sql: str) -> tuple | None:
-    """pglast's parse tree of `sql` (a tuple of RawStmt), or None when it cannot be parsed.
-
-    Cached because a plan's statements are examined by every correction and classifier: each is
-    parsed once. Callers must not modify the tree (online.py, which does, parses its own copy).
-    """
-    try:
-        return tuple(parse_sql(sql))
-    except Exception:  # pglast raises its ParseError, and others on input it cannot represent
-        return None
-
-
-# Node types (CamelCase) and enum values (UPPER_CASE) in the parser's JSON, with some names from the SQL.
-_JSON_NAMES = re.compile(r'"([A-Z][A-Za-z0-9_]*)"')
-
-
-@functools.lru_cache(maxsize=100_000)
-def _names_in_tree(sql: str) -> frozenset[str]:
-    try:
-        tree = parse_sql_json(sql)
-    except Exception:  # what cannot be parsed is not recognised by parse_statements either
-        return frozenset()
-    return frozenset(_JSON_NAMES.findall(tree))
-
-
-def may_hold(sql: str, *names: str) -> bool:
-    """Whether the parse tree of `sql` can hold one of these node types ("DropStmt") or enum values
-    ("CONSTR_FOREIGN"): a look at the parser's JSON text, which costs a twentieth of building the
-    Python tree, so that a correction looking for one kind of statement builds trees only for the
-    statements that can be of that kind. Never a false "no": every node type is a key in that JSON
-    (a name in the SQL that happens to match only costs a parse). The JSON leaves out an enum field
-    holding its first value, so only values other than the first may be asked about."""
-    return not _names_in_tree(sql).isdisjoint(names)

@@ -2,8 +2,14 @@
 
 import pytest
 
+from reconcile_engine.diff.statement_facts import operation, read_facts
 from reconcile_engine.planning.hazards import classify
 from reconcile_engine.inspection.snapshot import CatalogSnapshot
+
+def _classify(sql, current=None):
+    """The classification of a statement read the way the diff reads it: once, into facts."""
+    return classify(sql, read_facts(sql), current)
+
 
 COLUMNS = CatalogSnapshot({
     ("column", "public.t.big"): "bigint not null",
@@ -34,22 +40,22 @@ COLUMNS = CatalogSnapshot({
     ("create table t (id int);", False),
 ])
 def test_destructive_or_not(sql, destructive):
-    assert bool(classify(sql, COLUMNS).destructive) is destructive
+    assert bool(_classify(sql, COLUMNS).destructive) is destructive
 
 
 def test_type_change_without_knowing_the_old_type_is_destructive():
-    assert classify('alter table "public"."x" alter column "c" set data type bigint;').destructive
+    assert _classify('alter table "public"."x" alter column "c" set data type bigint;').destructive
 
 
 def test_summaries_name_the_object():
-    assert classify('alter table "public"."t" alter column "big" drop default;').summary == \
+    assert _classify('alter table "public"."t" alter column "big" drop default;').summary == \
         "alter table public.t: drop default of big"
-    assert classify('drop materialized view if exists "public"."mv";').summary == "drop materialized view public.mv"
-    assert classify("CREATE UNIQUE INDEX i ON public.t USING btree (x);").summary == "create index i on public.t"
+    assert _classify('drop materialized view if exists "public"."mv";').summary == "drop materialized view public.mv"
+    assert _classify("CREATE UNIQUE INDEX i ON public.t USING btree (x);").summary == "create index i on public.t"
 
 
 def test_narrowing_message_says_from_and_to():
-    reason = classify('alter table "public"."t" alter column "big" set data type integer;', COLUMNS).destructive
+    reason = _classify('alter table "public"."t" alter column "big" set data type integer;', COLUMNS).destructive
     assert reason == "changes public.t.big from bigint to integer: values may be lost or rejected"
 
 
@@ -81,10 +87,10 @@ from reconcile_engine.planning.build import live_hazards
     ("comment on table t is 'x'", set()),
 ])
 def test_hazard_classes(sql, expected):
-    assert set(hazards_of(sql, COLUMNS)) == expected
+    assert set(hazards_of(read_facts(sql), COLUMNS)) == expected
 
 
 def test_hazards_on_tables_new_in_the_plan_do_not_count():
-    found = live_hazards(["create table public.n (id int)", "create index n_id on public.n (id)",
-                          "create index t_x on public.t (x)"], COLUMNS)
+    found = live_hazards([operation(sql, "migra") for sql in ("create table public.n (id int)",
+                          "create index n_id on public.n (id)", "create index t_x on public.t (x)")], COLUMNS)
     assert found == [(), (), (BUILDS_INDEX,)]

@@ -9,6 +9,7 @@ import pytest
 from reconcile_engine.config import load_config
 from reconcile_engine.declared.files import load_desired_state
 from reconcile_engine.errors import DeclaredStateError
+from reconcile_engine.diff.statement_facts import read_facts
 from reconcile_engine.scratch.inert import InertFunctions, without_data
 from reconcile_engine.scratch.databases import ScratchDatabase, ScratchServer
 
@@ -100,7 +101,7 @@ def test_each_kind_of_function_has_a_stub_that_does_nothing_and_gets_its_body_ba
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            for text in inert.texts(create + ";"):
+            for text in inert.texts(create + ";", read_facts(create).node):
                 cur.execute(text)
             cur.execute("SELECT prosrc FROM pg_proc WHERE proname = 's'")
             assert "reconcile inert stub" in cur.fetchone()[0]
@@ -125,7 +126,7 @@ def test_a_function_dropped_or_replaced_after_its_stub_is_not_brought_back(targe
         "CREATE OR REPLACE FUNCTION twice() RETURNS int LANGUAGE sql AS $$ SELECT 2 $$;",
     ]
     for statement in statements:
-        for text in inert.texts(statement):
+        for text in inert.texts(statement, read_facts(statement).node):
             sql(target_url, text)
     conn = psycopg2.connect(target_url)
     conn.autocommit = True
@@ -146,6 +147,6 @@ def test_a_function_dropped_or_replaced_after_its_stub_is_not_brought_back(targe
 ])
 def test_materialized_views_are_built_without_data(written, inert_form):
     assert without_data(written) == inert_form
-    assert InertFunctions().texts(written) == (inert_form,)
-    assert InertFunctions().texts("REFRESH MATERIALIZED VIEW CONCURRENTLY public.v") == \
+    assert InertFunctions().texts(written, read_facts(written).node) == (inert_form,)
+    assert InertFunctions().texts("REFRESH MATERIALIZED VIEW CONCURRENTLY public.v", "RefreshMatViewStmt") == \
         ("REFRESH MATERIALIZED VIEW public.v WITH NO DATA",)

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from reconcile_engine.cli import run
-from reconcile_engine.diff.operations import DiffStatement, SchemaDiff
+from reconcile_engine.diff.operations import SchemaDiff
+from reconcile_engine.diff.statement_facts import operation
 from reconcile_engine.inspection.snapshot import CatalogSnapshot
 from reconcile_engine.planning.build import WHOLE_SCHEMA_PART, build_plan
 from reconcile_engine.runner import BATCH_SIZE
@@ -100,7 +101,7 @@ def test_a_plan_that_builds_the_whole_schema_commits_in_parts(capsys, many_table
 
 
 def _diff(n):
-    return SchemaDiff(tuple(DiffStatement(f"CREATE TABLE t{i} (id int);", "migra") for i in range(n)), ())
+    return SchemaDiff(tuple(operation(f"CREATE TABLE t{i} (id int);", "migra") for i in range(n)), ())
 
 
 def test_parts_only_for_a_whole_schema_and_never_after_the_last_statement():
@@ -112,7 +113,7 @@ def test_parts_only_for_a_whole_schema_and_never_after_the_last_statement():
     assert commits == [WHOLE_SCHEMA_PART]
     assert not any(s.commit_after for s in build_plan(_diff(2 * WHOLE_SCHEMA_PART), live, live, as_of).statements)
     assert not any(s.commit_after for s in build_plan(_diff(WHOLE_SCHEMA_PART), empty, live, as_of).statements)
-    data = SchemaDiff(_diff(WHOLE_SCHEMA_PART + 5).statements + (DiffStatement("UPDATE x SET y = 1;", "data (after)"),), ())
+    data = SchemaDiff(_diff(WHOLE_SCHEMA_PART + 5).statements + (operation("UPDATE x SET y = 1;", "data (after)"),), ())
     assert not any(s.commit_after for s in build_plan(data, empty, live, as_of).statements)
 
 
@@ -123,8 +124,8 @@ def test_the_plan_rehearsed_before_classifying_runs_the_same_statements_and_comm
     empty = CatalogSnapshot({("schema", "public"): ""})
     live = CatalogSnapshot({("schema", "public"): "", ("table", "public.users"): "kind r"})
     statements = _diff(WHOLE_SCHEMA_PART + 50).statements + (
-        DiffStatement("ALTER TYPE mood ADD VALUE 'calm';", "enums.add-value", commit_after=True),
-        DiffStatement("ALTER TABLE t1 ADD COLUMN mood mood;", "migra"),
+        operation("ALTER TYPE mood ADD VALUE 'calm';", "enums.add-value", commit_after=True),
+        operation("ALTER TABLE t1 ADD COLUMN mood mood;", "migra"),
     )
     for current in (empty, live):
         plan = build_plan(SchemaDiff(statements, ()), current, live, dt.date(2026, 6, 1))

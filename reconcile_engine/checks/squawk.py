@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import LintError
-from ..planning.hazards import tables_created, target_table
+from ..planning.hazards import target_table
 
 # Handled by apply itself: timeouts are set per transaction, and a failed plan rolls back whole.
 HANDLED_BY_APPLY = ("require-lock-timeout", "require-statement-timeout", "prefer-robust-stmts",
@@ -49,12 +49,14 @@ def squawk_path() -> str:
     return found
 
 
-def squawk(statements: list[str], pg_major: int | None = None) -> list[Finding]:
-    """Run squawk once over all statements; findings are mapped back to the statement they concern."""
+def squawk(statements, pg_major: int | None = None) -> list[Finding]:
+    """Run squawk once over all of a plan's statements (operations, with their facts); findings are
+    mapped back to the statement they concern."""
     if not statements:
         return []
     starts, lines = [], []
-    for sql in statements:
+    for statement in statements:
+        sql = statement.sql
         starts.append(len(lines))
         text = sql.strip()
         lines += (text if text.endswith(";") else text + ";").splitlines()
@@ -73,14 +75,14 @@ def squawk(statements: list[str], pg_major: int | None = None) -> list[Finding]:
     finally:
         os.unlink(path)
     created_by: dict[str, int] = {}  # table -> index of the statement that creates it
-    for index, sql in enumerate(statements):
-        for table in tables_created(sql):
+    for index, statement in enumerate(statements):
+        for table in statement.facts.creates:
             created_by.setdefault(table, index)
     findings = []
     for item in raw:
         index = bisect.bisect_right(starts, item.get("line", 0)) - 1
         if item.get("rule_name") in LIVE_TABLE_RULES and \
-                created_by.get(target_table(statements[index]), index) < index:
+                created_by.get(target_table(statements[index].facts), index) < index:
             continue  # a table an earlier statement created is new and empty
         findings.append(Finding(index + 1, item.get("rule_name", "?"), item.get("message", ""), item.get("help") or ""))
     return findings

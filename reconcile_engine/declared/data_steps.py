@@ -8,11 +8,12 @@ from pathlib import Path
 from pglast import parser as pg_parser
 
 from ..config import Config
-from ..diff.operations import DiffStatement
+from ..diff.operations import Operation
+from ..diff.statement_facts import operation
 from ..errors import DeclaredStateError
 
 
-def read_data_steps(paths, config: Config, where: str) -> list[DiffStatement]:
+def read_data_steps(paths, config: Config, where: str) -> list[Operation]:
     """The statements of each file (a jsonb_set UPDATE, say), marked as data steps `where` ("before
     the schema changes" or "after the schema changes"), with the file named."""
     steps = []
@@ -26,5 +27,5 @@ def read_data_steps(paths, config: Config, where: str) -> list[DiffStatement]:
         except pg_parser.ParseError as exc:
             line = text.count("\n", 0, exc.args[1]) + 1 if len(exc.args) > 1 else "?"
             raise DeclaredStateError(f"{display}:{line}: {exc.args[0]}") from exc
-        steps += [DiffStatement(text[piece].strip(), f"data ({where}, from {display})") for piece in slices]
+        steps += [operation(text[piece].strip(), f"data ({where}, from {display})") for piece in slices]
     return steps

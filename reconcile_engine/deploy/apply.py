@@ -181,11 +181,10 @@ def _run_transaction(conn, cur, config: Config, plan_file: PlanFile, allow_destr
             f"{current.fingerprint[:19]}… is not the plan's before {plan.fingerprint_before[:19]}…); "
             f"nothing was applied: run 'reconcile drift' to see what changed, then plan again"
         )
-    destructive = [s for s in plan.statements if classify(s.sql, current).destructive]
-    if destructive and not (allow_destructive or plan.destructive_approved):
-        first = classify(destructive[0].sql, current).destructive
+    reasons = [reason for s in plan.statements if (reason := classify(s.sql, s.facts, current).destructive)]
+    if reasons and not (allow_destructive or plan.destructive_approved):
         raise DestructiveNotApprovedError(
-            f"{plan_file.name}: {len(destructive)} destructive statement(s) ({first}); nothing was applied: "
+            f"{plan_file.name}: {len(reasons)} destructive statement(s) ({reasons[0]}); nothing was applied: "
             f"review them, then set '-- destructive-approved: yes' in the plan or pass --allow-destructive"
         )
     try:

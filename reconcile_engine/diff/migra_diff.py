@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .corrections import all_corrections
-from .operations import DiffContext, DiffStatement, SchemaDiff
+from .operations import DiffContext, SchemaDiff
+from .statement_facts import operation
 from ..inspection.migra_view import InspectedDatabase
 
 
@@ -29,18 +30,17 @@ def diff(current: InspectedDatabase, desired: InspectedDatabase, context: DiffCo
     migration.set_safety(False)
     # Grants are compared by the privileges.grants correction (migra sees table grants only).
     migration.add_all_changes(privileges=False)
-    statements = leading + [DiffStatement(s.strip(), "migra") for s in migration.statements if s.strip()]
+    # The boundary: each of migra's statements is read once, here, into an operation.
+    statements = leading + [operation(s.strip(), "migra") for s in migration.statements if s.strip()]
     for correction in corrections:
         rewritten = correction.rewrite(statements, current, desired, context)
         if rewritten != statements:
             used.append(correction.name)
             statements = rewritten
-    sql_so_far = [s.sql for s in statements]
     for correction in corrections:
-        extra = correction.after_migra(sql_so_far, current, desired, context)
+        extra = correction.after_migra(statements, current, desired, context)
         if extra:
             used.append(correction.name)
-            statements += [DiffStatement(sql, correction.name) for sql in extra]
-            sql_so_far += extra
+            statements = statements + [operation(sql, correction.name) for sql in extra]
     return SchemaDiff(tuple(statements), tuple(used))
 

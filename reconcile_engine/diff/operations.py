@@ -1,6 +1,9 @@
-"""Stage 4 (diff): the statement a diff produces, and what a diff is told about the declared state.
+"""Stage 4 (diff): the statement as data. Every statement of a diff or a plan is an Operation: its SQL,
+who wrote it, and its Facts, read once from PostgreSQL's own parse tree when the operation is made
+(statement_facts.read_facts). The corrections, the plan's hazards, online steps, the runner and the
+plan file read these facts; none parses the statement again.
 
-A leaf module: the diff, its corrections and the plan all read these types.
+A leaf module: only data types.
 """
 
 from __future__ import annotations
@@ -9,9 +12,55 @@ import dataclasses
 
 
 @dataclasses.dataclass(frozen=True)
-class DiffStatement:
+class AlterAction:
+    """One subcommand of an ALTER TABLE."""
+
+    subtype: str  # pglast's AlterTableType name: "AT_AddColumn", "AT_DropColumn", ...
+    name: str | None = None  # the column or constraint it names
+    new_type: str | None = None  # AT_AlterColumnType: the type as the statement writes it
+    default_may_rewrite: bool = False  # AT_AddColumn: a generated, identity or volatile default
+    sets_default: bool = False  # AT_ColumnDefault: SET (True) or DROP DEFAULT
+    partition: str | None = None  # AT_AttachPartition / AT_DetachPartition: schema.name
+    concurrent: bool = False  # DETACH PARTITION ... CONCURRENTLY
+    constraint_type: str | None = None  # AT_AddConstraint: "CONSTR_FOREIGN", "CONSTR_CHECK", ...
+    using_index: str | None = None  # AT_AddConstraint ... USING INDEX name
+    not_valid: bool = False  # AT_AddConstraint ... NOT VALID
+    references: str | None = None  # AT_AddConstraint FOREIGN KEY: the referenced table
+
+
+@dataclasses.dataclass(frozen=True)
+class Facts:
+    """What a statement is and what it touches, read from its parse tree; plain values only."""
+
+    node: str  # pglast's node type ("AlterTableStmt"), "" for several statements, "?" when unparsable
+    relation: str | None = None  # schema.name of the table (or index, view) the statement works on
+    name: str | None = None  # the index, policy or trigger it creates
+    objects: tuple[str, ...] = ()  # what a DROP, TRUNCATE or COMMENT names (schema-qualified when a relation)
+    object_type: str | None = None  # DROP / COMMENT: pglast's ObjectType name ("OBJECT_TABLE")
+    cascade: bool = False
+    concurrent: bool = False  # CREATE INDEX / DROP INDEX / REFRESH ... CONCURRENTLY, REINDEX (CONCURRENTLY)
+    partition_of: bool = False  # CREATE TABLE ... PARTITION OF
+    skip_data: bool = False  # CREATE MATERIALIZED VIEW / REFRESH ... WITH NO DATA
+    actions: tuple[AlterAction, ...] = ()  # ALTER TABLE
+    creates: frozenset[str] = frozenset()  # tables and materialized views it creates (schema.name)
+    function_created: str | None = None  # CREATE FUNCTION: the function's name (last part)
+    functions_called: frozenset[str] = frozenset()  # in ALTER TABLE / CREATE TABLE: functions called (last part)
+    parts: tuple["Facts", ...] = ()  # several statements in one text: each one's facts
+    transaction_control: bool = False  # BEGIN, COMMIT, SAVEPOINT...: must run alone
+
+    @property
+    def parsed(self) -> bool:
+        return self.node != "?"
+
+
+UNPARSED = Facts("?")
+
+
+@dataclasses.dataclass(frozen=True)
+class Operation:
     sql: str
-    origin: str  # "migra" or the name of the correction that wrote it
+    origin: str  # "migra" or the name of the correction that wrote it; "data (...)" for a data step
+    facts: Facts = dataclasses.field(repr=False, compare=False)
     # Commit right after this statement: what follows needs it committed (a new enum value
     # cannot be used in the transaction that adds it).
     commit_after: bool = False
@@ -19,7 +68,7 @@ class DiffStatement:
 
 @dataclasses.dataclass(frozen=True)
 class SchemaDiff:
-    statements: tuple[DiffStatement, ...]
+    statements: tuple[Operation, ...]
     corrections_used: tuple[str, ...]
 
     @property

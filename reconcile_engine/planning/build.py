@@ -9,24 +9,32 @@ import dataclasses
 import datetime as dt
 
 from ..version import __version__
-from ..diff.operations import DiffStatement, SchemaDiff
-from .hazards import NOT_IN_TRANSACTION, classify, hazards_of, tables_created, target_table
+from ..diff.operations import Facts, Operation, SchemaDiff
+from .hazards import NOT_IN_TRANSACTION, classify, hazards_of, lock_level, target_table
 from ..inspection.snapshot import NOT_COMPARED, CatalogSnapshot
 
 
 @dataclasses.dataclass(frozen=True)
 class PlannedStatement:
+    """An operation of the diff, with what the plan knows of it against the live target."""
+
     sql: str
     summary: str
     origin: str  # "migra", a correction's name, or "file" for a statement read back from a plan file
+    facts: Facts = dataclasses.field(repr=False, compare=False)  # read once, when the operation was made
     destructive: str | None = None  # why it can lose data
-    commit_after: bool = False  # see diff.DiffStatement
+    commit_after: bool = False  # see diff.operations.Operation
     rows_of: str | None = None  # the table whose rows are at stake
     rows: int | None = None  # how many rows it held when the plan was made
     hazards: tuple[str, ...] = ()  # what it does to a live table (hazards.py), none for tables new in this plan
     lint: tuple[str, ...] = ()  # squawk's findings (lint.py)
     online_step: bool = False  # runs after the plan's transaction, on its own (online.py)
     commit_reason: str = ""  # why the plan commits after it, when commit_after (shown in the plan file)
+
+    @property
+    def lock(self) -> str | None:
+        """The strongest lock it takes on a live table, by its hazards (None: none that blocks)."""
+        return lock_level(self.hazards)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,23 +109,23 @@ class Plan:
             "statements": [
                 {"sql": s.sql, "summary": s.summary, "origin": s.origin, "destructive": s.destructive,
                  "commit_after": s.commit_after, "rows": s.rows, "hazards": list(s.hazards),
-                 "lint": list(s.lint), "online_step": s.online_step}
+                 "lint": list(s.lint), "online_step": s.online_step, "lock": s.lock}
                 for s in self.statements
             ],
         }
 
 
-def live_hazards(statements_sql, current: CatalogSnapshot | None) -> list[tuple[str, ...]]:
-    """Each statement's hazards, leaving out those on tables an earlier statement of the plan created:
+def live_hazards(operations, current: CatalogSnapshot | None) -> list[tuple[str, ...]]:
+    """Each operation's hazards, leaving out those on tables an earlier statement of the plan created:
     a new table is empty and unused, so locking or rewriting it harms nobody."""
     created: set[str] = set()
     out = []
-    for sql in statements_sql:
-        found = hazards_of(sql, current)
-        if target_table(sql) in created:
+    for operation in operations:
+        found = hazards_of(operation.facts, current)
+        if target_table(operation.facts) in created:
             found = tuple(h for h in found if h == NOT_IN_TRANSACTION)
         out.append(found)
-        created |= tables_created(sql)
+        created |= operation.facts.creates
     return out
 
 
@@ -148,19 +156,19 @@ def _in_parts(statements: list[PlannedStatement], current: CatalogSnapshot, desi
 def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnapshot, as_of: dt.date, *,
                classified: bool = True) -> Plan:
     """The plan of `diff`'s statements. classified=False leaves out what each statement does (summary,
-    data at risk, hazards), which takes parsing every statement (seconds, for thousands): the
-    statements and their commit points are the same, which is all a rehearsal needs, so the
-    rehearsal can start while the classified plan is built beside it."""
+    data at risk, hazards), judged from each operation's facts against `current`: the statements and
+    their commit points are the same, which is all a rehearsal needs, so the rehearsal can start
+    while the classified plan is made beside it."""
     statements = []
-    hazards = live_hazards([s.sql for s in diff.statements], current) if classified else [()] * len(diff.statements)
+    hazards = live_hazards(diff.statements, current) if classified else [()] * len(diff.statements)
     for statement, its_hazards in zip(diff.statements, hazards, strict=True):
         commit_reason = NEEDS_COMMITTED if statement.commit_after else ""
         if not classified:
-            statements.append(PlannedStatement(statement.sql, "", statement.origin, commit_after=statement.commit_after,
-                                               commit_reason=commit_reason))
+            statements.append(PlannedStatement(statement.sql, "", statement.origin, statement.facts,
+                                               commit_after=statement.commit_after, commit_reason=commit_reason))
             continue
-        classification = classify(statement.sql, current)
-        statements.append(PlannedStatement(statement.sql, classification.summary, statement.origin,
+        classification = classify(statement.sql, statement.facts, current)
+        statements.append(PlannedStatement(statement.sql, classification.summary, statement.origin, statement.facts,
                                            classification.destructive, statement.commit_after,
                                            classification.rows_of, hazards=its_hazards,
                                            commit_reason=commit_reason))
@@ -177,7 +185,7 @@ def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnaps
 def replan(written: Plan, current: CatalogSnapshot, desired: CatalogSnapshot, *, classified: bool = True) -> Plan:
     """A plan read back from its file (edited by hand, say), classified anew against `current`: its
     statements, commit points, online steps and data steps as written."""
-    statements = tuple(DiffStatement(s.sql, s.origin, s.commit_after) for s in written.statements)
+    statements = tuple(Operation(s.sql, s.origin, s.facts, s.commit_after) for s in written.statements)
     plan = build_plan(SchemaDiff(statements, written.corrections_used), current, desired, written.as_of,
                       classified=classified)
     return dataclasses.replace(plan, statements=tuple(

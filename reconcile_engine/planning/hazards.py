@@ -1,26 +1,24 @@
-"""Stage 5a: what each planned statement does and whether it destroys data, read with PostgreSQL's own parser.
+"""Stage 5a: what each planned statement does and whether it destroys data, judged from its facts.
 
-No regular expressions over SQL: pglast gives the statement's syntax tree, and the current
-catalog snapshot gives the column types that a type change starts from.
+The facts come from PostgreSQL's own parser (diff/statement_facts.py, read once per statement); the
+current catalog snapshot gives the column types that a type change starts from. No regular
+expressions over SQL, and no second parse.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from pglast import ast
-from pglast.enums import AlterTableType, ObjectType
-from pglast.stream import RawStream
-
+from ..diff.operations import Facts
+from ..diff.statement_facts import qualified
 from ..inspection.snapshot import CatalogSnapshot
-from ..sqltext import parse_statements
 
 # Object kinds whose DROP deletes stored data (or a counter that cannot be rebuilt).
 _DATA_OBJECTS = {
-    ObjectType.OBJECT_TABLE: "table",
-    ObjectType.OBJECT_SCHEMA: "schema",
-    ObjectType.OBJECT_SEQUENCE: "sequence",
-    ObjectType.OBJECT_FOREIGN_TABLE: "foreign table",
+    "OBJECT_TABLE": "table",
+    "OBJECT_SCHEMA": "schema",
+    "OBJECT_SEQUENCE": "sequence",
+    "OBJECT_FOREIGN_TABLE": "foreign table",
 }
 
 # Type changes that keep every value (old type -> new types), as format_type names them.
@@ -42,25 +40,6 @@ class Classification:
     summary: str  # e.g. "create table public.users"
     destructive: str | None  # why it can lose data, or None
     rows_of: str | None = None  # the table whose rows are at stake (dropped, rewritten or detached)
-
-
-def _name(*parts) -> str:
-    return ".".join(p for p in parts if p)
-
-
-def _rangevar(rv) -> str:
-    return _name(rv.schemaname, rv.relname)
-
-
-def _names(names) -> str:
-    try:
-        return ".".join(n.sval for n in names)
-    except (AttributeError, TypeError):
-        return RawStream()(names) if names is not None else "?"
-
-
-def _type_name(type_name) -> str:
-    return RawStream()(type_name)
 
 
 def _full_type(text: str) -> str:
@@ -105,45 +84,39 @@ def _is_widening(old: str, new_sql: str) -> bool:
 def _column_text(current: CatalogSnapshot | None, table: str, column: str) -> str | None:
     if current is None:
         return None
-    return current.objects.get(("column", f"{table if '.' in table else 'public.' + table}.{column}"))
+    return current.objects.get(("column", f"{qualified(table)}.{column}"))
 
 
-def _alter_table(node, current: CatalogSnapshot | None) -> Classification:
-    table = _rangevar(node.relation)
+def _alter_table(facts: Facts, current: CatalogSnapshot | None) -> Classification:
+    table = facts.relation
     actions, destructive, rows_of = [], None, None
-    for cmd in node.cmds:
-        subtype = cmd.subtype
-        if subtype == AlterTableType.AT_DropColumn:
-            column = _column_text(current, table, cmd.name)
+    for action in facts.actions:
+        subtype = action.subtype
+        if subtype == "AT_DropColumn":
+            column = _column_text(current, table, action.name)
             if column is not None and " generated always as (" in column:
-                actions.append(f"drop generated column {cmd.name} (derived: its values are computed again)")
+                actions.append(f"drop generated column {action.name} (derived: its values are computed again)")
                 continue
-            actions.append(f"drop column {cmd.name}")
-            destructive = f"drops column {table}.{cmd.name} and its data"
+            actions.append(f"drop column {action.name}")
+            destructive = f"drops column {table}.{action.name} and its data"
             rows_of = table
-        elif subtype == AlterTableType.AT_AlterColumnType:
-            new_type = _type_name(cmd.def_.typeName)
-            actions.append(f"change type of {cmd.name} to {new_type}")
-            old = None
-            if current is not None:
-                schema_table = table if "." in table else f"public.{table}"
-                old = current.objects.get(("column", f"{schema_table}.{cmd.name}"))
-            if old is None or not _is_widening(old, new_type):
+        elif subtype == "AT_AlterColumnType":
+            actions.append(f"change type of {action.name} to {action.new_type}")
+            old = _column_text(current, table, action.name)
+            if old is None or not _is_widening(old, action.new_type):
                 was = f" from {_full_type(old) if old else 'its current type'}"
-                destructive = f"changes {table}.{cmd.name}{was} to {new_type}: values may be lost or rejected"
+                destructive = f"changes {table}.{action.name}{was} to {action.new_type}: values may be lost or rejected"
                 rows_of = table
-        elif subtype == AlterTableType.AT_AddColumn:
-            actions.append(f"add column {cmd.def_.colname}")
-        elif subtype == AlterTableType.AT_ColumnDefault:
-            actions.append(f"{'set' if cmd.def_ is not None else 'drop'} default of {cmd.name}")
-        elif subtype == AlterTableType.AT_DetachPartition:
-            partition = _rangevar(cmd.def_.name)
-            actions.append(f"detach partition {partition}")
-            rows_of = partition
+        elif subtype == "AT_AddColumn":
+            actions.append(f"add column {action.name}")
+        elif subtype == "AT_ColumnDefault":
+            actions.append(f"{'set' if action.sets_default else 'drop'} default of {action.name}")
+        elif subtype == "AT_DetachPartition":
+            actions.append(f"detach partition {action.partition}")
+            rows_of = action.partition
         else:
-            label = subtype.name.removeprefix("AT_")
-            detail = getattr(cmd, "name", None) or (getattr(cmd.def_, "conname", None) if cmd.def_ else None)
-            actions.append(f"{_humanize(label)}{' ' + detail if detail else ''}")
+            label = subtype.removeprefix("AT_")
+            actions.append(f"{_humanize(label)}{' ' + action.name if action.name else ''}")
     return Classification(f"alter table {table}: {', '.join(actions)}", destructive, rows_of)
 
 
@@ -154,46 +127,48 @@ def _humanize(camel: str) -> str:
     return out
 
 
-def classify(sql: str, current: CatalogSnapshot | None = None) -> Classification:
-    statements = parse_statements(sql)
-    if statements is None:
+def _kind(object_type: str | None) -> str:
+    kind = (object_type or "OBJECT_?").removeprefix("OBJECT_").lower().replace("_", " ")
+    return {"matview": "materialized view"}.get(kind, kind)
+
+
+def classify(sql: str, facts: Facts, current: CatalogSnapshot | None = None) -> Classification:
+    """What the statement does, in a line, and why it can lose data (None when it cannot)."""
+    if not facts.parsed:
         return Classification(_first_line(sql), "could not be parsed, so it cannot be shown to be safe")
-    if len(statements) != 1:
-        parts = [classify(RawStream()(s.stmt), current) for s in statements]
+    if facts.parts:
+        parts = [classify(sql, part, current) for part in facts.parts]
         reasons = [p.destructive for p in parts if p.destructive]
         return Classification("; ".join(p.summary for p in parts), "; ".join(reasons) or None)
-    node = statements[0].stmt
-    if isinstance(node, ast.DropStmt):
-        kind = node.removeType.name.removeprefix("OBJECT_").lower().replace("_", " ")
-        kind = {"matview": "materialized view"}.get(kind, kind)
-        targets = ", ".join(_names(o) for o in node.objects or ())
+    node = facts.node
+    if node == "DropStmt":
+        kind = _kind(facts.object_type)
+        targets = ", ".join(facts.objects)
         destructive = None
-        if node.removeType in _DATA_OBJECTS:
-            destructive = f"drops {_DATA_OBJECTS[node.removeType]} {targets} and everything in it"
-        if node.behavior.name == "DROP_CASCADE":
+        if facts.object_type in _DATA_OBJECTS:
+            destructive = f"drops {_DATA_OBJECTS[facts.object_type]} {targets} and everything in it"
+        if facts.cascade:
             destructive = (destructive or f"drops {kind} {targets}") + " with CASCADE"
-        rows_of = targets if node.removeType == ObjectType.OBJECT_TABLE and len(node.objects) == 1 else None
+        rows_of = targets if facts.object_type == "OBJECT_TABLE" and len(facts.objects) == 1 else None
         return Classification(f"drop {kind} {targets}", destructive, rows_of)
-    if isinstance(node, ast.TruncateStmt):
-        return Classification("truncate " + ", ".join(_rangevar(r) for r in node.relations), "deletes every row")
-    if isinstance(node, ast.DeleteStmt):
-        return Classification(f"delete from {_rangevar(node.relation)}", "deletes rows")
-    if isinstance(node, ast.AlterTableStmt):
-        return _alter_table(node, current)
-    if isinstance(node, ast.CreateStmt):
-        kind = "partition" if node.partbound else "table"
-        return Classification(f"create {kind} {_rangevar(node.relation)}", None)
-    if isinstance(node, ast.IndexStmt):
-        return Classification(f"create index {node.idxname} on {_rangevar(node.relation)}", None)
-    if isinstance(node, ast.CreatePolicyStmt):
-        return Classification(f"create policy {node.policy_name} on {_rangevar(node.table)}", None)
-    if isinstance(node, ast.CreateTableAsStmt):
-        return Classification(f"create materialized view {_rangevar(node.into.rel)}", None)
-    if isinstance(node, ast.ViewStmt):
-        return Classification(f"create view {_rangevar(node.view)}", None)
-    if isinstance(node, ast.CommentStmt):
-        kind = node.objtype.name.removeprefix("OBJECT_").lower().replace("matview", "materialized view")
-        return Classification(f"comment on {kind} {_names(node.object)}", None)
+    if node == "TruncateStmt":
+        return Classification("truncate " + ", ".join(facts.objects), "deletes every row")
+    if node == "DeleteStmt":
+        return Classification(f"delete from {facts.relation}", "deletes rows")
+    if node == "AlterTableStmt":
+        return _alter_table(facts, current)
+    if node == "CreateStmt":
+        return Classification(f"create {'partition' if facts.partition_of else 'table'} {facts.relation}", None)
+    if node == "IndexStmt":
+        return Classification(f"create index {facts.name} on {facts.relation}", None)
+    if node == "CreatePolicyStmt":
+        return Classification(f"create policy {facts.name} on {facts.relation}", None)
+    if node == "CreateTableAsStmt":
+        return Classification(f"create materialized view {facts.relation}", None)
+    if node == "ViewStmt":
+        return Classification(f"create view {facts.relation}", None)
+    if node == "CommentStmt":
+        return Classification(f"comment on {_kind(facts.object_type)} {', '.join(facts.objects)}", None)
     return Classification(_first_line(sql), None)
 
 
@@ -213,29 +188,17 @@ SCANS_TO_VALIDATE = "scans the table to validate"
 NOT_IN_TRANSACTION = "cannot run in a transaction"
 
 # ALTER TABLE subcommands that take a weaker lock than ACCESS EXCLUSIVE.
-_WEAKER_ALTERS = {AlterTableType.AT_ValidateConstraint, AlterTableType.AT_AttachPartition}
+_WEAKER_ALTERS = {"AT_ValidateConstraint", "AT_AttachPartition"}
+_INDEX_CONSTRAINTS = ("CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_EXCLUSION")
+_ACCESS_EXCLUSIVE_DROPS = ("OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_MATVIEW", "OBJECT_POLICY", "OBJECT_TRIGGER")
+_REWRITING_ALTERS = ("AT_SetLogged", "AT_SetUnLogged", "AT_SetTableSpace")
 
 
-def _takes_access_exclusive(cmd) -> bool:
-    if cmd.subtype in _WEAKER_ALTERS:
+def _takes_access_exclusive(action) -> bool:
+    if action.subtype in _WEAKER_ALTERS:
         return False
     # Adding a foreign key takes SHARE ROW EXCLUSIVE on both tables: writes wait, reads do not.
-    return not (cmd.subtype == AlterTableType.AT_AddConstraint and cmd.def_.contype.name == "CONSTR_FOREIGN")
-
-
-def _default_may_rewrite(column_def) -> bool:
-    """Since PostgreSQL 11 a constant or stable default fills without a rewrite; a volatile one rewrites.
-    The parser cannot tell a function's volatility, so any function call but the clock counts as volatile."""
-    for constraint in column_def.constraints or ():
-        if constraint.contype.name in ("CONSTR_GENERATED", "CONSTR_IDENTITY"):
-            return True
-        if constraint.contype.name == "CONSTR_DEFAULT":
-            expr = constraint.raw_expr
-            while isinstance(expr, ast.TypeCast):
-                expr = expr.arg
-            if isinstance(expr, ast.FuncCall):
-                return _names(expr.funcname).split(".")[-1] not in ("now", "statement_timestamp", "transaction_timestamp")
-    return False
+    return not (action.subtype == "AT_AddConstraint" and action.constraint_type == "CONSTR_FOREIGN")
 
 
 def _type_change_rewrites(old: str | None, new_type: str) -> bool:
@@ -247,116 +210,88 @@ def _type_change_rewrites(old: str | None, new_type: str) -> bool:
         ("int", "big", "small", "double", "real", "pg_catalog.int", "pg_catalog.float"))
 
 
-def _alter_table_hazards(node, current) -> set[str]:
+def _alter_table_hazards(facts: Facts, current) -> set[str]:
     found = set()
-    table = _rangevar(node.relation)
-    for cmd in node.cmds:
-        subtype = cmd.subtype
-        found.add(ACCESS_EXCLUSIVE if _takes_access_exclusive(cmd) else BLOCKS_WRITES)
-        if subtype == AlterTableType.AT_AddColumn and _default_may_rewrite(cmd.def_):
+    table = facts.relation
+    for action in facts.actions:
+        subtype = action.subtype
+        found.add(ACCESS_EXCLUSIVE if _takes_access_exclusive(action) else BLOCKS_WRITES)
+        if subtype == "AT_AddColumn" and action.default_may_rewrite:
             found.add(REWRITES_TABLE)
-        elif subtype == AlterTableType.AT_DropColumn:
-            if " generated always as (" not in (_column_text(current, table, cmd.name) or ""):
+        elif subtype == "AT_DropColumn":
+            if " generated always as (" not in (_column_text(current, table, action.name) or ""):
                 found.add(DELETES_DATA)
-        elif subtype == AlterTableType.AT_AlterColumnType:
-            old = None
-            if current is not None:
-                old = current.objects.get(("column", f"{table if '.' in table else 'public.' + table}.{cmd.name}"))
-            if _type_change_rewrites(old, _type_name(cmd.def_.typeName)):
+        elif subtype == "AT_AlterColumnType":
+            old = _column_text(current, table, action.name)
+            if _type_change_rewrites(old, action.new_type):
                 found.add(REWRITES_TABLE)
-            if old is None or not _is_widening(old, _type_name(cmd.def_.typeName)):
+            if old is None or not _is_widening(old, action.new_type):
                 found.add(DELETES_DATA)
-        elif subtype == AlterTableType.AT_SetNotNull:
+        elif subtype == "AT_SetNotNull":
             found.add(SCANS_TO_VALIDATE)
-        elif subtype == AlterTableType.AT_AddConstraint:
-            constraint = cmd.def_
-            kind = constraint.contype.name
-            if kind in ("CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_EXCLUSION") and not constraint.indexname:
+        elif subtype == "AT_AddConstraint":
+            if action.constraint_type in _INDEX_CONSTRAINTS and not action.using_index:
                 found.add(BUILDS_INDEX)
-            if kind in ("CONSTR_CHECK", "CONSTR_FOREIGN") and not constraint.skip_validation:
+            if action.constraint_type in ("CONSTR_CHECK", "CONSTR_FOREIGN") and not action.not_valid:
                 found.add(SCANS_TO_VALIDATE)
-        elif subtype in (AlterTableType.AT_ValidateConstraint, AlterTableType.AT_AttachPartition):
+        elif subtype in _WEAKER_ALTERS:
             found.discard(BLOCKS_WRITES)  # SHARE UPDATE EXCLUSIVE: reads and writes go on
             found.add(SCANS_TO_VALIDATE)
-        elif subtype == AlterTableType.AT_DetachPartition and getattr(cmd.def_, "concurrent", False):
+        elif subtype == "AT_DetachPartition" and action.concurrent:
             found.discard(ACCESS_EXCLUSIVE)
             found.add(NOT_IN_TRANSACTION)
-        elif subtype in (AlterTableType.AT_SetLogged, AlterTableType.AT_SetUnLogged,
-                         AlterTableType.AT_SetTableSpace):
+        elif subtype in _REWRITING_ALTERS:
             found.add(REWRITES_TABLE)
     return found
 
 
-def hazards_of(sql: str, current: CatalogSnapshot | None = None) -> tuple[str, ...]:
+def hazards_of(facts: Facts, current: CatalogSnapshot | None = None) -> tuple[str, ...]:
     """What running this statement does to a live, busy table (sorted, for stable output)."""
-    statements = parse_statements(sql)
-    if statements is None:
-        return ()
     found: set[str] = set()
-    for raw in statements:
-        node = raw.stmt
-        if isinstance(node, ast.AlterTableStmt):
-            found |= _alter_table_hazards(node, current)
-        elif isinstance(node, ast.IndexStmt):
-            found.add(NOT_IN_TRANSACTION if node.concurrent else BUILDS_INDEX)
-        elif isinstance(node, ast.DropStmt):
-            if node.concurrent:
+    for part in facts.parts or (facts,):
+        node = part.node
+        if node == "AlterTableStmt":
+            found |= _alter_table_hazards(part, current)
+        elif node == "IndexStmt":
+            found.add(NOT_IN_TRANSACTION if part.concurrent else BUILDS_INDEX)
+        elif node == "DropStmt":
+            if part.concurrent:
                 found.add(NOT_IN_TRANSACTION)
-            elif node.removeType in (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_INDEX, ObjectType.OBJECT_MATVIEW,
-                                     ObjectType.OBJECT_POLICY, ObjectType.OBJECT_TRIGGER):
+            elif part.object_type in _ACCESS_EXCLUSIVE_DROPS:
                 found.add(ACCESS_EXCLUSIVE)
-            if node.removeType in _DATA_OBJECTS:
+            if part.object_type in _DATA_OBJECTS:
                 found.add(DELETES_DATA)
-        elif isinstance(node, ast.TruncateStmt):
+        elif node == "TruncateStmt":
             found |= {DELETES_DATA, ACCESS_EXCLUSIVE}
-        elif isinstance(node, ast.DeleteStmt):
+        elif node == "DeleteStmt":
             found.add(DELETES_DATA)
-        elif isinstance(node, (ast.CreatePolicyStmt, ast.AlterPolicyStmt)):
+        elif node in ("CreatePolicyStmt", "AlterPolicyStmt"):
             found.add(ACCESS_EXCLUSIVE)
-        elif isinstance(node, ast.CreateTrigStmt):
+        elif node == "CreateTrigStmt":
             found.add(BLOCKS_WRITES)
-        elif isinstance(node, ast.RefreshMatViewStmt) and not node.concurrent:
+        elif node == "RefreshMatViewStmt" and not part.concurrent:
             found.add(ACCESS_EXCLUSIVE)
-        elif isinstance(node, (ast.VacuumStmt, ast.CreatedbStmt, ast.ReindexStmt)) and (
-                not isinstance(node, ast.ReindexStmt) or any(
-                    getattr(p, "defname", "") == "concurrently" for p in node.params or ())):
+        elif node in ("VacuumStmt", "CreatedbStmt") or (node == "ReindexStmt" and part.concurrent):
             found.add(NOT_IN_TRANSACTION)
     return tuple(sorted(found))
 
 
-def tables_created(sql: str) -> set[str]:
-    """Tables a statement creates: hazards on them do not matter (they are new and empty)."""
-    statements = parse_statements(sql)
-    if statements is None:
-        return set()
-    created = set()
-    for raw in statements:
-        if isinstance(raw.stmt, ast.CreateStmt):
-            rel = raw.stmt.relation
-            created.add(_name(rel.schemaname or "public", rel.relname))
-        elif isinstance(raw.stmt, ast.CreateTableAsStmt):
-            rel = raw.stmt.into.rel
-            created.add(_name(rel.schemaname or "public", rel.relname))
-    return created
+# The lock each hazard implies, strongest first: what a concurrent query waits behind.
+_LOCK_LEVELS = (
+    (ACCESS_EXCLUSIVE, "ACCESS EXCLUSIVE"),
+    (BLOCKS_WRITES, "SHARE ROW EXCLUSIVE"),
+    (BUILDS_INDEX, "SHARE"),
+)
 
 
-def target_table(sql: str) -> str | None:
-    """The existing table a statement works on, when it has one."""
-    statements = parse_statements(sql)
-    if statements is None:
-        return None
-    if len(statements) != 1:
-        return None
-    node = statements[0].stmt
-    rel = None
-    if isinstance(node, ast.AlterTableStmt):
-        rel = node.relation
-    elif isinstance(node, ast.IndexStmt):
-        rel = node.relation
-    elif isinstance(node, (ast.CreatePolicyStmt, ast.AlterPolicyStmt)):
-        rel = node.table
-    elif isinstance(node, ast.CreateTrigStmt):
-        rel = node.relation
-    if rel is None:
-        return None
-    return _name(rel.schemaname or "public", rel.relname)
+def lock_level(hazards: tuple[str, ...]) -> str | None:
+    """The strongest table lock a statement with these hazards takes on a live table (None: none that
+    blocks reads or writes)."""
+    return next((level for hazard, level in _LOCK_LEVELS if hazard in hazards), None)
+
+
+def target_table(facts: Facts) -> str | None:
+    """The existing table a single statement works on, when it has one."""
+    if facts.node in ("AlterTableStmt", "IndexStmt", "CreatePolicyStmt", "AlterPolicyStmt", "CreateTrigStmt"):
+        return qualified(facts.relation)
+    return None

@@ -16,26 +16,30 @@ from __future__ import annotations
 
 import dataclasses
 
-from pglast import ast, parse_sql
-from pglast.enums import AlterTableType
+from pglast import parse_sql
 from pglast.stream import RawStream
 
-from .hazards import hazards_of, tables_created
+from ..diff.statement_facts import qualified, read_facts
 from ..inspection.snapshot import CatalogSnapshot
-from .build import Plan, PlannedStatement
 from ..sqltext import quote_ident
+from .build import Plan, PlannedStatement
+from .hazards import hazards_of
 
 
-def _single(sql: str):
-    try:
-        nodes = parse_sql(sql)
-    except Exception:
-        return None
-    return nodes[0].stmt if len(nodes) == 1 else None
+def _concurrent_index(sql: str) -> str:
+    """CREATE INDEX ... as CREATE INDEX CONCURRENTLY IF NOT EXISTS ...: rendered from pglast's tree of
+    this one statement (the facts say which statements to rewrite; rendering needs the tree)."""
+    node = parse_sql(sql)[0].stmt
+    node.concurrent = True
+    node.if_not_exists = True
+    return RawStream()(node) + ";"
 
 
-def _table(rangevar) -> str:
-    return f"{rangevar.schemaname or 'public'}.{rangevar.relname}"
+def _step(statement: PlannedStatement, sql: str, current: CatalogSnapshot, *, online_step: bool) -> PlannedStatement:
+    """A statement online rewriting makes: its facts read once, its hazards from them."""
+    facts = read_facts(sql)
+    return dataclasses.replace(statement, sql=sql, facts=facts, online_step=online_step,
+                               hazards=hazards_of(facts, current))
 
 
 def make_online(plan: Plan, current: CatalogSnapshot) -> Plan:
@@ -43,48 +47,41 @@ def make_online(plan: Plan, current: CatalogSnapshot) -> Plan:
     created: set[str] = set()
     main, steps, moved_indexes = [], [], set()
     for statement in plan.statements:
-        node = _single(statement.sql)
+        facts = statement.facts
+        table = qualified(facts.relation)
         online = None
-        if isinstance(node, ast.IndexStmt) and not node.concurrent:
-            table = _table(node.relation)
+        if facts.node == "IndexStmt" and not facts.concurrent:
             # A new table is empty; a partitioned table cannot be indexed concurrently.
-            if table not in created and relkind.get(table) == "r" and node.idxname:
-                node.concurrent = True
-                node.if_not_exists = True
-                online = RawStream()(node) + ";"
-                moved_indexes.add(node.idxname)
-        elif isinstance(node, ast.AlterTableStmt) and len(node.cmds) == 1:
-            cmd = node.cmds[0]
-            if cmd.subtype == AlterTableType.AT_SetNotNull and relkind.get(_table(node.relation)) == "r" \
-                    and _table(node.relation) not in created:
-                check, validate, steps_sql = _not_null_by_check(node, cmd.name)
-                main.append(dataclasses.replace(statement, sql=check, hazards=hazards_of(check, current)))
-                for sql in (validate, *steps_sql):
-                    steps.append(dataclasses.replace(statement, sql=sql, online_step=True,
-                                                     hazards=hazards_of(sql, current)))
+            if table not in created and relkind.get(table) == "r" and facts.name:
+                online = _concurrent_index(statement.sql)
+                moved_indexes.add(facts.name)
+        elif facts.node == "AlterTableStmt" and len(facts.actions) == 1:
+            action = facts.actions[0]
+            if action.subtype == "AT_SetNotNull" and relkind.get(table) == "r" and table not in created:
+                check, validate, steps_sql = _not_null_by_check(table, action.name)
+                main.append(_step(statement, check, current, online_step=False))
+                steps += [_step(statement, sql, current, online_step=True) for sql in (validate, *steps_sql)]
                 continue
-            if cmd.subtype == AlterTableType.AT_ValidateConstraint and _table(node.relation) not in created:
+            if action.subtype == "AT_ValidateConstraint" and table not in created:
                 online = statement.sql
-            elif (cmd.subtype == AlterTableType.AT_AddConstraint and cmd.def_.indexname
-                  and cmd.def_.indexname in moved_indexes):
+            elif action.subtype == "AT_AddConstraint" and action.using_index in moved_indexes:
                 online = statement.sql
-        created |= tables_created(statement.sql)
+        created |= facts.creates
         if online is None:
             main.append(statement)
         else:
-            steps.append(dataclasses.replace(statement, sql=online, online_step=True,
-                                             hazards=hazards_of(online, current)))
+            steps.append(_step(statement, online, current, online_step=True))
     if not steps:
         return plan
     return dataclasses.replace(plan, statements=tuple(main + steps))
 
 
-def _not_null_by_check(node, column: str) -> tuple[str, str, tuple[str, str]]:
+def _not_null_by_check(table: str, column: str) -> tuple[str, str, tuple[str, str]]:
     """SET NOT NULL scans the table under an ACCESS EXCLUSIVE lock. A CHECK (col IS NOT NULL) added
     NOT VALID and validated on its own lets SET NOT NULL skip the scan (PostgreSQL 12+); then it goes."""
-    table = RawStream()(node.relation)
-    name = quote_ident(f"{node.relation.relname}_{column}_not_null_check"[:63])
-    col = quote_ident(column)
+    schema, _, relname = table.partition(".")
+    name = quote_ident(f"{relname}_{column}_not_null_check"[:63])
+    table, col = f"{quote_ident(schema)}.{quote_ident(relname)}", quote_ident(column)
     return (
         f"alter table {table} add constraint {name} check ({col} is not null) not valid;",
         f"alter table {table} validate constraint {name};",
@@ -93,10 +90,9 @@ def _not_null_by_check(node, column: str) -> tuple[str, str, tuple[str, str]]:
     )
 
 
-def index_name(statement: PlannedStatement) -> str | None:
-    """The index a CREATE INDEX CONCURRENTLY step builds."""
-    node = _single(statement.sql)
-    if isinstance(node, ast.IndexStmt) and node.concurrent:
-        schema = node.relation.schemaname or "public"
-        return f"{schema}.{node.idxname}"
+def index_name(statement) -> str | None:
+    """The index (schema.name) a CREATE INDEX CONCURRENTLY step builds."""
+    facts = statement.facts
+    if facts.node == "IndexStmt" and facts.concurrent:
+        return f"{qualified(facts.relation).partition('.')[0]}.{facts.name}"
     return None

@@ -21,6 +21,7 @@ from pathlib import Path
 from pglast import parser as pg_parser
 
 from ..errors import PlanFileError, PlanModifiedError
+from ..diff.statement_facts import read_facts
 from .hazards import classify
 from .build import NEEDS_COMMITTED, Plan, PlannedStatement
 
@@ -287,7 +288,8 @@ def _parse(path: Path, text: str) -> tuple[Plan, _Seal]:
     statements, recorded = [], []
     for number, piece in enumerate(slices):
         sql = body[piece].strip() + ";"
-        classification = classify(sql)
+        facts = read_facts(sql)  # the boundary: a statement read back from the file
+        classification = classify(sql, facts)
         following = body[piece.stop:slices[number + 1].start if number + 1 < len(slices) else len(body)]
         preceding = body[slices[number - 1].stop if number else 0:piece.start]
         data = _DATA_ORIGIN.search(preceding)
@@ -295,7 +297,7 @@ def _parse(path: Path, text: str) -> tuple[Plan, _Seal]:
         commit = _COMMIT_REASON.search(following)
         digest = _RECORDED_DIGEST.search(preceding)
         recorded.append(digest.group(1) if digest else None)
-        statements.append(PlannedStatement(sql, classification.summary, origin, classification.destructive,
+        statements.append(PlannedStatement(sql, classification.summary, origin, facts, classification.destructive,
                                            commit_after=COMMIT_MARK in following,
                                            online_step=ONLINE_MARK in preceding,
                                            commit_reason=commit.group(1) if commit else ""))

@@ -104,7 +104,7 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         rehearsed_plan, classify = made
         # Classifying parses every statement: done while the server rehearses the same statements.
         classifying = beside.submit(classify) if classify is not None else None
-        lint = beside.submit(squawk, [s.sql for s in rehearsed_plan.statements], target_major(config, target))
+        lint = beside.submit(squawk, rehearsed_plan.statements, target_major(config, target))
         copied.result()
         rehearsal = rehearse(rehearsed_plan, copy, scratch, current, wanted, config,
                              DiffContext(desired.partition_specs))

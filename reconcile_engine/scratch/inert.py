@@ -23,13 +23,14 @@ import secrets
 
 import pglast.ast as ast
 import psycopg2
+from pglast import parse_sql
 from pglast import parser as pg_parser
 from pglast.enums import FunctionParameterMode, ObjectType
 from pglast.stream import RawStream
 
 from ..errors import ScratchError
 from ..connections import first_line
-from ..sqltext import may_hold, parse_statements
+
 
 STUB_MARK = "reconcile inert stub "
 # A stub returns nothing where a function may (sets, OUT parameters, void, procedures), else NULL.
@@ -107,17 +108,19 @@ class InertFunctions:
         self._stubbed: list[StubbedFunction] = []
         self._restored: list[StubbedFunction] = []
 
-    def texts(self, sql: str, node_type: str | None = None) -> tuple[str, ...]:
+    def texts(self, sql: str, node_type: str) -> tuple[str, ...]:
         """What runs in the scratch database for the statement `sql`: itself, or a form of it that
         executes nothing (the first text is always the statement, positions kept, so PostgreSQL's
-        errors point into it). node_type: pglast's name for it, when the caller knows it already."""
-        if node_type is None and not may_hold(sql, *_MAY_NEED_A_SCRATCH_FORM):
+        errors point into it). node_type: pglast's name for it, as admission or the operation's facts
+        read it; only the few kinds that have an inert form are parsed here, to render that form."""
+        if node_type not in _MAY_NEED_A_SCRATCH_FORM:
             return (sql,)
-        if node_type is not None and node_type not in _MAY_NEED_A_SCRATCH_FORM:
-            return (sql,)
-        tree = parse_statements(sql)
-        if tree is None or len(tree) != 1:
+        try:
+            tree = parse_sql(sql)
+        except Exception:  # pglast's ParseError, or input it cannot represent
             return (sql,)  # the server reports what is wrong with it
+        if len(tree) != 1:
+            return (sql,)
         node = tree[0].stmt
         if isinstance(node, ast.CreateTableAsStmt) and node.objtype == ObjectType.OBJECT_MATVIEW \
                 and not node.into.skipData:

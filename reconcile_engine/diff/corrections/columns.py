@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from pglast import ast
-from pglast.enums import AlterTableType
-from pglast.visitors import Visitor
-
 from ...sqltext import quote_ident
-from ..operations import DiffStatement
-from .base import DiffContext, Correction, InspectedDatabase, dotted, parsed
+from ..statement_facts import operation, qualified
+from .base import Correction, DiffContext, InspectedDatabase, dotted
 
 SET_EXPRESSION_SINCE = 17  # ALTER COLUMN ... SET EXPRESSION
 
@@ -26,17 +22,16 @@ class GeneratedColumns(Correction):
         major = desired.inspected.pg_version
         out = []
         for statement in statements:
-            nodes = parsed(statement.sql, "AT_ColumnDefault")
-            node = nodes[0].stmt if len(nodes) == 1 else None
-            cmd = node.cmds[0] if isinstance(node, ast.AlterTableStmt) and len(node.cmds) == 1 else None
+            facts = statement.facts
+            action = facts.actions[0] if facts.node == "AlterTableStmt" and len(facts.actions) == 1 else None
             column = None
-            if cmd is not None and cmd.subtype == AlterTableType.AT_ColumnDefault:
-                table = dotted(node.relation.schemaname or "public", node.relation.relname)
-                column = dotted(table, cmd.name)
+            if action is not None and action.subtype == "AT_ColumnDefault":
+                table = qualified(facts.relation)
+                column = dotted(table, action.name)
             if column not in generated:
                 out.append(statement)
                 continue
-            table_name, name = names[table], quote_ident(cmd.name)
+            table_name, name = names[table], quote_ident(action.name)
             expression = generated[column]["expression"]
             definition = f"{generated[column]['type']} GENERATED ALWAYS AS ({expression}) STORED"
             if major >= SET_EXPRESSION_SINCE:
@@ -45,32 +40,8 @@ class GeneratedColumns(Correction):
                 # The column's values are derived, so dropping and re-adding it loses nothing.
                 sqls = [f"alter table {table_name} drop column {name};",
                         f"alter table {table_name} add column {name} {definition};"]
-            out += [dataclasses.replace(statement, sql=sql, origin=self.name) for sql in sqls]
+            out += [operation(sql, self.name) for sql in sqls]
         return out
-
-
-class _FunctionCalls(Visitor):
-    def __init__(self):
-        super().__init__()
-        self.names: set[str] = set()
-
-    def visit_FuncCall(self, ancestors, node):
-        self.names.add(node.funcname[-1].sval)
-
-
-def _created_function(statement) -> str | None:
-    nodes = parsed(statement.sql, "CreateFunctionStmt")
-    if len(nodes) == 1 and isinstance(nodes[0].stmt, ast.CreateFunctionStmt):
-        return nodes[0].stmt.funcname[-1].sval
-    return None
-
-
-def _called_functions(statement) -> set[str]:
-    calls = _FunctionCalls()
-    for raw in parsed(statement.sql, "FuncCall"):
-        if isinstance(raw.stmt, (ast.AlterTableStmt, ast.CreateStmt)):
-            calls(raw.stmt)
-    return calls.names
 
 
 class DefaultsAfterFunctions(Correction):
@@ -79,15 +50,15 @@ class DefaultsAfterFunctions(Correction):
 
     def rewrite(self, statements, current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext):
         statements = list(statements)
-        creates = {}  # function name -> the statement creating it (read once: plans can be long)
+        creates = {}  # function name -> the statement creating it
         for statement in statements:
-            name = _created_function(statement)
+            name = statement.facts.function_created
             if name is not None:
                 creates.setdefault(name, statement)
         if not creates:
             return statements
         for position, statement in enumerate(statements):
-            needed = _called_functions(statement) & set(creates)
+            needed = statement.facts.functions_called & set(creates)
             later = [creates[n] for n in sorted(needed) if statements.index(creates[n]) > position]
             if not later:
                 continue
@@ -95,7 +66,7 @@ class DefaultsAfterFunctions(Correction):
             # (migra turns check_function_bodies off), so they need nothing created after them.
             rest = [s for s in statements if s not in later]
             index = rest.index(statement)
-            moved = [DiffStatement("set check_function_bodies = off;", self.name)] + [
+            moved = [operation("set check_function_bodies = off;", self.name)] + [
                 dataclasses.replace(s, origin=self.name) for s in later]
             return self.rewrite(rest[:index] + moved + rest[index:], current, desired, context)
         return statements

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...sqltext import quote_literal
-from .base import DiffContext, Correction, Side, dropped_relations, recreated_relations
+from .base import Correction, DiffContext, Side, dropped_relations, recreated_relations
 
 
 def _on_recreated(reference: str, recreated: set[str]) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...sqltext import quote_literal
-from ..operations import DiffStatement
+from ..statement_facts import operation
 from .base import Correction, DiffContext, InspectedDatabase
 
 
@@ -45,7 +45,7 @@ class EnumValues(Correction):
             # Columns of the type point at this same object: migra now sees nothing to re-create.
             old.elements = list(enum.elements)
         # A new value cannot be used in the transaction that adds it: commit after the last one.
-        return [DiffStatement(sql, self.name, commit_after=(n == len(added) - 1)) for n, sql in enumerate(added)]
+        return [operation(sql, self.name, commit_after=(n == len(added) - 1)) for n, sql in enumerate(added)]
 
 
 # This object kind's corrections, in the order they run.

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from pglast import ast
-
-from .base import DiffContext, Correction, Side, parsed, recreated_relations
+from .base import Correction, DiffContext, Side, recreated_relations
 
 
-def _created_index_names(statements: list[str]) -> set[str]:
-    names = set()
-    for statement in statements:
-        for raw in parsed(statement, "IndexStmt"):
-            if isinstance(raw.stmt, ast.IndexStmt) and raw.stmt.idxname:
-                names.add(raw.stmt.idxname)
-    return names
+def _created_index_names(operations) -> set[str]:
+    return {o.facts.name for o in operations if o.facts.node == "IndexStmt" and o.facts.name}
 
 
 class MaterializedViewIndexes(Correction):

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
-from pglast import ast, parse_sql
-from pglast.enums import AlterTableType, ConstrType
+from pglast import parse_sql
 from pglast.stream import RawStream
 
-from ..operations import DiffStatement
-from .base import DiffContext, Correction, Side, dotted, parsed
+from ..statement_facts import operation, qualified
+from .base import Correction, DiffContext, Side, dotted
 
 
 class InheritedPartitionObjects(Correction):
@@ -88,31 +85,28 @@ class PartitionedForeignKeys(Correction):
         partitioned = {k for k, kind in desired.snapshot.fact("relkind").items() if kind == "p"}
         out, made_valid = [], set()
         for statement in statements:
-            nodes = parsed(statement.sql, "CONSTR_FOREIGN", "AT_ValidateConstraint")
-            node = nodes[0].stmt if len(nodes) == 1 else None
-            if not isinstance(node, ast.AlterTableStmt) or len(node.cmds) != 1:
-                out.append(statement)
-                continue
-            table = _table_name(node.relation)
-            cmd = node.cmds[0]
-            if (cmd.subtype == AlterTableType.AT_AddConstraint and cmd.def_.contype == ConstrType.CONSTR_FOREIGN
-                    and cmd.def_.skip_validation
-                    and (table in partitioned or _table_name(cmd.def_.pktable) in partitioned)):
-                node = parse_sql(statement.sql)[0].stmt  # a private copy: the cached tree is shared
-                cmd = node.cmds[0]
-                cmd.def_.skip_validation = False
-                cmd.def_.initially_valid = True
-                made_valid.add((table, cmd.def_.conname))
-                out.append(dataclasses.replace(statement, sql=RawStream()(node) + ";"))
-            elif cmd.subtype == AlterTableType.AT_ValidateConstraint and (table, cmd.name) in made_valid:
+            facts = statement.facts
+            action = facts.actions[0] if facts.node == "AlterTableStmt" and len(facts.actions) == 1 else None
+            table = qualified(facts.relation)
+            if (action is not None and action.subtype == "AT_AddConstraint" and action.constraint_type == "CONSTR_FOREIGN"
+                    and action.not_valid and (table in partitioned or action.references in partitioned)):
+                made_valid.add((table, action.name))
+                out.append(operation(_validated(statement.sql), self.name))
+            elif action is not None and action.subtype == "AT_ValidateConstraint" and (table, action.name) in made_valid:
                 continue
             else:
                 out.append(statement)
         return out
 
 
-def _table_name(rangevar) -> str:
-    return dotted(rangevar.schemaname or "public", rangevar.relname)
+def _validated(sql: str) -> str:
+    """ADD CONSTRAINT ... NOT VALID as a constraint added valid: rendered from pglast's tree of this
+    one statement (its facts said to rewrite it; rendering needs the tree)."""
+    node = parse_sql(sql)[0].stmt
+    constraint = node.cmds[0].def_
+    constraint.skip_validation = False
+    constraint.initially_valid = True
+    return RawStream()(node) + ";"
 
 
 class PartitionTriggers(Correction):
@@ -147,7 +141,7 @@ class PartitionAttachment(Correction):
     def before_migra(self, current: Side, desired: Side, context: DiffContext):
         moving = self._moving(current, desired)
         names = {**current.snapshot.fact("qualified name"), **desired.snapshot.fact("qualified name")}
-        detach = [DiffStatement(f"alter table {names[parent]} detach partition {names[table]};", self.name)
+        detach = [operation(f"alter table {names[parent]} detach partition {names[table]};", self.name)
                   for table, parent, _ in moving if parent]
         for table, _, _ in moving:
             # Let migra see the table as unmoved: it would write broken statements otherwise.

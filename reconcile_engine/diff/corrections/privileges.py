@@ -7,7 +7,7 @@ plan), granted last (on objects that exist after it), all in the plan's one tran
 
 from __future__ import annotations
 
-from ..operations import DiffStatement
+from ..statement_facts import operation
 from .base import DiffContext, Correction, InspectedDatabase
 
 
@@ -28,15 +28,13 @@ class Grants(Correction):
     name = "privileges.grants"
     fixes = "migra compares only table grants, and not a function's default EXECUTE to PUBLIC"
 
-    def rewrite(self, statements, current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext):
+    def before_migra(self, current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext):
+        """Revoking what changes comes first (before migra's statements); granting, last."""
         if not desired.scope.privileges:
-            return statements
+            return False
         before, _after, changed = _changed(current, desired)
-        revokes = []
-        for key in sorted(k for k in changed if k in before):
-            target, grantee = _split(key)
-            revokes.append(DiffStatement(f"revoke all on {target} from {grantee};", self.name))
-        return revokes + list(statements) if revokes else statements
+        return [operation(f"revoke all on {target} from {grantee};", self.name)
+                for target, grantee in (_split(key) for key in sorted(k for k in changed if k in before))]
 
     def after_migra(self, statements, current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext) -> list[str]:
         if not desired.scope.privileges:

@@ -7,12 +7,9 @@ which the plan marks destructive (with the row count) and apply gates.
 
 from __future__ import annotations
 
-from pglast import ast
-from pglast.enums import ObjectType
-
 from ...sqltext import quote_ident
-from ..operations import DiffStatement
-from .base import DiffContext, Correction, InspectedDatabase, dotted, parsed
+from ..statement_facts import operation, qualified
+from .base import Correction, DiffContext, InspectedDatabase, dotted
 
 
 class PartitionExpiry(Correction):
@@ -27,11 +24,11 @@ class PartitionExpiry(Correction):
         parent_of = current.snapshot.fact("partition parent")
         out = []
         for statement in statements:
-            spec = detached_parents.get(parent_of.get(self._dropped_table(statement.sql)))
+            partition = _dropped_table(statement.facts)
+            spec = detached_parents.get(parent_of.get(partition))
             if spec is None:
                 out.append(statement)
                 continue
-            partition = self._dropped_table(statement.sql)
             schema, name = partition.split(".", 1)
             parent = f"{quote_ident(spec.schema)}.{quote_ident(spec.table)}"
             archive = quote_ident(spec.archive_schema)
@@ -40,19 +37,15 @@ class PartitionExpiry(Correction):
                 f"create schema if not exists {archive};",
                 f"alter table {quote_ident(schema)}.{quote_ident(name)} set schema {archive};",
             ):
-                out.append(DiffStatement(sql, self.name))
+                out.append(operation(sql, self.name))
         return out
 
-    @staticmethod
-    def _dropped_table(sql: str) -> str | None:
-        nodes = parsed(sql, "DropStmt")
-        if len(nodes) != 1 or not isinstance(nodes[0].stmt, ast.DropStmt):
-            return None
-        node = nodes[0].stmt
-        if node.removeType != ObjectType.OBJECT_TABLE or len(node.objects) != 1:
-            return None
-        parts = [n.sval for n in node.objects[0]]
-        return dotted(*(["public"] + parts)[-2:])
+
+def _dropped_table(facts) -> str | None:
+    """The one table a DROP TABLE drops (schema.name), else None."""
+    if facts.node != "DropStmt" or facts.object_type != "OBJECT_TABLE" or len(facts.objects) != 1:
+        return None
+    return qualified(facts.objects[0])
 
 
 # This object kind's corrections, in the order they run.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...sqltext import quote_ident
-from .base import DiffContext, Correction, InspectedDatabase, Side, dotted
+from .base import Correction, DiffContext, InspectedDatabase, Side, dotted
 
 
 class ForceRowLevelSecurity(Correction):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import DiffContext, Correction, InspectedDatabase
+from .base import Correction, DiffContext, InspectedDatabase
 
 
 class SequenceOptions(Correction):

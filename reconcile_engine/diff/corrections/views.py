@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import DiffContext, Correction, InspectedDatabase, recreated_relations
+from .base import Correction, DiffContext, InspectedDatabase, recreated_relations
 
 
 def _options(text: str | None) -> dict:

@@ -11,7 +11,7 @@ from pglast import ast, parse_sql
 from pglast.stream import RawStream
 from pglast.visitors import Visitor
 
-from .base import DiffContext, Correction, InspectedDatabase
+from .base import Correction, DiffContext, InspectedDatabase
 
 
 class _Unqualify(Visitor):

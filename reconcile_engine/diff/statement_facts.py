@@ -1,0 +1,208 @@
+"""Stage 4 (diff): reading a statement once, at the boundary where SQL text enters the pipeline (migra's
+output, a correction's statement, a data step, a plan file read back), into plain Facts.
+
+PostgreSQL's own parser (pglast) gives the parse tree as JSON; reading that JSON into dicts costs an
+eighth of building pglast's Python tree, which matters for a first plan of 20,000 statements. The
+facts keep only what later stages ask; the tree is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pglast.parser import parse_sql_json
+from pglast.printers.dml import system_types
+
+from ..sqltext import quote_ident
+from .operations import UNPARSED, AlterAction, Facts, Operation
+
+# Functions whose value is fixed for the statement: a default calling only these fills without a rewrite.
+_CLOCK_FUNCTIONS = ("now", "statement_timestamp", "transaction_timestamp")
+
+
+def operation(sql: str, origin: str, *, commit_after: bool = False) -> Operation:
+    """An operation of `sql`, its facts read from its parse tree."""
+    return Operation(sql, origin, read_facts(sql), commit_after)
+
+
+def read_facts(sql: str) -> Facts:
+    try:
+        statements = json.loads(parse_sql_json(sql)).get("stmts", [])
+    except Exception:  # pglast raises its ParseError, and others on input it cannot represent
+        return UNPARSED
+    facts = tuple(_statement_facts(raw.get("stmt", {})) for raw in statements)
+    if len(facts) == 1:
+        return facts[0]
+    return Facts("", parts=facts, creates=frozenset().union(*(f.creates for f in facts)),
+                 transaction_control=any(f.transaction_control for f in facts))
+
+
+def _unwrap(value: dict) -> tuple[str, dict]:
+    """{"NodeType": {fields}} -> ("NodeType", fields)."""
+    (node, fields), = value.items()
+    return node, fields
+
+
+def _rangevar(value: dict | None) -> str | None:
+    """A RangeVar (bare or wrapped) as written: schema.name, or name."""
+    if not value:
+        return None
+    value = value.get("RangeVar", value)
+    return ".".join(p for p in (value.get("schemaname"), value.get("relname")) if p)
+
+
+def qualified(name: str | None) -> str | None:
+    """schema.name, unqualified names taken to be in public (migra always qualifies)."""
+    return name if name is None or "." in name else f"public.{name}"
+
+
+def _svals(items) -> list[str]:
+    return [item["String"]["sval"] for item in items or () if "String" in item]
+
+
+def type_text(type_name: dict) -> str:
+    """A TypeName as PostgreSQL's printer writes it (pg_catalog.int8 -> bigint, varchar(20), text[])."""
+    names = _svals(type_name.get("names"))
+    dotted = ".".join(names)
+    prefix, suffix = system_types.get(dotted, (None, ""))
+    text = prefix or ('"char"' if dotted == "char" else ".".join(quote_ident(n) for n in names))
+    modifiers = [_constant(m) for m in type_name.get("typmods") or ()]
+    if modifiers and not (dotted == "pg_catalog.bpchar" and modifiers == ["1"]):
+        text += "(" + ", ".join(modifiers) + ")"
+    text += suffix
+    for bound in type_name.get("arrayBounds") or ():
+        size = bound.get("Integer", {}).get("ival", 0)
+        text += f"[{size}]" if size >= 0 else "[]"
+    return text
+
+
+def _constant(value: dict) -> str:
+    node, fields = _unwrap(value)
+    if node == "A_Const":
+        if "ival" in fields:
+            return str(fields["ival"].get("ival", 0))
+        if "sval" in fields:
+            return fields["sval"].get("sval", "")
+        return "0" if not fields.get("isnull") else "NULL"
+    return "?"
+
+
+def _object_name(value: dict) -> str:
+    """What a DROP or COMMENT names: a dotted name, a function with its argument types, a type."""
+    node, fields = _unwrap(value)
+    if node == "List":
+        return ".".join(_svals(fields.get("items")))
+    if node == "String":
+        return fields.get("sval", "")
+    if node == "ObjectWithArgs":
+        args = ", ".join(type_text(_unwrap(a)[1]) for a in fields.get("objargs") or ())
+        return ".".join(_svals(fields.get("objname"))) + f"({args})"
+    if node == "TypeName":
+        return type_text(fields)
+    return "?"
+
+
+def _function_calls(tree) -> set[str]:
+    """The names (last part) of every function called anywhere in the tree."""
+    found, stack = set(), [tree]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            call = value.get("FuncCall")
+            if isinstance(call, dict):
+                names = _svals(call.get("funcname"))
+                if names:
+                    found.add(names[-1])
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return found
+
+
+def _default_may_rewrite(column: dict) -> bool:
+    """Since PostgreSQL 11 a constant or stable default fills without a rewrite; a volatile one rewrites.
+    The parser cannot tell a function's volatility, so any function call but the clock counts as volatile."""
+    for item in column.get("constraints") or ():
+        constraint = item.get("Constraint", {})
+        kind = constraint.get("contype")
+        if kind in ("CONSTR_GENERATED", "CONSTR_IDENTITY"):
+            return True
+        if kind == "CONSTR_DEFAULT":
+            expr = constraint.get("raw_expr") or {}
+            while "TypeCast" in expr:
+                expr = expr["TypeCast"].get("arg") or {}
+            if "FuncCall" in expr:
+                names = _svals(expr["FuncCall"].get("funcname"))
+                return bool(names) and names[-1] not in _CLOCK_FUNCTIONS
+    return False
+
+
+def _alter_action(command: dict) -> AlterAction:
+    subtype = command.get("subtype", "")
+    definition = command.get("def") or {}
+    name = command.get("name")
+    if "ColumnDef" in definition:
+        column = definition["ColumnDef"]
+        if subtype == "AT_AddColumn":
+            return AlterAction(subtype, column.get("colname"), default_may_rewrite=_default_may_rewrite(column))
+        if subtype == "AT_AlterColumnType":
+            return AlterAction(subtype, name, new_type=type_text(column.get("typeName") or {}))
+    if subtype == "AT_ColumnDefault":
+        return AlterAction(subtype, name, sets_default=bool(definition))
+    if "PartitionCmd" in definition:
+        partition = definition["PartitionCmd"]
+        return AlterAction(subtype, name, partition=_rangevar(partition.get("name")),
+                           concurrent=bool(partition.get("concurrent")))
+    if "Constraint" in definition:
+        constraint = definition["Constraint"]
+        return AlterAction(subtype, name or constraint.get("conname"), constraint_type=constraint.get("contype"),
+                           using_index=constraint.get("indexname"), not_valid=bool(constraint.get("skip_validation")),
+                           references=qualified(_rangevar(constraint.get("pktable"))))
+    return AlterAction(subtype, name)
+
+
+def _statement_facts(statement: dict) -> Facts:
+    if not statement:
+        return UNPARSED
+    node, f = _unwrap(statement)
+    if node == "AlterTableStmt":
+        return Facts(node, _rangevar(f.get("relation")), object_type=f.get("objtype"),
+                     actions=tuple(_alter_action(c.get("AlterTableCmd", {})) for c in f.get("cmds") or ()),
+                     functions_called=frozenset(_function_calls(f)))
+    if node == "CreateStmt":
+        relation = _rangevar(f.get("relation"))
+        return Facts(node, relation, partition_of=bool(f.get("partbound")), creates=frozenset({qualified(relation)}),
+                     functions_called=frozenset(_function_calls(f)))
+    if node == "CreateTableAsStmt":
+        into = f.get("into") or {}
+        relation = _rangevar(into.get("rel"))
+        return Facts(node, relation, object_type=f.get("objtype"), skip_data=bool(into.get("skipData")),
+                     creates=frozenset({qualified(relation)}))
+    if node == "IndexStmt":
+        return Facts(node, _rangevar(f.get("relation")), name=f.get("idxname"), concurrent=bool(f.get("concurrent")))
+    if node in ("CreatePolicyStmt", "AlterPolicyStmt"):
+        return Facts(node, _rangevar(f.get("table")), name=f.get("policy_name"))
+    if node == "CreateTrigStmt":
+        return Facts(node, _rangevar(f.get("relation")), name=f.get("trigname"))
+    if node == "ViewStmt":
+        return Facts(node, _rangevar(f.get("view")))
+    if node == "DropStmt":
+        return Facts(node, objects=tuple(_object_name(o) for o in f.get("objects") or ()),
+                     object_type=f.get("removeType"), cascade=f.get("behavior") == "DROP_CASCADE",
+                     concurrent=bool(f.get("concurrent")))
+    if node == "TruncateStmt":
+        return Facts(node, objects=tuple(_rangevar(r) for r in f.get("relations") or ()))
+    if node == "DeleteStmt":
+        return Facts(node, _rangevar(f.get("relation")))
+    if node == "CommentStmt":
+        return Facts(node, objects=(_object_name(f["object"]),) if f.get("object") else (),
+                     object_type=f.get("objtype"))
+    if node == "RefreshMatViewStmt":
+        return Facts(node, _rangevar(f.get("relation")), concurrent=bool(f.get("concurrent")),
+                     skip_data=bool(f.get("skipData")))
+    if node == "ReindexStmt":
+        concurrently = any(p.get("DefElem", {}).get("defname") == "concurrently" for p in f.get("params") or ())
+        return Facts(node, _rangevar(f.get("relation")), concurrent=concurrently)
+    if node == "CreateFunctionStmt":
+        return Facts(node, function_created=(_svals(f.get("funcname")) or [None])[-1])
+    return Facts(node, transaction_control=node == "TransactionStmt")
