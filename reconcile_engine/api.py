@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import getpass
 import socket
 import subprocess
@@ -106,6 +105,12 @@ def _pending(config: Config, target: Target) -> tuple[list[history.HistoryEntry]
     return entries, pending_plans(_plan_files(config), history.applied_plan_names(entries))
 
 
+def _declared_and_target(project: Project, target: str | None, as_of: dt.date | None):
+    """The project's config, its declared state as of the date (today by default), and the target."""
+    config = project.config
+    return config, load_desired_state(config, as_of or dt.date.today()), resolve_target(config, target)
+
+
 @dataclasses.dataclass(frozen=True)
 class _CacheLookup:
     cache: DesiredStateCache
@@ -132,9 +137,7 @@ def plan(project: Project, target: str | None = None, *, name: str = "plan", as_
          write: bool = True, data_before=(), data_after=(), use_cache: bool = True) -> PlanResult:
     """Diff the target against the declared files, rehearse the plan on a copy of the target (and its
     reverse on the declared state), and write it under migrations/ (unless write=False)."""
-    config = project.config
-    desired = load_desired_state(config, as_of or dt.date.today())
-    the_target = resolve_target(config, target)
+    config, desired, the_target = _declared_and_target(project, target, as_of)
     before_steps = read_data_steps(data_before, config, "before the schema changes")
     after_steps = read_data_steps(data_after, config, "after the schema changes")
     _, pending = _pending(config, the_target)
@@ -155,11 +158,10 @@ def plan(project: Project, target: str | None = None, *, name: str = "plan", as_
             return None
         if before_steps or after_steps:
             changes = dataclasses.replace(changes, statements=tuple(before_steps) + changes.statements + tuple(after_steps))
-        plan_of = functools.partial(build_plan, changes, current.snapshot, wanted.snapshot, desired.as_of)
+        the_plan = build_plan(changes, current.snapshot, wanted.snapshot, desired.as_of)
         if config.online and current.snapshot.of_kind("table"):
-            # Going online rewrites statements by what they do: classified first.
-            return make_online(plan_of(), current.snapshot), None
-        return plan_of(classified=False), plan_of
+            return make_online(the_plan, current.snapshot)
+        return the_plan
 
     proof = prove(config, desired, the_target, make_plan)
     lookup.cache.put(lookup.key, proof.declared, proof.findings)
@@ -204,8 +206,7 @@ def rehearse(project: Project, plan_file: str | Path, target: str | None = None)
     desired.admit()
 
     def make_plan(current, wanted):
-        remake = functools.partial(replan, edited.plan, current.snapshot, wanted.snapshot)
-        return remake(classified=False), remake
+        return replan(edited.plan, current.snapshot, wanted.snapshot)
 
     proof = prove(config, desired, the_target, make_plan)
     # The reviewer's approval stands only for the statements it was given for.
@@ -268,9 +269,7 @@ def policy_tests(project: Project, *, as_of: dt.date | None = None) -> PolicyTes
 def drift(project: Project, target: str | None = None, *, as_of: dt.date | None = None,
           use_cache: bool = True) -> DriftReport:
     """Compare the target with the declared files; writes nothing. DriftReport.in_sync is the verdict."""
-    config = project.config
-    desired = load_desired_state(config, as_of or dt.date.today())
-    the_target = resolve_target(config, target)
+    config, desired, the_target = _declared_and_target(project, target, as_of)
     entries, pending = _pending(config, the_target)
     lookup = _look_up_desired(config, desired, the_target, use_cache)
     if lookup.hit is not None:
@@ -314,9 +313,7 @@ def drift(project: Project, target: str | None = None, *, as_of: dt.date | None 
 def maintain(project: Project, target: str | None = None, *, as_of: dt.date | None = None,
              on_progress: Progress = _no_progress) -> MaintainResult:
     """For cron: create the current and upcoming declared partitions; additive only, no reviewed plan."""
-    config = project.config
-    desired = load_desired_state(config, as_of or dt.date.today())
-    the_target = resolve_target(config, target)
+    config, desired, the_target = _declared_and_target(project, target, as_of)
     _, pending = _pending(config, the_target)
     if pending:
         raise PendingPlansError(

@@ -118,23 +118,6 @@ def test_parts_only_for_a_whole_schema_and_never_after_the_last_statement():
 
 
 
-def test_the_plan_rehearsed_before_classifying_runs_the_same_statements_and_commits():
-    """plan rehearses an unclassified plan while the classified one is built beside it: the two
-    must differ only in what classification adds."""
-    empty = CatalogSnapshot({("schema", "public"): ""})
-    live = CatalogSnapshot({("schema", "public"): "", ("table", "public.users"): "kind r"})
-    statements = _diff(WHOLE_SCHEMA_PART + 50).statements + (
-        operation("ALTER TYPE mood ADD VALUE 'calm';", "enums.add-value", commit_after=True),
-        operation("ALTER TABLE t1 ADD COLUMN mood mood;", "migra"),
-    )
-    for current in (empty, live):
-        plan = build_plan(SchemaDiff(statements, ()), current, live, dt.date(2026, 6, 1))
-        bare = build_plan(SchemaDiff(statements, ()), current, live, dt.date(2026, 6, 1), classified=False)
-        assert [(s.sql, s.commit_after, s.commit_reason, s.online_step) for s in bare.statements] == \
-            [(s.sql, s.commit_after, s.commit_reason, s.online_step) for s in plan.statements]
-        assert any(s.commit_after for s in bare.statements)
-        assert all(s.summary for s in plan.statements) and not any(s.summary for s in bare.statements)
-
 def test_the_copy_of_an_empty_target_keeps_its_schema_comment(capsys, many_tables, target_url, sql):
     sql(target_url, "COMMENT ON SCHEMA public IS 'kept by the team'")
     folder = many_tables(2)

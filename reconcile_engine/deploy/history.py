@@ -1,4 +1,4 @@
-"""Stage 9: the history of applied plans, in the tool's own schema on the target."""
+"""Stage 8 (deploy): the history of applied plans, in the tool's own schema on the target."""
 
 from __future__ import annotations
 

@@ -8,14 +8,14 @@ import datetime as dt
 import hashlib
 import time
 
-import psycopg2
-
 from ..config import Config
-from ..connections import connect, first_line
+from ..connections import connect
+from ..diff.statement_facts import operation
 from ..deploy import history
 from ..deploy.advisory_lock import acquire_apply_lock
 from ..errors import ApplyFailedError, NothingAppliedError, StalePlanError
 from ..inspection.snapshot import take_snapshot
+from ..runner import PlanStatementFailed, run_statements
 from ..version import __version__
 from .windows import (
     create_partition_statements, detach_statements, expired_partitions, missing_partitions, stranded_rows,
@@ -67,11 +67,10 @@ def maintain_partitions(config: Config, target_url: str, specs, as_of, *, applie
                 for spec, name in expired:
                     on_progress(f"detaching expired partition {spec.schema}.{name} into {spec.archive_schema}")
                     statements += detach_statements(spec, name)
-                for statement in statements:
-                    try:
-                        cur.execute(statement)
-                    except psycopg2.Error as exc:
-                        raise ApplyFailedError(f"maintain: {first_line(exc)}; rolled back, nothing was changed") from exc
+                try:
+                    run_statements(conn, [operation(sql, "maintain") for sql in statements], "maintain")
+                except PlanStatementFailed as failed:
+                    raise ApplyFailedError(f"{failed}; rolled back, nothing was changed") from failed
                 if not statements:
                     conn.rollback()
                     return MaintainResult((), 0)

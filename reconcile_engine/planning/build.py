@@ -153,20 +153,13 @@ def _in_parts(statements: list[PlannedStatement], current: CatalogSnapshot, desi
     return out
 
 
-def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnapshot, as_of: dt.date, *,
-               classified: bool = True) -> Plan:
-    """The plan of `diff`'s statements. classified=False leaves out what each statement does (summary,
-    data at risk, hazards), judged from each operation's facts against `current`: the statements and
-    their commit points are the same, which is all a rehearsal needs, so the rehearsal can start
-    while the classified plan is made beside it."""
+def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnapshot, as_of: dt.date) -> Plan:
+    """The plan of `diff`'s operations: what each does (summary, data at risk, hazards), judged from its
+    facts against `current` (no statement is parsed again), and where the plan commits."""
     statements = []
-    hazards = live_hazards(diff.statements, current) if classified else [()] * len(diff.statements)
+    hazards = live_hazards(diff.statements, current)
     for statement, its_hazards in zip(diff.statements, hazards, strict=True):
         commit_reason = NEEDS_COMMITTED if statement.commit_after else ""
-        if not classified:
-            statements.append(PlannedStatement(statement.sql, "", statement.origin, statement.facts,
-                                               commit_after=statement.commit_after, commit_reason=commit_reason))
-            continue
         classification = classify(statement.sql, statement.facts, current)
         statements.append(PlannedStatement(statement.sql, classification.summary, statement.origin, statement.facts,
                                            classification.destructive, statement.commit_after,
@@ -182,12 +175,11 @@ def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnaps
     )
 
 
-def replan(written: Plan, current: CatalogSnapshot, desired: CatalogSnapshot, *, classified: bool = True) -> Plan:
+def replan(written: Plan, current: CatalogSnapshot, desired: CatalogSnapshot) -> Plan:
     """A plan read back from its file (edited by hand, say), classified anew against `current`: its
     statements, commit points, online steps and data steps as written."""
     statements = tuple(Operation(s.sql, s.origin, s.facts, s.commit_after) for s in written.statements)
-    plan = build_plan(SchemaDiff(statements, written.corrections_used), current, desired, written.as_of,
-                      classified=classified)
+    plan = build_plan(SchemaDiff(statements, written.corrections_used), current, desired, written.as_of)
     return dataclasses.replace(plan, statements=tuple(
         dataclasses.replace(new, online_step=old.online_step, commit_reason=old.commit_reason or new.commit_reason)
         for old, new in zip(written.statements, plan.statements, strict=True)

@@ -1,5 +1,5 @@
 """Stages 2-6 for one plan, side by side: build the declared state and a copy of the target, make the
-plan, rehearse it forward on the copy and backward on the declared state, and classify it meanwhile.
+plan, rehearse it forward on the copy and backward on the declared state, and lint it meanwhile.
 'plan' makes the plan by diffing; 'rehearse' takes it from an edited plan file. Returns data; the
 commands render it.
 """
@@ -27,9 +27,8 @@ from ..servers import Target
 from ..connections import connect, server_major
 from ..sqltext import quote_ident
 
-# (current, declared) -> None when there is nothing to do, else the plan to rehearse (its statements
-# and commit points final) and, when that plan is not classified yet, a function that classifies it.
-PlanMaker = Callable[[InspectedDatabase, InspectedDatabase], "tuple[Plan, Callable[[], Plan] | None] | None"]
+# (current, declared) -> None when there is nothing to do, else the plan to rehearse.
+PlanMaker = Callable[[InspectedDatabase, InspectedDatabase], "Plan | None"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,19 +97,15 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         copied = beside.submit(copy_target, copy, target.url, target_now, config)
         # kept: the reverse plan is rehearsed on it
         current, wanted, findings = build_and_inspect(config, desired, target, scratch, beside, keep=True)
-        made = make_plan(current, wanted)
-        if made is None:
+        the_plan = make_plan(current, wanted)
+        if the_plan is None:
             return Proof(wanted.snapshot, tuple(findings))
-        rehearsed_plan, classify = made
-        # Classifying parses every statement: done while the server rehearses the same statements.
-        classifying = beside.submit(classify) if classify is not None else None
-        lint = beside.submit(squawk, rehearsed_plan.statements, target_major(config, target))
+        lint = beside.submit(squawk, the_plan.statements, target_major(config, target))
         copied.result()
-        rehearsal = rehearse(rehearsed_plan, copy, scratch, current, wanted, config,
+        rehearsal = rehearse(the_plan, copy, scratch, current, wanted, config,
                              DiffContext(desired.partition_specs))
         copy.drop_in_background()  # both at once
         scratch.drop_in_background()
-        the_plan = rehearsed_plan if classifying is None else classifying.result()
         the_plan = the_plan.with_row_counts(count_rows(config, target, the_plan.tables_at_stake))
         the_plan = the_plan.with_lint(lint.result())  # squawk ran while the server rehearsed
     if not rehearsal.converged:

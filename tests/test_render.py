@@ -1,0 +1,35 @@
+"""The command line renders the API's results: text, JSON and markdown, one document on stdout."""
+
+import json
+
+
+def test_markdown_plan_and_drift_for_a_pull_request_comment(cli):
+    code, out, _ = cli("plan", "--dry-run", "--format", "markdown")
+    assert code == 0
+    assert out.startswith("### reconcile plan for ") and "rehearsed on a copy of the target: converged" in out
+    assert "```sql\n-- reconcile plan" in out and "Not written (dry run)." in out
+
+    code, out, _ = cli("drift", "--format", "markdown")
+    assert code == 2
+    assert out.startswith("### Drift: ") and "- table public.organizations: only in declared" in out
+    assert "```sql\n" in out
+
+
+def test_with_json_the_progress_of_apply_goes_to_stderr(cli):
+    assert cli("plan", "--name", "first")[0] == 0
+
+    code, out, err = cli("apply", "--format", "json")
+
+    assert code == 0
+    report = json.loads(out)  # stdout is one JSON document
+    assert [a["name"] for a in report["applied"]] == [report["applied"][0]["name"]]
+    assert report["applied"][0]["name"].endswith("_first.sql") and report["already_applied"] == 0
+    assert "applying " in err and report["applied"][0]["name"] in err
+    code, out, _ = cli("status", "--format", "json")
+    assert code == 0 and json.loads(out)["pending"] == []
+
+
+def test_an_unknown_format_is_a_usage_error_not_drift(cli):
+    code, out, err = cli("drift", "--format", "yaml")
+    assert code == 1 and out == ""
+    assert "invalid choice: 'yaml'" in err
