@@ -268,7 +268,8 @@ def policy_tests(project: Project, *, as_of: dt.date | None = None) -> PolicyTes
 
 def drift(project: Project, target: str | None = None, *, as_of: dt.date | None = None,
           use_cache: bool = True) -> DriftReport:
-    """Compare the target with the declared files; writes nothing. DriftReport.in_sync is the verdict."""
+    """Compare the target with the declared files; changes nothing on the target or in migrations/ (the
+    desired-state cache is refreshed). DriftReport.in_sync is the verdict."""
     config, desired, the_target = _declared_and_target(project, target, as_of)
     entries, pending = _pending(config, the_target)
     lookup = _look_up_desired(config, desired, the_target, use_cache)

@@ -55,6 +55,10 @@ class EmbeddedServer:
     def url(self, database: str = "postgres") -> str:
         return self.handle.get_uri(database=database)
 
+    def stop(self) -> None:
+        """Stop the server now (it is stopped at exit otherwise); its data folder stays."""
+        self.handle.cleanup()
+
     def ensure_database(self, database: str) -> str:
         conn = connect(self.url("postgres"))
         try:
