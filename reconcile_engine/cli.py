@@ -9,9 +9,9 @@ import traceback
 from pathlib import Path
 
 from . import api, render
-from .version import __version__
-from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ReconcileError, UsageError
 from .connections import cancel_statements_on_interrupt, redact
+from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ReconcileError, UsageError
+from .version import __version__
 
 
 class _Parser(argparse.ArgumentParser):

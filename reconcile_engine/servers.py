@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from .config import Config
-from .connections import connect, describe, first_line, redact
+from .connections import connected, describe, first_line, redact
 from .errors import DatabaseError
 
 EMBEDDED_DATABASE = "app"
@@ -60,14 +60,10 @@ class EmbeddedServer:
         self.handle.cleanup()
 
     def ensure_database(self, database: str) -> str:
-        conn = connect(self.url("postgres"))
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
-                if cur.fetchone() is None:
-                    cur.execute(f'CREATE DATABASE "{database}"')
-        finally:
-            conn.close()
+        with connected(self.url("postgres")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+            if cur.fetchone() is None:
+                cur.execute(f'CREATE DATABASE "{database}"')
         return self.url(database)
 
 

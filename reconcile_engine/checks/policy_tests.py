@@ -32,9 +32,9 @@ import psycopg2
 import psycopg2.extras
 import yaml
 
+from ..connections import connect, first_line
 from ..declared.admission import admit, admit_queries
 from ..errors import DeclaredStateError
-from ..connections import connect, first_line
 from ..sqltext import jinja_environment, quote_ident
 
 TESTS_FOLDER = Path("policies") / "tests"

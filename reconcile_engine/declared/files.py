@@ -11,11 +11,11 @@ from pathlib import Path
 
 import jinja2
 
-from .admission import AdmittedStatement, admit
 from ..config import Config
 from ..errors import DeclaredStateError
-from .partition_specs import PartitionSpec, read_spec, render_spec
 from ..sqltext import jinja_environment
+from .admission import AdmittedStatement, admit
+from .partition_specs import PartitionSpec, read_spec, render_spec
 
 # Load order: tables first, then their partitions, then views over them, then the policies on all.
 FOLDERS = ("schema", "partitions", "views", "policies")

@@ -7,16 +7,16 @@ import time
 
 import psycopg2
 
-from ..version import __version__
-from . import history
 from ..config import Config
-from .advisory_lock import acquire_apply_lock
+from ..connections import connect, first_line
 from ..errors import ApplyFailedError, DatabaseError, DestructiveNotApprovedError, LockTimeoutError, StalePlanError
-from ..planning.hazards import classify
 from ..inspection.snapshot import take_snapshot
+from ..planning.hazards import classify
 from ..planning.planfile import PlanFile
 from ..runner import PlanStatementFailed, run_online_step, run_statements
-from ..connections import connect, first_line
+from ..version import __version__
+from . import history
+from .advisory_lock import acquire_apply_lock
 
 @dataclasses.dataclass(frozen=True)
 class AppliedPlan:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from ..inspection.migra_view import InspectedDatabase
 from .corrections import all_corrections
 from .operations import DiffContext, SchemaDiff
 from .statement_facts import operation
-from ..inspection.migra_view import InspectedDatabase
 
 
 def diff(current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext = DiffContext(), *,

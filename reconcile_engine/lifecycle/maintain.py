@@ -10,9 +10,9 @@ import time
 
 from ..config import Config
 from ..connections import connect
-from ..diff.statement_facts import operation
 from ..deploy import history
 from ..deploy.advisory_lock import acquire_apply_lock
+from ..diff.statement_facts import operation
 from ..errors import ApplyFailedError, NothingAppliedError, StalePlanError
 from ..inspection.snapshot import take_snapshot
 from ..runner import PlanStatementFailed, run_statements

@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from ..inspection.snapshot import CatalogSnapshot
 from ..declared.partition_specs import Partition, PartitionSpec, partitions_for, period_start
+from ..inspection.snapshot import CatalogSnapshot
 from ..sqltext import quote_ident, quote_literal
 
 

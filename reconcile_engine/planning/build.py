@@ -8,10 +8,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from ..version import __version__
 from ..diff.operations import Facts, Operation, SchemaDiff
-from .hazards import NOT_IN_TRANSACTION, classify, hazards_of, lock_level, target_table
 from ..inspection.snapshot import NOT_COMPARED, CatalogSnapshot
+from ..version import __version__
+from .hazards import NOT_IN_TRANSACTION, classify, hazards_of, lock_level, target_table
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from pglast import parser as pg_parser
 
-from ..errors import PlanFileError, PlanModifiedError
 from ..diff.statement_facts import read_facts
-from .hazards import classify
+from ..errors import PlanFileError, PlanModifiedError
 from .build import NEEDS_COMMITTED, Plan, PlannedStatement
+from .hazards import classify
 
 MAGIC = "-- reconcile plan"
 CHECKSUM_KEY = "checksum"

@@ -11,21 +11,21 @@ import dataclasses
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from ..planning import planfile
 from ..checks.security_rules import check as security_findings
-from ..config import Config
-from ..diff.operations import DiffContext
-from ..declared.files import DesiredState
-from ..errors import PlanNotConvergedError, ScratchError
-from ..inspection.snapshot import CatalogSnapshot, not_compared, read_snapshot
-from ..inspection.migra_view import InspectedDatabase, inspect_database
 from ..checks.squawk import squawk
+from ..config import Config
+from ..connections import connected, server_major
+from ..declared.files import DesiredState
+from ..diff.operations import DiffContext
+from ..errors import PlanNotConvergedError, ScratchError
+from ..inspection.migra_view import InspectedDatabase, inspect_database
+from ..inspection.snapshot import CatalogSnapshot, not_compared, read_snapshot
+from ..planning import planfile
 from ..planning.build import Plan
-from .rehearse import copy_target, rehearse
 from ..scratch.databases import ScratchDatabase, scratch_space
 from ..servers import Target
-from ..connections import connect, server_major
 from ..sqltext import quote_ident
+from .rehearse import copy_target, rehearse
 
 # (current, declared) -> None when there is nothing to do, else the plan to rehearse.
 PlanMaker = Callable[[InspectedDatabase, InspectedDatabase], "Plan | None"]
@@ -128,11 +128,8 @@ def check_same_major(config: Config, target_url: str, scratch_url: str) -> None:
     """Catalog text (view definitions, defaults) differs between majors: comparing across them is noise."""
     majors = []
     for url in (target_url, scratch_url):
-        conn = connect(url, config.timeouts.connect_timeout_s)
-        try:
+        with connected(url, config.timeouts.connect_timeout_s) as conn:
             majors.append(server_major(conn))
-        finally:
-            conn.close()
     if majors[0] != majors[1]:
         raise ScratchError(
             f"the scratch server runs PostgreSQL {majors[1]} but the target runs {majors[0]}; plans and drift "
@@ -142,11 +139,8 @@ def check_same_major(config: Config, target_url: str, scratch_url: str) -> None:
 
 
 def target_major(config: Config, target: Target) -> int:
-    conn = connect(target.url, config.timeouts.connect_timeout_s)
-    try:
+    with connected(target.url, config.timeouts.connect_timeout_s) as conn:
         return server_major(conn)
-    finally:
-        conn.close()
 
 
 def count_rows(config: Config, target: Target, tables: set[str]) -> dict:
@@ -154,16 +148,12 @@ def count_rows(config: Config, target: Target, tables: set[str]) -> dict:
     if not tables:
         return {}
     counts = {}
-    conn = connect(target.url, config.timeouts.connect_timeout_s)
-    try:
-        with conn.cursor() as cur:
-            for table in sorted(tables):
-                schema, _, name = table.rpartition(".")
-                cur.execute("SELECT to_regclass(%s)", (f"{quote_ident(schema or 'public')}.{quote_ident(name)}",))
-                regclass = cur.fetchone()[0]
-                if regclass is not None:
-                    cur.execute(f"SELECT count(*) FROM {regclass}")
-                    counts[table] = cur.fetchone()[0]
-    finally:
-        conn.close()
+    with connected(target.url, config.timeouts.connect_timeout_s) as conn, conn.cursor() as cur:
+        for table in sorted(tables):
+            schema, _, name = table.rpartition(".")
+            cur.execute("SELECT to_regclass(%s)", (f"{quote_ident(schema or 'public')}.{quote_ident(name)}",))
+            regclass = cur.fetchone()[0]
+            if regclass is not None:
+                cur.execute(f"SELECT count(*) FROM {regclass}")
+                counts[table] = cur.fetchone()[0]
     return counts

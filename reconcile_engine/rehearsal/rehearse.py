@@ -15,11 +15,11 @@ from ..config import Config
 from ..diff.migra_diff import diff
 from ..diff.operations import DiffContext
 from ..errors import PlanNotConvergedError, ScratchError
-from ..inspection.snapshot import CatalogSnapshot, Difference, take_snapshot
 from ..inspection.migra_view import InspectedDatabase, inspect_database
+from ..inspection.snapshot import CatalogSnapshot, Difference, take_snapshot
 from ..planning.build import Plan, build_plan
-from ..scratch.databases import ScratchDatabase
 from ..runner import PlanStatementFailed, run_online_step, run_statements
+from ..scratch.databases import ScratchDatabase
 
 
 @dataclasses.dataclass(frozen=True)

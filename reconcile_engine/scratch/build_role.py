@@ -21,8 +21,8 @@ from urllib.parse import quote, urlsplit
 
 import psycopg2
 
+from ..connections import connect, connected, describe, first_line, with_database, without_credentials
 from ..errors import DatabaseError, ScratchError
-from ..connections import connect, describe, first_line, with_database, without_credentials
 from ..sqltext import quote_ident
 
 ROLE_PREFIX = "reconcile_build_"
@@ -55,13 +55,9 @@ def scram_verifier(password: str, salt: bytes | None = None, iterations: int = S
 
 def may_create_roles(admin_url: str, connect_timeout_s: int) -> tuple[bool, bool]:
     """(superuser, may create roles) for the role of `admin_url`."""
-    conn = connect(admin_url, connect_timeout_s)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT rolsuper, rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user")
-            return cur.fetchone() or (False, False)
-    finally:
-        conn.close()
+    with connected(admin_url, connect_timeout_s) as conn, conn.cursor() as cur:
+        cur.execute("SELECT rolsuper, rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user")
+        return cur.fetchone() or (False, False)
 
 
 def create_build_role(admin_url: str, superuser: bool, connect_timeout_s: int) -> BuildRole:

@@ -16,16 +16,16 @@ import threading
 
 import psycopg2
 
-from ..declared.admission import line_at
-from .build_role import BuildRole, check_login, create_build_role, drop_build_role, may_create_roles
 from ..config import Config
+from ..connections import connect, describe, first_line, libpq_environment, redact, with_database
+from ..declared.admission import line_at
 from ..declared.files import DesiredState, SqlSource
 from ..errors import DatabaseError, DeclaredStateError, ScratchError
-from .inert import InertFunctions
-from ..servers import EmbeddedServer, Target, pg_dump_path
-from ..connections import connect, describe, first_line, libpq_environment, redact, with_database
 from ..runner import execute_batched
+from ..servers import EmbeddedServer, Target, pg_dump_path
 from ..sqltext import quote_ident
+from .build_role import BuildRole, check_login, create_build_role, drop_build_role, may_create_roles
+from .inert import InertFunctions
 
 SCRATCH_PREFIX = "reconcile_scratch_"
 

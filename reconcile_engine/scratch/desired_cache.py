@@ -22,12 +22,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ..checks.security_rules import RuleFinding
 from ..config import Config
+from ..connections import connected
 from ..declared.files import DesiredState
 from ..inspection.snapshot import CatalogSnapshot
-from ..checks.security_rules import RuleFinding
 from ..servers import Target, pg_dump_path
-from ..connections import connect
 
 CACHE_FOLDER = "cache"  # under embedded_dir (.reconcile/), which projects keep out of git
 KEPT_ENTRIES = 20
@@ -63,13 +63,9 @@ def scratch_server_version(config: Config, target: Target) -> str:
             return "embedded (version unknown)"  # no key will match a real version: no reuse
         return "embedded " + result.stdout.strip()
     url = config.scratch_server_url if config.scratch_mode == "server" else target.url
-    conn = connect(url, config.timeouts.connect_timeout_s)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT version()")
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
+    with connected(url, config.timeouts.connect_timeout_s) as conn, conn.cursor() as cur:
+        cur.execute("SELECT version()")
+        return cur.fetchone()[0]
 
 
 def cache_key(desired: DesiredState, config: Config, server_version: str) -> str:

@@ -28,8 +28,8 @@ from pglast import parser as pg_parser
 from pglast.enums import FunctionParameterMode, ObjectType
 from pglast.stream import RawStream
 
-from ..errors import ScratchError
 from ..connections import first_line
+from ..errors import ScratchError
 
 
 STUB_MARK = "reconcile inert stub "
