@@ -15,7 +15,6 @@ and no server is started until a test asks for a database.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import os
 import secrets
@@ -129,9 +128,7 @@ def _build(folder: Path, url: str, work: Path) -> None:
     migrations/ and .reconcile/ are left as they were."""
     from reconcile_engine import api
 
-    project = api.load_project(folder)
-    config = dataclasses.replace(project.config, migrations_dir=work / "migrations", embedded_dir=work / "engine")
-    project = api.Project(config)
+    project = api.load_project(folder).writing_to(work / "migrations", work / "engine")
     # No cache look-up: an empty database never matches a cached desired state.
     api.plan(project, url, name="pytest", as_of=dt.date.today(), use_cache=False)
     api.apply(project, url)

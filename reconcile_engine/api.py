@@ -69,6 +69,12 @@ class Project:
     def migrations(self) -> Path:
         return self.config.path(self.config.migrations_dir)
 
+    def writing_to(self, migrations: Path, work: Path) -> "Project":
+        """The same project with its plan files written to `migrations` and the engine's own data (the
+        embedded server, the desired-state cache) kept in `work`: for a caller that must leave the
+        project's folders as they are, such as the pytest plugin."""
+        return Project(dataclasses.replace(self.config, migrations_dir=Path(migrations), embedded_dir=Path(work)))
+
 
 def load_project(path: str | Path = ".", config_file: str | Path | None = None) -> Project:
     """Read the project's reconcile.yaml (or `config_file`); raises ConfigError when it is wrong."""
@@ -253,17 +259,22 @@ def policy_tests(project: Project, *, as_of: dt.date | None = None) -> PolicyTes
         raise DeclaredStateError(f"no policy tests: add YAML files under {config.project_dir / 'policies' / 'tests'}")
     desired = load_desired_state(config, as_of)
     desired.admit()
+    embedded = None
     if config.scratch_mode == "server":
         server = ScratchServer(config.scratch_server_url, False)
     else:
         embedded = EmbeddedServer.start(embedded_data_dir(config).parent / "test-pgdata")
         server = ScratchServer(embedded.url("postgres"), False, embedded)
     timeout = config.timeouts.connect_timeout_s
-    with build_role_on(server, timeout) as server, ScratchDatabase(server, "policytests", timeout) as scratch:
-        scratch.prepare(config)
-        scratch.load_desired(desired)
-        builder = server.builder.name if server.builder else None
-        return PolicyTestReport(tuple(run_tests(scratch.url, server.admin_url, builder, test_files)))
+    try:
+        with build_role_on(server, timeout) as server, ScratchDatabase(server, "policytests", timeout) as scratch:
+            scratch.prepare(config)
+            scratch.load_desired(desired)
+            builder = server.builder.name if server.builder else None
+            return PolicyTestReport(tuple(run_tests(scratch.url, server.admin_url, builder, test_files)))
+    finally:
+        if embedded is not None:
+            embedded.stop()  # a library caller's process goes on: not left running until it exits
 
 
 def drift(project: Project, target: str | None = None, *, as_of: dt.date | None = None,
