@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -97,7 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _say(text: str) -> None:
-    print(text, flush=True)
+    """Print to stdout; when its reader has gone (`reconcile drift | head`), go on without it: the
+    command's work (an apply half-way, say) must not stop because nobody reads its progress."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Later writes (and the interpreter's final flush) go nowhere instead of failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _warn(text: str) -> None:

@@ -695,3 +695,17 @@ def test_enum_value_added_through_plan_and_apply_keeps_counters(cli, project, ta
     assert cli("apply")[0] == 0
     assert sql(target_url, "INSERT INTO enrolments DEFAULT VALUES RETURNING id, status")[0] == (8, "graduated")
     assert cli("drift", "--as-of", AS_OF)[0] == 0
+
+
+def test_a_reader_that_goes_away_is_not_an_error(project, target_url):
+    """`reconcile drift | head` and `reconcile apply | head -1`: the verdict and the work stand, and
+    nothing is said about a broken pipe."""
+    base = [sys.executable, str(REPO / "reconcile.py")]
+    for args, expected in ((["drift"], 2), (["plan", "--name", "first"], 0), (["apply"], 0), (["drift"], 0)):
+        process = subprocess.Popen(base + [*args, "--project", str(project), "--database-url", target_url],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process.stdout.close()  # the reader has gone before anything was written
+        err = process.stderr.read()
+        assert process.wait(timeout=180) == expected, err
+        assert "BrokenPipe" not in err and "unexpected" not in err
+    assert list((project / "migrations").glob("*_first.sql"))
