@@ -49,6 +49,8 @@ class Config:
     vars: dict = dataclasses.field(default_factory=dict)
     privileges: bool = False  # manage (diff and apply) grants on the managed schemas' objects
     lint_ignored: dict = dataclasses.field(default_factory=dict)  # (rule, object) -> reason
+    # Columns that say which tenant a row belongs to: a table with one needs row-level security.
+    tenant_columns: tuple[str, ...] = ("organization_id",)
     online: bool = True  # on a target that has tables, slow blocking statements become online steps
 
     @property
@@ -124,7 +126,7 @@ _TOP_KEYS = (
 def _lint_ignored(value: Any, name: str) -> dict:
     from .checks.security_rules import RULE_NAMES
 
-    section = _mapping(value, f"{name}: lint", ("ignore",))
+    section = _mapping(value, f"{name}: lint", ("ignore", "tenant_columns"))
     entries = section.get("ignore") or []
     if not isinstance(entries, list):
         raise ConfigError(f"{name}: lint.ignore: expected a list of {{rule, object, reason}}")
@@ -138,6 +140,18 @@ def _lint_ignored(value: Any, name: str) -> dict:
         reason = _string(entry.get("reason"), f"{where}.reason (say why the rule does not apply)")
         ignored[(rule, _string(entry.get("object"), f"{where}.object"))] = reason
     return ignored
+
+
+def _tenant_columns(value: Any, name: str) -> tuple[str, ...]:
+    """lint.tenant_columns: the column names (as the database has them: "organizationId" for Prisma)
+    that mark a tenant's rows; default organization_id."""
+    section = value if isinstance(value, dict) else {}
+    if section.get("tenant_columns") is None:
+        return ("organization_id",)
+    columns = _string_list(section["tenant_columns"], f"{name}: lint.tenant_columns")
+    if not columns:
+        raise ConfigError(f"{name}: lint.tenant_columns: name at least one column (default: [organization_id])")
+    return columns
 
 
 def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
@@ -224,5 +238,6 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
         vars=variables,
         privileges=privileges,
         lint_ignored=_lint_ignored(top.get("lint"), name),
+        tenant_columns=_tenant_columns(top.get("lint"), name),
         online=online,
     )

@@ -86,3 +86,41 @@ def test_plan_shows_lint_findings_as_warnings(capsys, tmp_path, target_url):
 
     assert code == 0
     assert "warning: missing-primary-key: public.events: has no primary key" in err
+
+
+PRISMA_TABLE = 'CREATE TABLE "Note" (id int PRIMARY KEY, "organizationId" text NOT NULL);'
+
+
+def test_tenant_columns_name_the_columns_that_mark_a_tenant_s_rows(capsys, tmp_path, target_url):
+    """Prisma writes "organizationId": by default it is not a tenant column, so the table goes unchecked;
+    named in lint.tenant_columns, its table without row-level security is a finding naming the column."""
+    code, out, _ = _lint(capsys, _project(tmp_path, PRISMA_TABLE), target_url)
+    assert code == 0 and "tenant-table-without-rls" not in out
+
+    config = "lint:\n  tenant_columns: [organization_id, organizationId]\n"
+    code, out, err = _lint(capsys, _project(tmp_path / "named", PRISMA_TABLE, config), target_url)
+
+    assert code == 2, err
+    assert 'declared state: tenant-table-without-rls: public.Note: has "organizationId" but row-level security ' \
+           'is not enabled' in out
+
+
+@pytest.mark.parametrize("value, message", [
+    ("[]", "lint.tenant_columns: name at least one column"),
+    ("organization_id", "lint.tenant_columns"),
+    ("[1, 2]", "lint.tenant_columns"),
+])
+def test_tenant_columns_must_be_a_list_of_names(capsys, tmp_path, target_url, value, message):
+    folder = _project(tmp_path, PRISMA_TABLE, f"lint:\n  tenant_columns: {value}\n")
+    code, out, err = _lint(capsys, folder, target_url)
+    assert code == 1 and out == ""
+    assert err.startswith("error: ") and message in err
+
+
+def test_a_tenant_column_is_only_ever_a_name(capsys, tmp_path, target_url):
+    """The list is untrusted input (a pull request writes reconcile.yaml): it is passed to the catalog
+    query as a value, so SQL in it is a column name that no table has."""
+    config = "lint:\n  tenant_columns: [\"x') OR true; DROP TABLE \\\"Note\\\"; --\"]\n"
+    code, out, err = _lint(capsys, _project(tmp_path, PRISMA_TABLE, config), target_url)
+    assert code == 0, err
+    assert "No findings" in out

@@ -15,9 +15,6 @@ import dataclasses
 from pglast import parse_sql
 from pglast.visitors import Visitor
 
-TENANT_COLUMN = "organization_id"
-
-
 @dataclasses.dataclass(frozen=True)
 class RuleFinding:
     rule: str
@@ -29,15 +26,18 @@ class RuleFinding:
 
 
 _RULES = {
-    "tenant-table-without-rls": f"""
+    "tenant-table-without-rls": """
         SELECT n.nspname || '.' || c.relname,
-               CASE WHEN NOT c.relrowsecurity THEN 'has {TENANT_COLUMN} but row-level security is not enabled'
-                    WHEN NOT c.relforcerowsecurity THEN 'has {TENANT_COLUMN} but row-level security is not forced'
-                    ELSE 'has {TENANT_COLUMN} and row-level security but no policy (it sees nothing)' END
+               'has ' || tenant.attname || CASE
+                   WHEN NOT c.relrowsecurity THEN ' but row-level security is not enabled'
+                   WHEN NOT c.relforcerowsecurity THEN ' but row-level security is not forced'
+                   ELSE ' and row-level security but no policy (it sees nothing)' END
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        CROSS JOIN LATERAL (SELECT min(quote_ident(a.attname)) AS attname FROM pg_attribute a
+                            WHERE a.attrelid = c.oid AND a.attname = ANY(%(tenant_columns)s)
+                              AND NOT a.attisdropped) tenant
         WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-          AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = '{TENANT_COLUMN}'
-                      AND NOT a.attisdropped)
+          AND tenant.attname IS NOT NULL
           AND (NOT c.relrowsecurity OR NOT c.relforcerowsecurity
                OR NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid))
     """,
@@ -104,11 +104,12 @@ def _policies_without_missing_ok(cur, schemas) -> list[RuleFinding]:
 RULE_NAMES = tuple(_RULES) + ("current-setting-without-missing-ok",)
 
 
-def check(cur, schemas, ignored: dict) -> list[RuleFinding]:
-    """Findings for the declared state in the database behind `cur`; `ignored` maps (rule, object) to a reason."""
+def check(cur, schemas, ignored: dict, tenant_columns=("organization_id",)) -> list[RuleFinding]:
+    """Findings for the declared state in the database behind `cur`; `ignored` maps (rule, object) to a
+    reason; `tenant_columns` are the columns that mark a tenant's rows (lint.tenant_columns)."""
     findings = []
     for rule, query in _RULES.items():
-        cur.execute(query, {"schemas": list(schemas)})
+        cur.execute(query, {"schemas": list(schemas), "tenant_columns": list(tenant_columns)})
         findings += [RuleFinding(rule, obj, message) for obj, message in cur.fetchall()]
     findings += _policies_without_missing_ok(cur, schemas)
     return sorted((f for f in findings if (f.rule, f.object) not in ignored), key=lambda f: (f.object, f.rule))

@@ -78,7 +78,7 @@ def lint_findings(config: Config, scratch: ScratchDatabase) -> list:
     conn = scratch.connect()
     try:
         with conn.cursor() as cur:
-            return security_findings(cur, config.managed_schemas, config.lint_ignored)
+            return security_findings(cur, config.managed_schemas, config.lint_ignored, config.tenant_columns)
     finally:
         conn.close()
 

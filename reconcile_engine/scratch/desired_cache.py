@@ -78,6 +78,7 @@ def cache_key(desired: DesiredState, config: Config, server_version: str) -> str
         "roles": list(config.roles),
         "extensions": list(config.extensions),
         "lint_ignored": sorted(f"{rule}\0{obj}" for rule, obj in config.lint_ignored),
+        "tenant_columns": list(config.tenant_columns),
         "engine": engine_digest(),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
