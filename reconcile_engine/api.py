@@ -32,6 +32,7 @@ from .config import Config, load_config
 from .connections import connected
 from .declared.data_steps import read_data_steps
 from .declared.files import DesiredState, load_desired_state
+from .declared.new_project import NewProject, init_project
 from .deploy import history
 from .deploy.apply import ApplyResult, apply_plans, pending_plans
 from .deploy.rollback import rollback_last
@@ -79,6 +80,13 @@ class Project:
 def load_project(path: str | Path = ".", config_file: str | Path | None = None) -> Project:
     """Read the project's reconcile.yaml (or `config_file`); raises ConfigError when it is wrong."""
     return Project(load_config(Path(path), Path(config_file) if config_file else None))
+
+
+def init(path: str | Path = ".", *, preset: str = "plain") -> NewProject:
+    """Write a new project in `path`: the declared folders, migrations/, a commented reconcile.yaml for
+    the preset ("plain" or "supabase"), and .reconcile/ in .gitignore. Raises ProjectExistsError, having
+    written nothing, where a project (or part of one) exists."""
+    return init_project(Path(path), preset)
 
 
 def _no_progress(message: str) -> None:

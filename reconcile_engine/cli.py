@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import api, render
 from .connections import cancel_statements_on_interrupt, redact
+from .declared.new_project import PRESETS
 from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ReconcileError, UsageError
 from .version import __version__
 
@@ -94,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "declared state; exit 1 if any fails")
 
     commands.add_parser("status", parents=[common], help="which plans are applied and which are pending")
+
+    init = commands.add_parser("init", parents=[common], help="write a new project in --project (default: the "
+                               "current folder): the declared folders, migrations/ and a commented reconcile.yaml")
+    init.add_argument("--preset", choices=PRESETS, default="plain",
+                      help="plain (default), or supabase: Supabase's own schemas left alone, its API roles, "
+                           "Prisma's tenant column names for the lint")
     return parser
 
 
@@ -113,6 +120,9 @@ def _warn(text: str) -> None:
 
 def _dispatch(ns: argparse.Namespace) -> int:
     """Run the command through the API, print its result, and say how it ended as an exit code."""
+    if ns.command == "init":  # before there is a project to load
+        _say(render.render(api.init(ns.project, preset=ns.preset), ns.format))
+        return EXIT_OK
     project = api.load_project(ns.project, ns.config)
     url, as_of = ns.database_url, getattr(ns, "as_of", None)
     use_cache = not getattr(ns, "no_cache", False)

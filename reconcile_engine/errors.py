@@ -27,6 +27,10 @@ class ConfigError(ReconcileError):
     """reconcile.yaml is missing, malformed, or has an unknown key or a wrong type."""
 
 
+class ProjectExistsError(ReconcileError):
+    """init was asked to write a project where one (or part of one) already exists."""
+
+
 class DeclaredStateError(ReconcileError):
     """A declared file is missing, unreadable, or fails to render or load."""
 

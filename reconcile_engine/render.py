@@ -7,7 +7,7 @@ import json
 
 from .planning import planfile
 from .results import (
-    ApplyResult, DriftReport, LintReport, MaintainResult, PlanResult, PolicyTestReport, RollbackResult,
+    ApplyResult, DriftReport, LintReport, MaintainResult, NewProject, PlanResult, PolicyTestReport, RollbackResult,
     StatusReport,
 )
 
@@ -134,7 +134,18 @@ def _status(report: StatusReport, *, markdown: bool) -> str:
     return "\n".join(out)
 
 
+def _new_project(result: NewProject, *, markdown: bool) -> str:
+    bullet = "- " if markdown else "  "
+    gitignore = {"created": ".gitignore (ignores .reconcile/)", "appended": ".gitignore: .reconcile/ added",
+                 "unchanged": ".gitignore already ignores .reconcile/"}[result.gitignore]
+    return "\n".join([f"Created a reconcile project ({result.preset}) in {result.folder}:",
+                      *(f"{bullet}{path}" for path in (*result.written, gitignore)),
+                      "Next: declare your tables in schema/ (policies in policies/, views in views/), "
+                      "review reconcile.yaml, then run 'reconcile plan'."])
+
+
 _RENDERERS = {
+    NewProject: _new_project,
     PlanResult: _plan, ApplyResult: _apply, RollbackResult: _rollback, PolicyTestReport: _policy_tests,
     MaintainResult: _maintain, LintReport: _lint, DriftReport: _drift, StatusReport: _status,
 }

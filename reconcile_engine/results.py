@@ -1,7 +1,7 @@
 """What each command of the public API (api.py) returns: typed, documented data with to_dict().
 
 The command line only renders these (render.py); a Python caller or a test reads their fields.
-Results of one stage that a command passes on as they are (deploy.apply.ApplyResult,
+Results of one stage that a command passes on as they are (declared.new_project.NewProject, deploy.apply.ApplyResult,
 lifecycle.maintain.MaintainResult, planning.build.Plan) are re-exported here, so that this module is
 the one place to look them up.
 """
@@ -12,13 +12,15 @@ import dataclasses
 from pathlib import Path
 
 from .checks.policy_tests import Outcome
+from .declared.new_project import NewProject
 from .deploy.apply import AppliedPlan, ApplyResult
 from .deploy.history import HistoryEntry
 from .lifecycle.maintain import MaintainResult
 from .planning.build import Plan
 
 __all__ = [
-    "AppliedPlan", "ApplyResult", "DriftReport", "LintReport", "MaintainResult", "Outcome", "Plan", "PlanResult",
+    "AppliedPlan", "ApplyResult", "DriftReport", "LintReport", "MaintainResult", "NewProject", "Outcome", "Plan",
+    "PlanResult",
     "PolicyTestReport", "RollbackResult", "StatusReport",
 ]
 
