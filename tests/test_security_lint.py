@@ -13,6 +13,13 @@ BAD = {
         "CREATE POLICY p ON notes USING (organization_id = current_setting('app.org', true));\n"
         "CREATE VIEW all_notes AS SELECT * FROM notes;"
     ),
+    "matview-exposes-rls-table": (
+        "CREATE TABLE notes (id int PRIMARY KEY, organization_id text NOT NULL);\n"
+        "ALTER TABLE notes ENABLE ROW LEVEL SECURITY; ALTER TABLE notes FORCE ROW LEVEL SECURITY;\n"
+        "CREATE POLICY p ON notes USING (organization_id = current_setting('app.org', true));\n"
+        "CREATE MATERIALIZED VIEW note_counts AS SELECT organization_id, count(*) AS n FROM notes GROUP BY 1;\n"
+        "GRANT SELECT ON note_counts TO PUBLIC;"
+    ),
     "security-definer-without-search-path": (
         "CREATE FUNCTION whoami() RETURNS text LANGUAGE sql SECURITY DEFINER AS $$ SELECT current_user::text $$;"
     ),
@@ -26,6 +33,7 @@ BAD = {
 OBJECTS = {
     "tenant-table-without-rls": "public.notes",
     "view-bypasses-rls": "public.all_notes",
+    "matview-exposes-rls-table": "public.note_counts",
     "security-definer-without-search-path": "public.whoami()",
     "missing-primary-key": "public.events",
     "current-setting-without-missing-ok": "public.notes.p",
@@ -124,3 +132,16 @@ def test_a_tenant_column_is_only_ever_a_name(capsys, tmp_path, target_url):
     code, out, err = _lint(capsys, _project(tmp_path, PRISMA_TABLE, config), target_url)
     assert code == 0, err
     assert "No findings" in out
+
+
+def test_a_materialized_view_over_an_rls_table_is_a_finding_only_when_someone_may_read_it(capsys, tmp_path,
+                                                                                          target_url):
+    granted = BAD["matview-exposes-rls-table"]
+    code, out, _ = _lint(capsys, _project(tmp_path, granted), target_url)
+    assert code == 2
+    assert ("matview-exposes-rls-table: public.note_counts: reads public.notes, which has row-level security, "
+            "and every role may select from it") in out
+
+    not_granted = granted.replace("GRANT SELECT ON note_counts TO PUBLIC;", "")
+    code, out, _ = _lint(capsys, _project(tmp_path / "owner_only", not_granted), target_url)
+    assert code == 0 and "matview-exposes-rls-table" not in out

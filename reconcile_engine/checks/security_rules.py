@@ -53,6 +53,21 @@ _RULES = {
         WHERE n.nspname = ANY(%(schemas)s) AND v.relkind = 'v'
           AND NOT coalesce('security_invoker=true' = ANY(v.reloptions) OR 'security_invoker=on' = ANY(v.reloptions), false)
     """,
+    "matview-exposes-rls-table": """
+        SELECT DISTINCT n.nspname || '.' || v.relname,
+               'reads ' || tn.nspname || '.' || t.relname || ', which has row-level security, and '
+               || CASE WHEN a.grantee = 0 THEN 'every role' ELSE quote_ident(pg_get_userbyid(a.grantee)) END
+               || ' may select from it: a materialized view is not protected by row-level security, so that '
+               || 'reads every tenant''s rows (revoke it, or serve the rows through a security_invoker view)'
+        FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
+        JOIN pg_rewrite r ON r.ev_class = v.oid
+        JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass
+        JOIN pg_class t ON t.oid = d.refobjid AND t.oid <> v.oid AND t.relrowsecurity
+        JOIN pg_namespace tn ON tn.oid = t.relnamespace
+        CROSS JOIN LATERAL aclexplode(v.relacl) a
+        WHERE n.nspname = ANY(%(schemas)s) AND v.relkind = 'm'
+          AND a.privilege_type = 'SELECT' AND a.grantee <> v.relowner
+    """,
     "security-definer-without-search-path": """
         SELECT n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
                'is SECURITY DEFINER without a fixed search_path (SET search_path = ...), so a caller can '
