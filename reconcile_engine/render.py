@@ -125,6 +125,7 @@ def _status(report: StatusReport, *, markdown: bool) -> str:
     bullet = "- " if markdown else "  "
     out = [f"Target: {report.target}", f"Applied ({len(report.applied)}):"]
     out += [f"{bullet}{e.plan_file}  {e.applied_at:%Y-%m-%d %H:%M:%S %Z}  by {e.applied_by}"
+            f"{'  as role ' + e.applied_as if e.applied_as else ''}"
             f"{'  at ' + e.git_commit[:12] if e.git_commit else ''}" for e in report.applied]
     out.append(f"Pending ({len(report.pending)}):")
     for name in report.pending:

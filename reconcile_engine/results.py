@@ -156,7 +156,8 @@ class StatusReport:
     def to_dict(self) -> dict:
         return {
             "applied": [{"plan_file": e.plan_file, "applied_at": e.applied_at.isoformat(), "applied_by": e.applied_by,
-                         "git_commit": e.git_commit, "duration_ms": e.duration_ms} for e in self.applied],
+                         "applied_as": e.applied_as, "git_commit": e.git_commit, "duration_ms": e.duration_ms}
+                        for e in self.applied],
             "pending": list(self.pending),
             "edited_since_rehearsal": dict(self.edited_since_rehearsal),
         }

@@ -33,3 +33,28 @@ def test_an_unknown_format_is_a_usage_error_not_drift(cli):
     code, out, err = cli("drift", "--format", "yaml")
     assert code == 1 and out == ""
     assert "invalid choice: 'yaml'" in err
+
+
+def test_status_names_the_database_role_apart_from_the_os_user(cli, target_url, sql):
+    """The history records who ran reconcile (OS user@host) and as which database role."""
+    role = sql(target_url, "SELECT current_user")[0][0]
+    assert cli("plan", "--name", "first")[0] == 0 and cli("apply")[0] == 0
+
+    code, out, _ = cli("status", "--format", "json")
+    [entry] = json.loads(out)["applied"]
+    assert code == 0 and entry["applied_as"] == role and "@" in entry["applied_by"]
+    code, out, _ = cli("status")
+    assert f"as role {role}" in out
+
+
+def test_a_history_from_before_the_role_was_recorded_still_reads(cli, target_url, sql):
+    """drift and status only read: a history table without the column is read, not changed."""
+    assert cli("plan", "--name", "first")[0] == 0 and cli("apply")[0] == 0
+    sql(target_url, "ALTER TABLE reconcile.history DROP COLUMN applied_as")
+
+    code, out, _ = cli("status", "--format", "json")
+    assert code == 0 and json.loads(out)["applied"][0]["applied_as"] is None
+    assert cli("drift")[0] == 0
+    columns = sql(target_url, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'reconcile.history'::regclass "
+                              "AND attname = 'applied_as'")
+    assert columns[0][0] == 0

@@ -26,6 +26,10 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     tool_version        text NOT NULL
 );
 ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS rolled_back_at timestamptz;
+-- The database role that applied it (applied_by is the OS user and host). Added without a default, so
+-- that rows from before stay unknown (NULL) rather than named after whoever adds the column.
+ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS applied_as text;
+ALTER TABLE {TABLE} ALTER COLUMN applied_as SET DEFAULT current_user;
 -- A plan is in effect once at most; after a rollback it may be applied again.
 CREATE UNIQUE INDEX IF NOT EXISTS history_plan_in_effect ON {TABLE} (plan_file) WHERE rolled_back_at IS NULL;
 -- Steps of a plan with online steps, as they complete: step 0 is its transaction. A plan is recorded
@@ -47,9 +51,10 @@ class HistoryEntry:
     fingerprint_after: str
     git_commit: str | None
     applied_at: dt.datetime
-    applied_by: str
+    applied_by: str  # the OS user and host that ran reconcile
     duration_ms: int
     rolled_back_at: dt.datetime | None = None
+    applied_as: str | None = None  # the database role (None for rows written before it was recorded)
 
     @property
     def is_plan(self) -> bool:
@@ -66,9 +71,11 @@ def read(cur) -> list[HistoryEntry]:
     cur.execute("SELECT to_regclass(%s)", (TABLE,))
     if cur.fetchone()[0] is None:
         return []
+    # applied_as through to_jsonb: a history table from an older reconcile has no such column, and
+    # reading (drift, status) must not change it.
     cur.execute(
         f"SELECT plan_file, plan_sha256, fingerprint_before, fingerprint_after, git_commit, applied_at, "
-        f"applied_by, duration_ms, rolled_back_at FROM {TABLE} ORDER BY id"
+        f"applied_by, duration_ms, rolled_back_at, to_jsonb(h) ->> 'applied_as' FROM {TABLE} h ORDER BY id"
     )
     return [HistoryEntry(*row) for row in cur.fetchall()]
 
