@@ -160,7 +160,7 @@ def _dispatch(ns: argparse.Namespace) -> int:
     else:
         result = api.status(project, url)
         exit_code = EXIT_OK
-    for line in render.warnings(result):
+    for line in render.warnings(result, context.get("project_dir")):
         _warn(line)
     _say(render.render(result, ns.format, **context))
     return exit_code

@@ -23,11 +23,13 @@ def render(result, format: str, **context) -> str:
     return renderer(result, markdown=format == "markdown", **context)
 
 
-def warnings(result) -> list[str]:
-    """Lines for standard error: the security lint's findings, and a reset approval."""
+def warnings(result, project_dir=None) -> list[str]:
+    """Lines for standard error: the security lint's findings, and a reset approval (its plan file named
+    from the project folder, as the user names it)."""
     lines = [f"warning: {w}" for w in getattr(result, "lint_warnings", ())]
     if isinstance(result, PlanResult) and result.approval_reset:
-        lines.append(f"warning: {result.file.parent.name}/{result.file.name}: '-- {planfile.APPROVAL_KEY}:' was "
+        shown = result.file.relative_to(project_dir) if project_dir else result.file
+        lines.append(f"warning: {shown}: '-- {planfile.APPROVAL_KEY}:' was "
                      f"reset to no: its statements changed since the destructive ones were approved")
     return lines
 

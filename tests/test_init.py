@@ -95,3 +95,22 @@ def test_an_unknown_preset_is_a_usage_error(capsys, tmp_path):
     code, out, err = _init(capsys, tmp_path / "app", "--preset", "firebase")
     assert code == 1 and out == "" and "invalid choice: 'firebase'" in err
     assert not (tmp_path / "app").exists()
+
+
+def test_a_gitignore_init_may_not_write_is_refused_before_anything_is_written(capsys, tmp_path):
+    """A .gitignore that is a link (to a file outside the project), or not text: refused, nothing written."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    os.symlink(outside, linked / ".gitignore")
+    binary = tmp_path / "binary"
+    binary.mkdir()
+    (binary / ".gitignore").write_bytes(b"\xff\xfe\x00")
+
+    for folder in (linked, binary):
+        before = _tree(folder)
+        code, out, err = _init(capsys, folder)
+        assert code == 1 and out == "" and "nothing was written" in err and "unexpected" not in err
+        assert _tree(folder) == before
+    assert outside.read_text() == "precious\n"

@@ -146,6 +146,7 @@ def test_rehearse_keeps_data_steps_and_the_approval_only_for_unchanged_statement
     code, out, err = cli("rehearse", f"migrations/{plan.name}")  # changed: approve again
     assert code == 0, err
     assert "-- destructive-approved: no" in plan.read_text() and "was reset to no" in err
+    assert f"warning: migrations/{plan.name}: '-- destructive-approved:' was reset to no" in err
     assert cli("apply")[0] == 1  # the destructive drop is not approved any more
     assert cli("apply", "--allow-destructive")[0] == 0
     assert sql(target_url, "SELECT name FROM organizations")[0][0] == "org"

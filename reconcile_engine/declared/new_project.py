@@ -40,6 +40,8 @@ def init_project(folder: Path, preset: str = "plain") -> NewProject:
     if there:
         raise ProjectExistsError(f"{folder}: already holds {', '.join(there)}; init writes a new project only "
                                  f"where none of {CONFIG_FILE} and {', '.join(FOLDERS)} exists; nothing was written")
+    # Decided before anything is written, so that a .gitignore init may not touch leaves nothing half-made.
+    gitignore = _gitignore_change(folder / ".gitignore")
     folder.mkdir(parents=True, exist_ok=True)
     config = jinja_environment().get_template("reconcile.yaml.j2").render(preset=preset)
     _write_new(folder / CONFIG_FILE, config)
@@ -48,7 +50,11 @@ def init_project(folder: Path, preset: str = "plain") -> NewProject:
         (folder / name).mkdir()
         _write_new(folder / name / ".gitkeep", "")  # git keeps no empty folder
         written.append(f"{name}/.gitkeep")
-    return NewProject(folder, preset, tuple(written), _ignore_engine_data(folder / ".gitignore"))
+    if gitignore == "created":
+        _write_new(folder / ".gitignore", IGNORED_LINE + "\n")
+    elif gitignore == "appended":
+        _append_line(folder / ".gitignore")
+    return NewProject(folder, preset, tuple(written), gitignore)
 
 
 def _write_new(path: Path, text: str) -> None:
@@ -56,15 +62,23 @@ def _write_new(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def _ignore_engine_data(gitignore: Path) -> str:
-    """.reconcile/ (the embedded server's data and the cache) stays out of git; an existing .gitignore
-    gets the line appended, once."""
-    if not os.path.lexists(gitignore):
-        _write_new(gitignore, IGNORED_LINE + "\n")
+def _gitignore_change(gitignore: Path) -> str:
+    """.reconcile/ (the embedded server's data and the cache) stays out of git: "created", "appended"
+    (once) or "unchanged". A link, or a file that is not text, is refused: init writes through no link."""
+    if gitignore.is_symlink():
+        raise ProjectExistsError(f"{gitignore}: is a link; init writes through no link: nothing was written")
+    if not gitignore.exists():
         return "created"
-    text = gitignore.read_text(encoding="utf-8")
-    if any(line.strip() in (IGNORED_LINE, IGNORED_LINE.rstrip("/"), "/" + IGNORED_LINE) for line in text.splitlines()):
+    try:
+        lines = gitignore.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProjectExistsError(f"{gitignore}: cannot be read as text ({exc}): nothing was written") from exc
+    if any(line.strip() in (IGNORED_LINE, IGNORED_LINE.rstrip("/"), "/" + IGNORED_LINE) for line in lines):
         return "unchanged"
-    with os.fdopen(os.open(gitignore, _APPEND), "a", encoding="utf-8") as handle:
-        handle.write(("" if text.endswith("\n") or not text else "\n") + IGNORED_LINE + "\n")
     return "appended"
+
+
+def _append_line(gitignore: Path) -> None:
+    ends_with_newline = gitignore.read_bytes().endswith(b"\n") or not gitignore.stat().st_size
+    with os.fdopen(os.open(gitignore, _APPEND), "a", encoding="utf-8") as handle:
+        handle.write(("" if ends_with_newline else "\n") + IGNORED_LINE + "\n")
