@@ -20,12 +20,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import getpass
+import os
 import socket
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .adoption.pull import pull_schema
 from .checks.policy_tests import read_tests, run_tests
 from .checks.squawk import squawk
 from .config import Config, load_config
@@ -38,19 +40,21 @@ from .deploy.apply import ApplyResult, apply_plans, pending_plans
 from .deploy.rollback import rollback_last
 from .diff.migra_diff import diff
 from .diff.operations import DiffContext
-from .errors import DeclaredStateError, PendingPlansError, PlanFileError
-from .inspection.snapshot import CatalogSnapshot, not_compared, read_snapshot
+from .errors import DeclaredStateError, PendingPlansError, PlanFileError, StalePlanError
+from .inspection.security_drift import classify
+from .inspection.snapshot import CatalogSnapshot, Difference, not_compared, read_snapshot
 from .lifecycle.maintain import MaintainResult, maintain_partitions
-from .lifecycle.windows import missing_partitions, stranded_rows
+from .lifecycle.windows import missing_partitions, moved_by_the_window, stranded_rows
 from .planning import planfile
 from .planning.build import build_plan, replan
 from .planning.online import make_online
 from .rehearsal.proof import build_and_inspect, desired_database, lint_findings, prove, scratch_space_for
 from .results import (
-    DriftReport, LintFinding, LintReport, PlanResult, PolicyTestReport, RollbackResult, StatusReport,
+    DriftReport, LintFinding, LintReport, PlanResult, PolicyTestReport, PullResult, RollbackResult, StatusReport,
 )
 from .scratch.databases import ScratchDatabase, ScratchServer, build_role_on
 from .scratch.desired_cache import CachedDesiredState, DesiredStateCache, cache_key, scratch_server_version
+from .scratch.target_environment import privileges_digest, read_target_environment, without_target
 from .servers import EmbeddedServer, Target, embedded_data_dir, resolve_target
 
 Progress = Callable[[str], None]
@@ -137,7 +141,7 @@ def _look_up_desired(config: Config, desired: DesiredState, target: Target, use_
     """A cached desired state saves building one only when the target already matches it: any
     difference needs the desired database for migra's statements, so then it is built."""
     cache = DesiredStateCache.for_project(config)
-    key = cache_key(desired, config, scratch_server_version(config, target))
+    key = cache_key(desired, config, scratch_server_version(config, target), privileges_digest(config, target.url))
     cached = cache.get(key) if use_cache else None
     if cached is not None:
         current = read_snapshot(target.url, config.scope, config.timeouts.connect_timeout_s)
@@ -154,16 +158,18 @@ def plan(project: Project, target: str | None = None, *, name: str = "plan", as_
     config, desired, the_target = _declared_and_target(project, target, as_of)
     before_steps = read_data_steps(data_before, config, "before the schema changes")
     after_steps = read_data_steps(data_after, config, "after the schema changes")
-    _, pending = _pending(config, the_target)
+    entries, pending = _pending(config, the_target)
     if pending:
         raise PendingPlansError(
             f"{len(pending)} plan(s) in {config.migrations_dir}/ not yet applied to {the_target.name} "
             f"({', '.join(p.name for p in pending)}): apply them first, or delete them if they are abandoned"
         )
+    last_after = entries[-1].fingerprint_after if entries else None
     lookup = _look_up_desired(config, desired, the_target, use_cache)
     if lookup.hit is not None and not before_steps and not after_steps:
         return PlanResult(the_target.name, None, lint_warnings=_described(lookup.hit.lint_findings),
-                          declared_state="cached")
+                          declared_state="cached", changed_since_last_apply=last_after is not None
+                          and lookup.target_snapshot.fingerprint != last_after, ignore=config.ignore)
 
     def make_plan(current, wanted):
         differences = current.snapshot.differences(wanted.snapshot)
@@ -180,8 +186,9 @@ def plan(project: Project, target: str | None = None, *, name: str = "plan", as_
     proof = prove(config, desired, the_target, make_plan)
     lookup.cache.put(lookup.key, proof.declared, proof.findings)
     warnings = _described(proof.findings)
-    if proof.plan is None:
-        return PlanResult(the_target.name, None, lint_warnings=warnings)
+    if proof.plan is None:  # the target is the declared state: its fingerprint is the declared one
+        return PlanResult(the_target.name, None, lint_warnings=warnings, changed_since_last_apply=last_after
+                          is not None and proof.declared.fingerprint != last_after, ignore=config.ignore)
     path = rollback = None
     if write:
         path = planfile.write(proof.plan, project.migrations, name)
@@ -257,10 +264,16 @@ def rollback(project: Project, target: str | None = None, *, allow_destructive: 
     return RollbackResult(the_target.name, done, config.migrations_dir)
 
 
-def policy_tests(project: Project, *, as_of: dt.date | None = None) -> PolicyTestReport:
+def policy_tests(project: Project, target: str | None = None, *, as_of: dt.date | None = None) -> PolicyTestReport:
     """Policy tests (policies/tests/*.yaml) on the declared state, on a server where creating the
-    test's role harms nothing: scratch.server_url, else an embedded server (never the target's)."""
+    test's role harms nothing: scratch.server_url, else an embedded server (never the target's).
+    With a target (`target`, $DATABASE_URL or database_url), the declared state is built as it
+    would be there: its external schemas, the deploy role's default privileges and the target's
+    grants; without one, external schemas come from external/<schema>.sql."""
     config = project.config
+    explicit = target or os.environ.get("DATABASE_URL") or config.database_url
+    environment = read_target_environment(config, resolve_target(config, explicit).url) if explicit \
+        else without_target(config)
     as_of = as_of or dt.date.today()
     test_files = read_tests(config.project_dir, as_of)
     if not test_files:
@@ -269,10 +282,10 @@ def policy_tests(project: Project, *, as_of: dt.date | None = None) -> PolicyTes
     desired.admit()
     embedded = None
     if config.scratch_mode == "server":
-        server = ScratchServer(config.scratch_server_url, False)
+        server = ScratchServer(config.scratch_server_url, False, environment=environment)
     else:
         embedded = EmbeddedServer.start(embedded_data_dir(config).parent / "test-pgdata")
-        server = ScratchServer(embedded.url("postgres"), False, embedded)
+        server = ScratchServer(embedded.url("postgres"), False, embedded, environment=environment)
     timeout = config.timeouts.connect_timeout_s
     try:
         with build_role_on(server, timeout) as server, ScratchDatabase(server, "policytests", timeout) as scratch:
@@ -291,20 +304,8 @@ def drift(project: Project, target: str | None = None, *, as_of: dt.date | None 
     desired-state cache is refreshed). DriftReport.in_sync is the verdict."""
     config, desired, the_target = _declared_and_target(project, target, as_of)
     entries, pending = _pending(config, the_target)
-    lookup = _look_up_desired(config, desired, the_target, use_cache)
-    if lookup.hit is not None:
-        # The target matches the desired state cached for these exact declared files, as-of date,
-        # server version and engine: nothing to build, nothing for migra to find.
-        findings, differences, fix_sql = lookup.hit.lint_findings, [], []
-        current_snapshot, declared_fingerprint = lookup.target_snapshot, lookup.hit.snapshot.fingerprint
-    else:
-        with scratch_space_for(config, the_target) as server, ThreadPoolExecutor(max_workers=1) as beside, \
-                ScratchDatabase(server, "desired", config.timeouts.connect_timeout_s) as scratch:
-            current, wanted, findings = build_and_inspect(config, desired, the_target, scratch, beside)
-            lookup.cache.put(lookup.key, wanted.snapshot, findings)
-            differences = current.snapshot.differences(wanted.snapshot)
-            fix_sql = [s.sql for s in diff(current, wanted, DiffContext(desired.partition_specs)).statements]
-        current_snapshot, declared_fingerprint = current.snapshot, wanted.snapshot.fingerprint
+    compared = _compare(config, desired, the_target, use_cache)
+    current_snapshot, declared_fingerprint = compared.target, compared.declared.fingerprint
     missing = missing_partitions(desired.partition_specs, desired.as_of, current_snapshot)
     with connected(the_target.url, config.timeouts.connect_timeout_s) as conn, conn.cursor() as cur:
         stranded = stranded_rows(cur, desired.partition_specs, desired.as_of, current_snapshot)
@@ -315,7 +316,7 @@ def drift(project: Project, target: str | None = None, *, as_of: dt.date | None 
         as_of=desired.as_of.isoformat(),
         fingerprint=fingerprint,
         declared_fingerprint=declared_fingerprint,
-        declared_state="cached" if lookup.hit is not None else "built",
+        declared_state="cached" if compared.cached else "built",
         last_applied_fingerprint=last_after,
         changed_outside_reconcile=last_after is not None and fingerprint != last_after,
         pending_plans=tuple(p.name for p in pending),
@@ -323,16 +324,49 @@ def drift(project: Project, target: str | None = None, *, as_of: dt.date | None 
         and pending[-1].plan.fingerprint_after == declared_fingerprint,
         missing_partitions=tuple(m.describe() for m in missing),
         stranded_rows=tuple(s.describe() for s in stranded),
-        differences=tuple(d.describe() for d in differences),
-        fix_sql=tuple(fix_sql),
+        differences=classify(compared.differences, compared.target, compared.declared),
+        fix_sql=compared.fix_sql,
         not_compared=not_compared(config.scope),
-        lint_warnings=_described(findings),
+        lint_warnings=_described(compared.findings),
+        ignore=config.ignore,
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Comparison:
+    """The target against the declared state, as drift and maintain see it."""
+
+    target: CatalogSnapshot
+    declared: CatalogSnapshot
+    differences: list[Difference]  # target first, declared second
+    fix_sql: tuple[str, ...]  # migra's statements (with the corrections), when asked for
+    findings: tuple  # the security lint's, on the declared state
+    cached: bool  # answered from the desired-state cache: the target matched it exactly
+
+
+def _compare(config: Config, desired: DesiredState, the_target: Target, use_cache: bool, *,
+             fix_sql: bool = True) -> _Comparison:
+    lookup = _look_up_desired(config, desired, the_target, use_cache)
+    if lookup.hit is not None:
+        # The target matches the desired state cached for these exact declared files, as-of date,
+        # server version and engine: nothing to build, nothing for migra to find.
+        return _Comparison(lookup.target_snapshot, lookup.hit.snapshot, [], (), lookup.hit.lint_findings, True)
+    with scratch_space_for(config, the_target) as server, ThreadPoolExecutor(max_workers=1) as beside, \
+            ScratchDatabase(server, "desired", config.timeouts.connect_timeout_s) as scratch:
+        current, wanted, findings = build_and_inspect(config, desired, the_target, scratch, beside)
+        lookup.cache.put(lookup.key, wanted.snapshot, findings)
+        statements = diff(current, wanted, DiffContext(desired.partition_specs)).statements if fix_sql else ()
+    return _Comparison(current.snapshot, wanted.snapshot, current.snapshot.differences(wanted.snapshot),
+                       tuple(s.sql for s in statements), tuple(findings), False)
+
+
 def maintain(project: Project, target: str | None = None, *, as_of: dt.date | None = None,
-             on_progress: Progress = _no_progress) -> MaintainResult:
-    """For cron: create the current and upcoming declared partitions; additive only, no reviewed plan."""
+             on_progress: Progress = _no_progress, use_cache: bool = True) -> MaintainResult:
+    """For cron: create the current and upcoming declared partitions; additive only, no reviewed plan.
+
+    Only on a target that matches the declared files but for the partitions the as-of date moves in or
+    out of the window (compared as drift does; the desired-state cache spares the build while nothing
+    changed); the fingerprint seen then is checked again under the apply lock before anything runs."""
     config, desired, the_target = _declared_and_target(project, target, as_of)
     _, pending = _pending(config, the_target)
     if pending:
@@ -340,7 +374,20 @@ def maintain(project: Project, target: str | None = None, *, as_of: dt.date | No
             f"{len(pending)} reviewed plan(s) are waiting to be applied ({', '.join(p.name for p in pending)}); "
             f"maintain changed nothing, so that they still apply: run 'reconcile apply' first"
         )
+    on_progress("comparing the target with the declared files")
+    compared = _compare(config, desired, the_target, use_cache, fix_sql=False)
+    window = moved_by_the_window(desired.partition_specs, desired.as_of, compared.target)
+    unexplained = [d for d in compared.differences
+                   if window.isdisjoint(compared.target.belongs_to(d, compared.declared))]
+    if unexplained:
+        more = f" and {len(unexplained) - 1} more" if len(unexplained) > 1 else ""
+        raise StalePlanError(
+            f"{the_target.name} does not match the declared files ({unexplained[0].describe()}{more}): changed "
+            f"outside reconcile, or declared changes not yet planned; maintain changed nothing: run "
+            f"'reconcile drift' to see what differs"
+        )
     result = maintain_partitions(config, the_target.url, desired.partition_specs, desired.as_of,
+                                 verified_fingerprint=compared.target.fingerprint,
                                  applied_by=_who(" (maintain)"), on_progress=on_progress)
     return dataclasses.replace(result, target=the_target.name)
 
@@ -372,3 +419,20 @@ def status(project: Project, target: str | None = None) -> StatusReport:
     unsealed = {p.name: problem for p in pending if (problem := p.seal_problem()) is not None}
     return StatusReport(the_target.name, tuple(entries), tuple(p.name for p in pending), unsealed,
                         config.migrations_dir)
+
+
+def pull(project: Project, target: str | None = None, *, force: bool = False,
+         as_of: dt.date | None = None) -> PullResult:
+    """Write the project's declared files from the target's schema (adopting an existing database), so
+    that `plan` then finds no changes and `drift` reports in sync. Partitions that a spec makes as of
+    `as_of` (today by default) become partitions/<table>.yaml. Raises PullConflictError, changing
+    nothing, where declared files that hold something else exist, unless force=True (overwrite them,
+    and remove the declared files pull did not write)."""
+    config = project.config
+    as_of = as_of or dt.date.today()
+    the_target = resolve_target(config, target)
+    pulled = pull_schema(config, the_target.url, as_of, force)
+    files = pulled.files
+    return PullResult(the_target.name, as_of.isoformat(), files.written, files.unchanged, files.removed,
+                      pulled.extensions, tuple(e for e in pulled.extensions if e not in config.extensions),
+                      pulled.notes)

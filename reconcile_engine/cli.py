@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("status", parents=[common], help="which plans are applied and which are pending")
 
+    pull = commands.add_parser("pull", parents=[common], help="write the declared files from the target's "
+                               "schema (adopting an existing database); refuses to overwrite other files")
+    pull.add_argument("--force", action="store_true", help="overwrite declared files that differ, and remove the "
+                      "declared files pull does not write (in schema/, views/, policies/, partitions/)")
+    pull.add_argument("--as-of", type=_date, help="date that places partition windows (default: today)")
+
     init = commands.add_parser("init", parents=[common], help="write a new project in --project (default: the "
                                "current folder): the declared folders, migrations/ and a commented reconcile.yaml")
     init.add_argument("--preset", choices=PRESETS, default="plain",
@@ -149,11 +155,14 @@ def _dispatch(ns: argparse.Namespace) -> int:
         result = api.drift(project, url, as_of=as_of, use_cache=use_cache)
         exit_code = EXIT_OK if result.in_sync else EXIT_CHANGES
     elif ns.command == "test":
-        result = api.policy_tests(project, as_of=as_of)
+        result = api.policy_tests(project, url, as_of=as_of)
         exit_code = EXIT_ERROR if result.failed else EXIT_OK
     elif ns.command == "lint":
         result = api.lint(project, ns.plans, url, as_of=as_of)
         exit_code = EXIT_CHANGES if result.findings else EXIT_OK
+    elif ns.command == "pull":
+        result = api.pull(project, url, force=ns.force, as_of=as_of)
+        exit_code = EXIT_OK
     elif ns.command == "maintain":
         result = api.maintain(project, url, as_of=as_of, on_progress=progress)
         exit_code = EXIT_OK

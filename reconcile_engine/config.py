@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import re
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,12 @@ class Config:
     database_url: str | None = None
     managed_schemas: tuple[str, ...] = ("public",)
     excluded_schemas: tuple[str, ...] = ()
+    # Schemas the declared state may reference (auth.uid(), extensions.gen_random_uuid()) but never owns:
+    # reproduced in every scratch database, never compared or changed.
+    external_schemas: tuple[str, ...] = ()
+    # Globs on qualified names ("public._prisma_migrations", "public.*_backup"): objects in the managed
+    # schemas that are never compared, planned or dropped, nor reported by drift.
+    ignore: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
     extensions: tuple[str, ...] = ()
     scratch_mode: str = "auto"
@@ -57,7 +64,7 @@ class Config:
     def scope(self):
         from .inspection.snapshot import Scope
 
-        return Scope(self.managed_schemas, self.privileges)
+        return Scope(self.managed_schemas, self.privileges, self.ignore)
 
     def path(self, relative: Path | str) -> Path:
         return (self.project_dir / relative).resolve()
@@ -120,6 +127,7 @@ def _mapping(value: Any, where: str, allowed: tuple[str, ...]) -> dict:
 _TOP_KEYS = (
     "database_url", "managed_schemas", "excluded_schemas", "roles", "extensions",
     "scratch", "embedded_dir", "migrations_dir", "timeouts", "vars", "privileges", "lint", "online",
+    "external_schemas", "ignore",
 )
 
 
@@ -152,6 +160,21 @@ def _tenant_columns(value: Any, name: str) -> tuple[str, ...]:
     if not columns:
         raise ConfigError(f"{name}: lint.tenant_columns: name at least one column (default: [organization_id])")
     return columns
+
+
+def _ignore_globs(value: Any, name: str, managed: tuple[str, ...]) -> tuple[str, ...]:
+    """ignore: globs matched against "schema.name" (fnmatch, case-sensitive, as the database spells it).
+    A glob whose schema part matches no managed schema would ignore nothing: a typo, refused."""
+    globs = _string_list(value, f"{name}: ignore")
+    for number, glob in enumerate(globs, 1):
+        schema, dot, table = glob.partition(".")
+        if not dot or not schema or not table:
+            raise ConfigError(f"{name}: ignore[{number}]: expected a qualified name such as "
+                              f"public._prisma_migrations or public.*_backup, got {glob!r}")
+        if not any(fnmatch.fnmatchcase(managed_schema, schema) for managed_schema in managed):
+            raise ConfigError(f"{name}: ignore[{number}]: {glob!r} is in no managed schema "
+                              f"({', '.join(managed)}), so it would ignore nothing")
+    return globs
 
 
 def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
@@ -212,6 +235,13 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
             f"{name}: managed_schemas: {', '.join(sorted(overlap))} is excluded "
             f"(excluded_schemas, or the tool's own schema '{TOOL_SCHEMA}')"
         )
+    external = _string_list(top.get("external_schemas"), f"{name}: external_schemas")
+    clash = set(external) & (set(managed) | set(excluded) | {TOOL_SCHEMA, "pg_catalog", "information_schema"})
+    if clash:
+        raise ConfigError(
+            f"{name}: external_schemas: {', '.join(sorted(clash))} is also managed or excluded (an external "
+            f"schema is referenced by the declared state but never owned or compared)"
+        )
     online = top.get("online", True)
     if not isinstance(online, bool):
         raise ConfigError(f"{name}: online: expected true or false, got {online!r}")
@@ -228,6 +258,8 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
         database_url=_string(top.get("database_url"), f"{name}: database_url", allow_none=True),
         managed_schemas=managed,
         excluded_schemas=excluded,
+        external_schemas=external,
+        ignore=_ignore_globs(top.get("ignore"), name, managed),
         roles=_string_list(top.get("roles"), f"{name}: roles"),
         extensions=_string_list(top.get("extensions"), f"{name}: extensions"),
         scratch_mode=mode,

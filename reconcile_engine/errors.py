@@ -72,10 +72,6 @@ class NothingToRollBackError(ReconcileError):
     """A rollback was asked for, but the last change has no rehearsed reverse that starts where it ended."""
 
 
-class NothingAppliedError(ReconcileError):
-    """maintain was asked to keep partitions on a database no plan has been applied to."""
-
-
 class LintError(ReconcileError):
     """squawk could not be run."""
 
@@ -90,3 +86,8 @@ class ApplyFailedError(ReconcileError):
 
 class LockTimeoutError(ReconcileError):
     """Another apply held the advisory lock for longer than the configured wait."""
+
+
+class PullConflictError(ReconcileError):
+    """pull would overwrite or leave beside its files declared files that hold something else (or
+    write through a link); nothing was changed."""

@@ -10,6 +10,8 @@ from .results import (
     ApplyResult, DriftReport, LintReport, MaintainResult, NewProject, PlanResult, PolicyTestReport, RollbackResult,
     StatusReport,
 )
+from .results import PullResult
+from .inspection.security_drift import SECURITY
 
 FORMATS = ("text", "json", "markdown")
 
@@ -36,7 +38,12 @@ def warnings(result, project_dir=None) -> list[str]:
 
 def _plan(result: PlanResult, *, markdown: bool, project_dir=None, written: str = "wrote") -> str:
     if result.plan is None:
-        return "No changes: the target matches the declared state."
+        if result.changed_since_last_apply:
+            verdict = ("No changes: the target matches the declared files (it changed since the last apply; "
+                       "drift is reconciled).")
+        else:
+            verdict = "No changes: the target matches the declared state."
+        return verdict + _ignored(result.ignore)
     where = result.file.relative_to(project_dir) if result.file and project_dir else result.file
     if markdown:
         destructive = result.plan.destructive
@@ -99,10 +106,19 @@ def _section(title: str, lines, bullet: str) -> list[str]:
 
 def _drift(report: DriftReport, *, markdown: bool) -> str:
     if report.in_sync:
-        return f"In sync: {report.target} matches the declared state (as of {report.as_of})."
+        reconciled = (f"\nChanged since the last apply (fingerprint {report.fingerprint[:19]}…, last applied "
+                      f"{report.last_applied_fingerprint[:19]}…); matches the declared files: reconciled."
+                      if report.changed_outside_reconcile else "")
+        return (f"In sync: {report.target} matches the declared state (as of {report.as_of}).{reconciled}"
+                + _ignored(report.ignore))
     bullet = "- " if markdown else "  - "
-    out = [("### " if markdown else "")
-           + f"Drift: {report.target} does not match the declared state (as of {report.as_of})."]
+    security = [d.description for d in report.differences if d.severity == SECURITY]
+    headline = [("### " if markdown else "")
+                + f"Drift: {report.target} does not match the declared state (as of {report.as_of})."]
+    # Weakened tenant isolation comes before everything else: in text its first lines (a pager greps
+    # for them), in markdown right under the heading.
+    flagged = [f"{bullet}**SECURITY**: {line}" if markdown else f"SECURITY: {line}" for line in security]
+    out = headline + flagged if markdown else flagged + headline
     if report.pending_plans:
         explained = " (they account for every difference)" if report.pending_plans_explain_differences else ""
         out += _section(f"Reviewed plans not yet applied{explained}:", report.pending_plans, bullet)
@@ -112,7 +128,8 @@ def _drift(report: DriftReport, *, markdown: bool) -> str:
     out += _section("Partitions missing ('reconcile maintain' creates the current and upcoming ones):",
                     report.missing_partitions, bullet)
     out += _section("Rows in a DEFAULT partition that a declared partition should hold:", report.stranded_rows, bullet)
-    out += _section("Differences (target vs declared):", report.differences, bullet)
+    out += _section("Differences (target vs declared):",
+                    [d.description for d in report.differences if d.severity != SECURITY], bullet)
     if report.fix_sql:
         out.append("\nSQL that would bring the target to the declared state (run 'reconcile plan' to get a reviewed plan):")
         if markdown:
@@ -121,6 +138,11 @@ def _drift(report: DriftReport, *, markdown: bool) -> str:
             out += ["  " + sql.replace("\n", "\n  ") for sql in report.fix_sql]
     out.append(f"\nNot compared: {'; '.join(report.not_compared)}.")
     return "\n".join(out)
+
+
+def _ignored(globs) -> str:
+    """An in-sync verdict still says what it did not look at, when reconcile.yaml ignores objects."""
+    return f"\nNot compared (ignore: in reconcile.yaml): objects matching {', '.join(globs)}." if globs else ""
 
 
 def _status(report: StatusReport, *, markdown: bool) -> str:
@@ -147,8 +169,25 @@ def _new_project(result: NewProject, *, markdown: bool) -> str:
                       "review reconcile.yaml, then run 'reconcile plan'."])
 
 
+def _pull(result: PullResult, *, markdown: bool) -> str:
+    bullet = "- " if markdown else "  "
+    lines = [f"Pulled the schema of {result.target} (partition windows as of {result.as_of}): "
+             f"{len(result.written)} file(s) written, {len(result.unchanged)} unchanged, {len(result.removed)} removed."]
+    lines += [f"{bullet}wrote {path}" for path in result.written]
+    lines += [f"{bullet}removed {path}" for path in result.removed]
+    if result.extensions_unlisted:
+        lines.append(f"Extensions in the managed schemas: {', '.join(result.extensions_unlisted)}: list them under "
+                     f"extensions: in reconcile.yaml (pull writes no CREATE EXTENSION), or plan cannot build the "
+                     f"declared state.")
+    lines += [f"{bullet}note: {note}" for note in result.notes]
+    lines.append("Next: 'reconcile plan' should find no changes and 'reconcile drift' report in sync; review the "
+                 "files and commit them.")
+    return "\n".join(lines)
+
+
 _RENDERERS = {
     NewProject: _new_project,
     PlanResult: _plan, ApplyResult: _apply, RollbackResult: _rollback, PolicyTestReport: _policy_tests,
     MaintainResult: _maintain, LintReport: _lint, DriftReport: _drift, StatusReport: _status,
+    PullResult: _pull,
 }

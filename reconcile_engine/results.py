@@ -15,13 +15,14 @@ from .checks.policy_tests import Outcome
 from .declared.new_project import NewProject
 from .deploy.apply import AppliedPlan, ApplyResult
 from .deploy.history import HistoryEntry
+from .inspection.security_drift import SECURITY, DriftDifference
 from .lifecycle.maintain import MaintainResult
 from .planning.build import Plan
 
 __all__ = [
-    "AppliedPlan", "ApplyResult", "DriftReport", "LintReport", "MaintainResult", "NewProject", "Outcome", "Plan",
-    "PlanResult",
-    "PolicyTestReport", "RollbackResult", "StatusReport",
+    "AppliedPlan", "ApplyResult", "DriftDifference", "DriftReport", "LintReport", "MaintainResult", "NewProject",
+    "Outcome", "Plan", "PlanResult",
+    "PolicyTestReport", "PullResult", "RollbackResult", "StatusReport",
 ]
 
 
@@ -41,6 +42,10 @@ class PlanResult:
     lint_warnings: tuple[str, ...] = ()  # the security lint's findings on the declared state
     approval_reset: bool = False  # rehearse: '-- destructive-approved: yes' was reset, statements changed
     declared_state: str = "built"  # "built", or "cached" when nothing needed building
+    # No changes, yet the target's fingerprint is not the one the last apply recorded: it was changed
+    # by hand to what the declared files say (drift is reconciled; nothing to plan).
+    changed_since_last_apply: bool = False
+    ignore: tuple[str, ...] = ()  # reconcile.yaml's ignore: globs, never compared (shown with "no changes")
 
     @property
     def changes(self) -> bool:
@@ -49,6 +54,7 @@ class PlanResult:
     def to_dict(self) -> dict:
         if self.plan is None:
             return {"statements": [], "changes": False, "target": self.target,
+                    "changed_since_last_apply": self.changed_since_last_apply, "ignore": list(self.ignore),
                     "lint_warnings": list(self.lint_warnings)}
         return self.plan.to_dict() | {
             "changes": True, "target": self.target, "rehearsed": True,
@@ -71,7 +77,9 @@ class RollbackResult:
 
 @dataclasses.dataclass(frozen=True)
 class DriftReport:
-    """The target against the declared state, without writing anything. in_sync is the verdict."""
+    """The target against the declared state, without writing anything. in_sync is the verdict: the
+    declared files are the truth, so a target changed outside reconcile to exactly what they say is in
+    sync (changed_outside_reconcile still tells, for information)."""
 
     target: str
     as_of: str
@@ -79,24 +87,31 @@ class DriftReport:
     declared_fingerprint: str
     declared_state: str  # "built", or "cached": the target matched the cached desired state exactly
     last_applied_fingerprint: str | None
-    changed_outside_reconcile: bool
+    changed_outside_reconcile: bool  # the fingerprint is not the last apply's (informational)
     pending_plans: tuple[str, ...]
     pending_plans_explain_differences: bool
     missing_partitions: tuple[str, ...]
     stranded_rows: tuple[str, ...]
-    differences: tuple[str, ...]
+    differences: tuple[DriftDifference, ...]  # security ones first (inspection/security_drift.py)
     fix_sql: tuple[str, ...]  # what a plan would run (unrehearsed: run plan for a reviewed one)
     not_compared: tuple[str, ...]
     lint_warnings: tuple[str, ...]
+    ignore: tuple[str, ...] = ()  # reconcile.yaml's ignore: globs (also in not_compared), shown even in sync
 
     @property
     def in_sync(self) -> bool:
-        return not (self.differences or self.fix_sql or self.pending_plans or self.changed_outside_reconcile
-                    or self.stranded_rows)
+        return not (self.differences or self.fix_sql or self.pending_plans or self.stranded_rows)
+
+    @property
+    def security_drift(self) -> bool:
+        """A difference weakens tenant isolation (RLS, a policy, a grant over RLS): page on this."""
+        return any(d.severity == SECURITY for d in self.differences)
 
     def to_dict(self) -> dict:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {"in_sync": self.in_sync} | {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
+        fields["differences"] = [dataclasses.asdict(d) for d in self.differences]
+        return {"in_sync": self.in_sync, "security_drift": self.security_drift} | {
+            k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,3 +176,22 @@ class StatusReport:
             "pending": list(self.pending),
             "edited_since_rehearsal": dict(self.edited_since_rehearsal),
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class PullResult:
+    """What `pull` wrote: the declared files, from the target's schema, so that a plan then finds no
+    changes. Paths are relative to the project folder."""
+
+    target: str
+    as_of: str  # the date that placed the partition specs' windows
+    written: tuple[str, ...]  # created or overwritten
+    unchanged: tuple[str, ...]  # already holding what pull would write (left untouched)
+    removed: tuple[str, ...]  # stale declared files removed (--force)
+    extensions_found: tuple[str, ...]  # installed in the managed schemas; pull writes no CREATE EXTENSION
+    extensions_unlisted: tuple[str, ...]  # of those, the ones missing from extensions: in reconcile.yaml
+    notes: tuple[str, ...]  # what was left out or kept as SQL, and why
+
+    def to_dict(self) -> dict:
+        return {f.name: list(value) if isinstance(value := getattr(self, f.name), tuple) else value
+                for f in dataclasses.fields(self)}

@@ -10,6 +10,7 @@ from reconcile_engine.scratch.desired_cache import DesiredStateCache, cache_key,
 from reconcile_engine.config import load_config
 from reconcile_engine.declared.files import load_desired_state
 from reconcile_engine.inspection.snapshot import read_snapshot
+from reconcile_engine.scratch.target_environment import privileges_digest
 from reconcile_engine.servers import Target
 
 AS_OF = "2026-06-01"
@@ -19,6 +20,10 @@ def drift(cli, *extra, as_of=AS_OF):
     code, out, err = cli("drift", "--as-of", as_of, "--format", "json", *extra)
     assert code in (0, 2), err
     return code, json.loads(out)
+
+
+def described(report):
+    return [d["description"] for d in report["differences"]]
 
 
 @pytest.fixture
@@ -35,7 +40,8 @@ def cache_entries(project):
 def real_key(project, target_url, as_of=AS_OF):
     config = load_config(project)
     desired = load_desired_state(config, dt.date.fromisoformat(as_of))
-    return config, desired, cache_key(desired, config, scratch_server_version(config, Target(target_url)))
+    return config, desired, cache_key(desired, config, scratch_server_version(config, Target(target_url)),
+                                      privileges_digest(config, target_url))
 
 
 def test_in_sync_drift_is_answered_from_the_cache_and_agrees_with_a_build(cli, project, in_sync):
@@ -54,7 +60,7 @@ def test_a_changed_declared_file_is_never_served_from_the_cache(cli, project, ta
     path.write_text(path.read_text() + "\nALTER TABLE users ADD COLUMN nickname text;\n")
     code, report = drift(cli)
     assert code == 2 and report["declared_state"] == "built"
-    assert "column public.users.nickname: only in declared" in report["differences"]
+    assert "column public.users.nickname: only in declared" in described(report)
     assert any("nickname" in statement for statement in report["fix_sql"])
     assert read_snapshot(target_url, load_config(project).scope).fingerprint == before  # drift changes nothing
     assert len(cache_entries(project)) == 2
@@ -64,7 +70,7 @@ def test_a_changed_as_of_date_is_never_served_from_the_cache(cli, in_sync):
     assert drift(cli)[1]["declared_state"] == "cached"
     code, report = drift(cli, as_of="2027-06-01")  # a new year: the window moves by one partition
     assert code == 2 and report["declared_state"] == "built"
-    assert any("aggregated_analytics_2028" in d for d in report["differences"])
+    assert any("aggregated_analytics_2028" in d for d in described(report))
 
 
 def test_an_entry_for_another_server_version_is_not_used(cli, project, target_url, in_sync, sql):
@@ -82,13 +88,15 @@ def test_an_entry_for_another_server_version_is_not_used(cli, project, target_ur
     cache.put(other, altered, ())
     code, report = drift(cli)
     assert code == 2 and report["declared_state"] == "built"
-    assert "index public.learner_analytics_organization_id_idx: only in declared" in report["differences"]
+    assert "index public.learner_analytics_organization_id_idx: only in declared" in described(report)
 
     # Control: under this server's own key the same entry is believed, so the key is what kept it out.
     cache.put(key, altered, ())
     code, report = drift(cli)
     assert report["declared_state"] == "cached" and report["differences"] == []
-    assert code == 2 and report["changed_outside_reconcile"]  # the applied fingerprint still tells
+    # The cache is trusted to say what the declared files are (its key is what keeps a stale entry out):
+    # in sync with them; that the target changed since the last apply still shows.
+    assert code == 0 and report["in_sync"] and report["changed_outside_reconcile"]
 
 
 def test_a_damaged_entry_counts_as_missing(cli, project, in_sync):
@@ -127,7 +135,8 @@ def test_plan_in_sync_answers_from_the_cache_but_data_steps_still_plan(cli, proj
 def test_the_key_covers_every_input(project, target_url):
     config, desired, key = real_key(project, target_url)
     version = scratch_server_version(config, Target(target_url))
-    assert cache_key(desired, config, version) == key  # stable
+    digest = privileges_digest(config, target_url)
+    assert cache_key(desired, config, version, digest) == key  # stable
     later = load_desired_state(config, dt.date(2026, 6, 2))
     edited = dataclasses.replace(desired, sources=desired.sources[:-1])
     variants = [
@@ -138,6 +147,9 @@ def test_the_key_covers_every_input(project, target_url):
         cache_key(desired, dataclasses.replace(config, extensions=("pgcrypto",)), version),
         cache_key(desired, dataclasses.replace(config, managed_schemas=("public", "audit")), version),
         cache_key(desired, dataclasses.replace(config, privileges=not config.privileges), version),
+        cache_key(desired, dataclasses.replace(config, ignore=("public._prisma_migrations",)), version),
+        cache_key(desired, dataclasses.replace(config, external_schemas=("auth",)), version),
+        cache_key(desired, config, version, "another target's default privileges"),
     ]
     assert key not in variants and len(set(variants)) == len(variants)
 

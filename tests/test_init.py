@@ -41,7 +41,9 @@ def test_the_supabase_preset_leaves_supabase_alone_and_knows_prisma_s_tenant_col
     made = reconcile.init(tmp_path / "app", preset="supabase")
 
     config = load_config(made.folder)
-    assert {"auth", "storage", "extensions"} <= set(config.excluded_schemas)
+    assert config.external_schemas == ("auth", "storage", "extensions")
+    assert {"realtime", "graphql", "vault"} <= set(config.excluded_schemas)
+    assert config.ignore == ("public._prisma_migrations",)
     assert config.roles == ("anon", "authenticated", "service_role")
     assert "organizationId" in config.tenant_columns
     assert made.to_dict()["written"][0] == "reconcile.yaml" and made.gitignore == "created"

@@ -79,6 +79,27 @@ def _render_template(path: Path, display: str, project_dir: Path, variables: dic
         raise DeclaredStateError(f"{display}: template error: {exc}") from exc
 
 
+EXTERNAL_FOLDER = "external"
+
+
+def read_external_definition(config: Config, schema: str) -> SqlSource | None:
+    """external/<schema>.sql: the definition of an external schema that the target lacks (a local
+    database without Supabase's auth schema, say). Untrusted like every declared file: admitted
+    statement by statement before it runs."""
+    path = config.project_dir / EXTERNAL_FOLDER / f"{schema}.sql"
+    if not path.is_file():
+        return None
+    display = str(path.relative_to(config.project_dir))
+    if path.is_symlink() or not path.resolve().is_relative_to(config.project_dir):
+        raise DeclaredStateError(f"{display}: a link; external definitions must be files in the project")
+    try:
+        return SqlSource(display, path.read_text(encoding="utf-8"), rendered=False)
+    except UnicodeDecodeError as exc:
+        raise DeclaredStateError(f"{display}: not UTF-8 text") from exc
+    except OSError as exc:
+        raise DeclaredStateError(f"{display}: cannot read: {exc.strerror}") from exc
+
+
 def load_desired_state(config: Config, as_of: dt.date) -> DesiredState:
     project = config.project_dir
     if not (project / REQUIRED_FOLDER).is_dir():

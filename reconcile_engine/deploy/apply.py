@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 import time
 
-import psycopg2
 
 from ..config import Config
-from ..connections import connect, first_line
-from ..errors import ApplyFailedError, DatabaseError, DestructiveNotApprovedError, LockTimeoutError, StalePlanError
+from ..connections import connect
+from ..errors import ApplyFailedError, DestructiveNotApprovedError, LockTimeoutError, StalePlanError
 from ..inspection.snapshot import take_snapshot
 from ..planning.hazards import classify
 from ..planning.planfile import PlanFile
@@ -46,10 +45,7 @@ def apply_plans(config: Config, target_url: str, plans: list[PlanFile], *, allow
     try:
         with conn.cursor() as cur:
             acquire_apply_lock(cur, config.timeouts.apply_lock_wait_ms)
-            try:
-                history.ensure_table(cur)
-            except psycopg2.Error as exc:
-                raise DatabaseError(f"cannot create the history table {history.TABLE}: {first_line(exc)}") from exc
+            history.ensure_table(cur)
             applied_names = history.applied_plan_names(history.read(cur))
         pending = pending_plans(plans, applied_names)
         for plan_file in pending:  # every one before any runs: an edited second plan stops the first too

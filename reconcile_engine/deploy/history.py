@@ -5,7 +5,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import psycopg2
+
 from ..config import TOOL_SCHEMA
+from ..connections import first_line
+from ..errors import DatabaseError
 
 TABLE = f"{TOOL_SCHEMA}.history"
 PROGRESS = f"{TOOL_SCHEMA}.progress"
@@ -63,7 +67,17 @@ class HistoryEntry:
 
 
 def ensure_table(cur) -> None:
-    cur.execute(_CREATE)
+    """The history table, made on first use; a deploy role that may not make it is told how."""
+    try:
+        cur.execute(_CREATE)
+    except psycopg2.errors.InsufficientPrivilege as exc:
+        raise DatabaseError(
+            f"cannot create the history table {TABLE}: {first_line(exc)}; once, as the database's owner: "
+            f"GRANT CREATE ON DATABASE <this database> TO <the deploy role> (or create the schema "
+            f"{TOOL_SCHEMA} with the deploy role as its owner)"
+        ) from exc
+    except psycopg2.Error as exc:
+        raise DatabaseError(f"cannot create the history table {TABLE}: {first_line(exc)}") from exc
 
 
 def read(cur) -> list[HistoryEntry]:

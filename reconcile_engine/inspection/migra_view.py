@@ -55,9 +55,44 @@ def inspect_database(url: str, scope: Scope, connect_timeout_s: int = 10) -> Ins
         for prop in PROPS.split():
             setattr(inspected, prop, {k: v for k, v in getattr(inspected, prop).items() if v.schema in wanted})
         snapshot = snapshot.result()
+    if scope.ignore:
+        _leave_out(inspected, scope, snapshot.ignored_relations)
     # Detached from its (closed) connection, the inspection is plain data that can be copied.
     inspected.c = inspected.engine = None
     inspected.dialect = "postgresql"
     return InspectedDatabase(inspected, snapshot, scope)
 
 
+# schemainspect's collections of pg_class objects and what belongs to them, by the attributes naming
+# the relations an object is or belongs to: itself ("name"), its table ("table_name": an index's, a
+# constraint's, a trigger's or a policy's table, the table owning a sequence), or both.
+_RELATION_NAMED_BY = {
+    "relations": ("name",), "tables": ("name",), "views": ("name",), "materialized_views": ("name",),
+    "composite_types": ("name",), "privileges": ("name",), "indexes": ("name", "table_name"),
+    "sequences": ("name", "table_name"), "constraints": ("table_name",), "triggers": ("table_name",),
+    "rlspolicies": ("table_name",),
+}
+# Objects that belong to nothing else: matched by their own name against the globs.
+_NAMED = ("functions", "enums", "types", "domains", "collations")
+
+
+def _leave_out(inspected, scope: Scope, ignored_relations: frozenset) -> None:
+    """Drop from schemainspect's view what an ignore glob leaves out, so migra never plans anything
+    about it, not even its DROP. Which relations are left out was decided once, by our snapshot of
+    the same database (`ignored_relations`, partitions and owned sequences followed); here they are
+    only looked up by name. Functions and types belong to nothing, so their names meet the globs."""
+    def relation_kept(obj, attributes) -> bool:
+        return ignored_relations.isdisjoint(
+            f"{obj.schema}.{name}" for name in (getattr(obj, a, None) for a in attributes) if name is not None)
+
+    def kept(obj) -> bool:
+        return not scope.ignores([f"{obj.schema}.{obj.name}"])
+
+    for collection, attributes in _RELATION_NAMED_BY.items():
+        objects = getattr(inspected, collection)
+        setattr(inspected, collection, {k: v for k, v in objects.items() if relation_kept(v, attributes)})
+    for collection in _NAMED:
+        setattr(inspected, collection, {k: v for k, v in getattr(inspected, collection).items() if kept(v)})
+    # selectables holds relations and functions together: each kept as its own collection keeps it
+    inspected.selectables = {k: v for k, v in inspected.selectables.items()
+                             if (kept(v) if v.relationtype == "f" else relation_kept(v, ("name",)))}

@@ -8,6 +8,7 @@ connection inside the apply transaction, where pg_dump could not see the uncommi
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 
 from ..connections import connected
@@ -25,15 +26,27 @@ NOT_COMPARED = (
 
 
 def not_compared(scope: "Scope") -> tuple[str, ...]:
-    return tuple(item for item in NOT_COMPARED if not (scope.privileges and item.startswith("grants")))
+    items = tuple(item for item in NOT_COMPARED if not (scope.privileges and item.startswith("grants")))
+    if scope.ignore:  # never silent: every plan header and drift report names what it leaves out
+        items += (f"objects matching ignore: {', '.join(scope.ignore)} (with everything that belongs to them: "
+                  f"columns, constraints, indexes, triggers, policies, comments, grants, owned sequences, "
+                  f"partitions), on both sides",)
+    return items
 
 
 @dataclasses.dataclass(frozen=True)
 class Scope:
-    """What is inspected: the managed schemas, and whether grants are managed (and so compared)."""
+    """What is inspected: the managed schemas, whether grants are managed (and so compared), and the
+    globs of objects in them that are never compared (config ignore:)."""
 
     schemas: tuple[str, ...]
     privileges: bool = False
+    ignore: tuple[str, ...] = ()
+
+    def ignores(self, names) -> bool:
+        """Whether an ignore glob matches any of `names` ("schema.name", as the database spells them:
+        fnmatch, case-sensitive; a name is never parsed, so dots and quotes in it are plain text)."""
+        return any(fnmatch.fnmatchcase(name, glob) for name in names for glob in self.ignore)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +70,15 @@ class CatalogSnapshot:
 
     objects: dict
     facts: dict = dataclasses.field(default_factory=dict)  # fact name -> {key: value}
+    # (kind, key) -> the names ("schema.name") the object is or directly belongs to: itself, or its
+    # table; an index's table and a sequence's owning table too (catalog_queries.py). A partition's
+    # parents are in fact("partition parent"). Read from the catalog, never cached: a snapshot from
+    # the desired-state cache has none, and is only used when it has no difference to explain.
+    owners: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    # "schema.name" of every relation (table, view, sequence, index, ...) an ignore glob left out, its
+    # own name matched or one it belongs to (an owned sequence's table, a partition's parent): migra's
+    # view leaves out the same (migra_view.py), so the two never disagree. Not cached either.
+    ignored_relations: frozenset = dataclasses.field(default=frozenset(), compare=False, repr=False)
 
     def fact(self, name: str) -> dict:
         return self.facts.get(name, {})
@@ -71,6 +93,13 @@ class CatalogSnapshot:
     def of_kind(self, kind: str) -> dict:
         return {key: value for (k, key), value in self.objects.items() if k == kind}
 
+    def belongs_to(self, difference: Difference, other: "CatalogSnapshot") -> tuple[str, ...]:
+        """The names a difference between this snapshot and `other` directly belongs to, from either side:
+        first the object itself (or, for a column, constraint, trigger, policy, the table), then the rest."""
+        item = (difference.kind, difference.key)
+        names = self.owners.get(item, ()) + other.owners.get(item, ())
+        return tuple(dict.fromkeys(names))
+
     def differences(self, other: "CatalogSnapshot") -> list[Difference]:
         keys = sorted(set(self.objects) | set(other.objects))
         return [
@@ -83,28 +112,66 @@ class CatalogSnapshot:
 def take_snapshot(conn, scope: Scope) -> CatalogSnapshot:
     objects: dict = {}
     facts: dict = {}
+    owners: dict = {}
+    ignored: set = set()
     with conn.cursor() as cur:
         # pg_get_viewdef, pg_get_constraintdef and friends qualify names by the session's search_path:
         # pin it, so the same schema always reads the same, then give the session its own back.
         cur.execute("SELECT current_setting('search_path'), set_config('search_path', 'pg_catalog', false)")
         saved_search_path = cur.fetchone()[0]
         try:
-            _read_catalog(cur, queries_for(scope.privileges), scope.schemas, objects, facts)
+            rows = _read_catalog(cur, queries_for(scope.privileges), scope.schemas)
         finally:
             cur.execute("SELECT set_config('search_path', %s, false)", (saved_search_path,))
-    return CatalogSnapshot(objects, facts)
+    ignoring = _Ignoring(scope, rows) if scope.ignore else None
+    for kind, key, definition, names in rows:
+        if ignoring is not None and ignoring.leaves_out(names):
+            if kind in RELATION_KINDS:
+                ignored.add(names[0])  # the relation itself (catalog_queries.py)
+            continue
+        if kind.startswith("fact:"):
+            facts.setdefault(kind[len("fact:"):], {})[key] = definition
+        else:
+            objects[(kind, key)] = definition or ""
+            owners[(kind, key)] = tuple(names)
+    return CatalogSnapshot(objects, facts, owners, frozenset(ignored))
 
 
-def _read_catalog(cur, queries, schemas, objects: dict, facts: dict) -> None:
+# The kinds of rows that are one pg_class relation each, named by their key (catalog_queries.py).
+RELATION_KINDS = frozenset({"table", "view", "materialized view", "sequence", "foreign table", "composite type",
+                            "index"})
+
+
+def _read_catalog(cur, queries, schemas) -> list[tuple]:
+    rows = []
     for query in queries:
         cur.execute(query, {"schemas": list(schemas)})
-        for kind, key, definition in cur.fetchall():
-            if key is None:
-                continue
-            if kind.startswith("fact:"):
-                facts.setdefault(kind[len("fact:"):], {})[key] = definition
-            else:
-                objects[(kind, key)] = definition or ""
+        rows += [row for row in cur.fetchall() if row[1] is not None]
+    return rows
+
+
+class _Ignoring:
+    """Which rows an ignore glob leaves out. Every row is read before any is kept: what a relation
+    belongs to (an index's table, the table owning a sequence, a partition's parents) is known from
+    the relation and index rows, and carried over to every row that names the relation (its comment,
+    its grant, its facts), so all of it goes with the relation."""
+
+    def __init__(self, scope: Scope, rows: list[tuple]):
+        self.scope = scope
+        self.parent_of = {key: parent for kind, key, parent, _ in rows if kind == "fact:partition parent"}
+        self.belongs = {key: self.with_ancestors(names) for kind, key, _, names in rows if kind in RELATION_KINDS}
+
+    def leaves_out(self, names) -> bool:
+        return self.scope.ignores([name for direct in names for name in self.belongs.get(direct) or
+                                   self.with_ancestors((direct,))])
+
+    def with_ancestors(self, names) -> list[str]:
+        """`names` and, for each partition among them, its parent, the parent's parent and so on."""
+        found = list(names)
+        for name in names:
+            while (name := self.parent_of.get(name)) is not None and name not in found:
+                found.append(name)
+        return found
 
 
 def read_snapshot(url: str, scope: Scope, connect_timeout_s: int = 10) -> CatalogSnapshot:

@@ -13,7 +13,7 @@ from ..connections import connect
 from ..deploy import history
 from ..deploy.advisory_lock import acquire_apply_lock
 from ..diff.statement_facts import operation
-from ..errors import ApplyFailedError, NothingAppliedError, StalePlanError
+from ..errors import ApplyFailedError, StalePlanError
 from ..inspection.snapshot import take_snapshot
 from ..runner import PlanStatementFailed, run_statements
 from ..version import __version__
@@ -33,18 +33,17 @@ class MaintainResult:
                 "detached": list(self.detached)}
 
 
-def maintain_partitions(config: Config, target_url: str, specs, as_of, *, applied_by: str,
-                        on_progress=lambda message: None) -> MaintainResult:
+def maintain_partitions(config: Config, target_url: str, specs, as_of, *, verified_fingerprint: str,
+                        applied_by: str, on_progress=lambda message: None) -> MaintainResult:
     """Create the declared current and upcoming partitions the target lacks: additive only, under the
-    apply lock, after checking nothing changed outside reconcile, recorded in the history."""
+    apply lock, recorded in the history. The caller has checked that the target matches the declared
+    state but for those partitions (api.maintain), when its fingerprint was `verified_fingerprint`:
+    under the lock it must still be, so nothing changed between that check and this change."""
     conn = connect(target_url, config.timeouts.connect_timeout_s, autocommit=True)
     try:
         with conn.cursor() as cur:
             acquire_apply_lock(cur, config.timeouts.apply_lock_wait_ms)
-            entries = history.read(cur)
-        if not entries:
-            raise NothingAppliedError("nothing has been applied to this database yet: run 'reconcile plan' and "
-                                 "'reconcile apply' first; maintain only keeps an applied schema's partitions")
+            history.ensure_table(cur)  # a database adopted with pull has had no apply yet
         started = time.monotonic()
         conn.autocommit = False
         try:
@@ -52,10 +51,10 @@ def maintain_partitions(config: Config, target_url: str, specs, as_of, *, applie
                 cur.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
                             (f"{config.timeouts.lock_timeout_ms}ms", f"{config.timeouts.statement_timeout_ms}ms"))
                 before = take_snapshot(conn, config.scope)
-                if before.fingerprint != entries[-1].fingerprint_after:
+                if before.fingerprint != verified_fingerprint:
                     raise StalePlanError(
-                        "the database changed outside reconcile since the last apply, so maintain changed nothing: "
-                        "run 'reconcile drift' to see what changed"
+                        "the database changed while maintain compared it with the declared files, so maintain "
+                        "changed nothing: run it again, or 'reconcile drift' to see what changed"
                     )
                 missing = missing_partitions(specs, as_of, before, upcoming_only=True)
                 stranded = {(s.spec.table, s.partition.name): s.rows for s in stranded_rows(cur, specs, as_of, before)}

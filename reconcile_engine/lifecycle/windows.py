@@ -80,19 +80,22 @@ def _upper_bound(bound: str) -> dt.date | None:
     if node.is_default or len(node.upperdatums) != 1:
         return None
     try:
-        return dt.date.fromisoformat(node.upperdatums[0].val.sval)
+        # A date, or a timestamp at midnight: a partition key of type timestamp (Prisma's TIMESTAMP(3)).
+        bound = dt.datetime.fromisoformat(node.upperdatums[0].val.sval)
     except (AttributeError, ValueError):
         return None
+    return bound.date() if bound.time() == dt.time() else None
 
 
-def expired_partitions(specs, as_of: dt.date, target: CatalogSnapshot) -> list[tuple[PartitionSpec, str]]:
+def expired_partitions(specs, as_of: dt.date, target: CatalogSnapshot,
+                       auto_detach_only: bool = True) -> list[tuple[PartitionSpec, str]]:
     """(spec, partition name) of attached partitions wholly before the declared window, for specs
-    that let maintain detach them."""
+    that let maintain detach them (for every spec, unless auto_detach_only)."""
     parent_of = target.fact("partition parent")
     bounds = target.fact("partition bound")
     expired = []
     for spec in specs:
-        if not spec.auto_detach:
+        if auto_detach_only and not spec.auto_detach:
             continue
         window_start = partitions_for(spec, as_of)[0].start
         parent = f"{spec.schema}.{spec.table}"
@@ -101,6 +104,16 @@ def expired_partitions(specs, as_of: dt.date, target: CatalogSnapshot) -> list[t
             if upper is not None and upper <= window_start:
                 expired.append((spec, partition.split(".", 1)[1]))
     return expired
+
+
+def moved_by_the_window(specs, as_of: dt.date, target: CatalogSnapshot) -> set[str]:
+    """"schema.name" of the partitions in which the target may differ from the declared state only
+    because the window moved with the as-of date: the current and upcoming ones it lacks (maintain
+    creates them) and the attached ones wholly before the window (expiring them is for a reviewed
+    plan, or maintain with auto_detach)."""
+    moved = {f"{m.spec.schema}.{m.partition.name}"
+             for m in missing_partitions(specs, as_of, target, upcoming_only=True)}
+    return moved | {f"{spec.schema}.{name}" for spec, name in expired_partitions(specs, as_of, target, False)}
 
 
 def detach_statements(spec: PartitionSpec, name: str) -> list[str]:

@@ -11,21 +11,22 @@ import dataclasses
 import os
 import secrets
 import signal
-import subprocess
 import threading
 
 import psycopg2
 
 from ..config import Config
-from ..connections import connect, describe, first_line, libpq_environment, redact, with_database
+from ..connections import connect, connected, describe, first_line, with_database
 from ..declared.admission import line_at
 from ..declared.files import DesiredState, SqlSource
-from ..errors import DatabaseError, DeclaredStateError, ScratchError
+from ..errors import DeclaredStateError, ScratchError
 from ..runner import execute_batched
-from ..servers import EmbeddedServer, Target, pg_dump_path
+from ..servers import EmbeddedServer, Target
 from ..sqltext import quote_ident
 from .build_role import BuildRole, check_login, create_build_role, drop_build_role, may_create_roles
 from .inert import InertFunctions
+from .schema_dump import dump_schemas, run_dump
+from .target_environment import TargetEnvironment, read_target_environment
 
 SCRATCH_PREFIX = "reconcile_scratch_"
 
@@ -40,12 +41,17 @@ class ScratchServer:
     builder: BuildRole | None = None  # owns the scratch databases and runs what is in them (scratch_space)
     admin_is_superuser: bool = False
     login_checked: bool = dataclasses.field(default=False, repr=False)
+    # What every scratch database gets from the target (external schemas, default privileges, grants).
+    environment: TargetEnvironment = TargetEnvironment()
 
 
 @contextlib.contextmanager
 def scratch_space(config: Config, target: Target):
-    """The scratch server for this target (choose_scratch_server), with the run's build role on it."""
-    with build_role_on(choose_scratch_server(config, target), config.timeouts.connect_timeout_s) as server:
+    """The scratch server for this target (choose_scratch_server), with the run's build role on it and
+    what its scratch databases need from the target."""
+    environment = read_target_environment(config, target.url)
+    server = dataclasses.replace(choose_scratch_server(config, target), environment=environment)
+    with build_role_on(server, config.timeouts.connect_timeout_s) as server:
         yield server
 
 
@@ -124,6 +130,7 @@ class ScratchDatabase:
         self.inert = InertFunctions()  # functions stubbed in it, until their bodies are put back
         self._signals = _TerminateAsInterrupt()
         self._dropping: threading.Thread | None = None
+        self._defaults_set: set = set()  # the target's default privileges adopted so far (prepare)
         self._drop_error: Exception | None = None
 
     def _admin(self):
@@ -195,45 +202,93 @@ class ScratchDatabase:
     # -- preparing the scratch database -------------------------------------------------------
 
     def prepare(self, config: Config) -> None:
-        """Roles and extensions the declared state needs, before anything is loaded. Roles are the
-        server's, so the admin makes them; a superuser admin makes the extensions too (some need a
-        superuser), else the build role does, which can make the trusted ones."""
-        conn = connect(self.server.admin_url, self.connect_timeout_s)
-        try:
-            with conn.cursor() as cur:
-                for role in config.roles:
-                    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-                    if cur.fetchone() is not None:
-                        continue
-                    if self.server.same_server_as_target:
-                        # Roles are global to a server: creating one here would change the target's server.
-                        raise ScratchError(
-                            f"role {role!r} (listed under roles: in reconcile.yaml) does not exist on the "
-                            f"target's server; create it there first"
-                        )
-                    cur.execute(f"CREATE ROLE {quote_ident(role)} NOLOGIN")
-        finally:
-            conn.close()
-        if not config.extensions:
+        """What the declared state needs before anything of it is loaded: roles, extensions, the
+        external schemas, and the default privileges the deploy role's new objects get on the target."""
+        environment = self.server.environment
+        self._create_roles(config.roles, "listed under roles: in reconcile.yaml")
+        self._create_roles(sorted(environment.grantees), "granted to by the target's privileges")
+        self._create_extensions([(e, None) for e in config.extensions], "listed under extensions: in reconcile.yaml")
+        if environment.external_schemas:
+            self._load_external(environment)
+        self._adopt_default_privileges(before_load=True)
+
+    def _create_roles(self, roles, why: str) -> None:
+        """Roles are the server's, so the admin makes them, and only on a server that is not the
+        target's (there, creating one would change the target's server)."""
+        with connected(self.server.admin_url, self.connect_timeout_s) as conn, conn.cursor() as cur:
+            for role in roles:
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+                if cur.fetchone() is not None:
+                    continue
+                if self.server.same_server_as_target:
+                    raise ScratchError(f"role {role!r} ({why}) does not exist on the target's server; create it there first")
+                cur.execute(f"CREATE ROLE {quote_ident(role)} NOLOGIN")
+
+    def _create_extensions(self, extensions, why: str) -> None:
+        """A superuser admin makes the extensions (some need a superuser), else the build role does,
+        which can make the trusted ones."""
+        if not extensions:
             return
         by_admin = self.server.builder is None or self.server.admin_is_superuser
         conn = connect(with_database(self.server.admin_url, self.name), self.connect_timeout_s) if by_admin \
             else self.connect()
         try:
             with conn.cursor() as cur:
-                for extension in config.extensions:
+                for extension, schema in extensions:
+                    where = f" WITH SCHEMA {quote_ident(schema)}" if schema else ""
                     try:
-                        cur.execute(f"CREATE EXTENSION IF NOT EXISTS {quote_ident(extension)}")
+                        cur.execute(f"CREATE EXTENSION IF NOT EXISTS {quote_ident(extension)}{where}")
                     except psycopg2.Error as exc:
-                        raise ScratchError(
-                            f"extension {extension!r} (listed under extensions: in reconcile.yaml) cannot be "
-                            f"created in the scratch database: {first_line(exc)}"
-                        ) from exc
+                        raise ScratchError(f"extension {extension!r} ({why}) cannot be created in the "
+                                           f"scratch database: {first_line(exc)}") from exc
         finally:
             conn.close()
 
+    def _load_external(self, environment: TargetEnvironment) -> None:
+        """The external schemas: their extensions, then their definitions (the target's, dumped), then
+        external/<schema>.sql for those the target lacks (admitted, inert, like declared files)."""
+        with connected(self.url, self.connect_timeout_s) as conn, conn.cursor() as cur:
+            for schema in environment.external_schemas:
+                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        self._create_extensions(environment.external_extensions, "in an external schema on the target")
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                try:
+                    if environment.external_sql:
+                        run_dump(cur, environment.external_sql)
+                except psycopg2.Error as exc:
+                    raise ScratchError(
+                        f"cannot reproduce the external schemas ({', '.join(environment.external_schemas)}) in a "
+                        f"scratch database: {first_line(exc)}"
+                    ) from exc
+                for source in environment.external_files:
+                    _load_source(cur, source, self.inert)
+        finally:
+            conn.close()
+
+    def _adopt_default_privileges(self, before_load: bool, grant_existing: bool = False) -> None:
+        """The deploy role's default privileges on the target, made the build role's own here: what the
+        declared files (and a rehearsed plan) create gets the grants it will get on the target.
+        Before loading, those for the schemas that exist then; after, the rest (their schemas made by
+        the load), and with `grant_existing` granted on what the load made in them too."""
+        environment = self.server.environment
+        if not environment.default_privileges:
+            return
+        with connected(self.url, self.connect_timeout_s) as conn, conn.cursor() as cur:
+            cur.execute("SELECT nspname FROM pg_namespace")
+            schemas = {row[0] for row in cur.fetchall()}
+            for entry in environment.default_privileges:
+                if entry in self._defaults_set or (entry.schema is not None and entry.schema not in schemas):
+                    continue
+                cur.execute(entry.statement())
+                self._defaults_set.add(entry)
+                if not before_load and grant_existing and entry.on_existing() is not None:
+                    cur.execute(entry.on_existing())
+
     def load_desired(self, desired: DesiredState) -> None:
-        """Run the admitted declared statements, inert; then put the functions' bodies back."""
+        """Run the admitted declared statements, inert; then put the functions' bodies back; then what
+        the target would have given them (its default privileges and grants)."""
         conn = self.connect()
         try:
             with conn.cursor() as cur:
@@ -242,6 +297,21 @@ class ScratchDatabase:
             self.inert.restore(conn)
         finally:
             conn.close()
+        self._adopt_default_privileges(before_load=False, grant_existing=True)
+        self.replay_target_grants()
+
+    def replay_target_grants(self) -> None:
+        """The target's grants on its tables, views and sequences, on those of the same name here
+        (grants not managed: they stay on the target as they are), so that the lint and the policy
+        tests see who may read what on the target."""
+        grants = self.server.environment.grants
+        if not grants:
+            return
+        with connected(self.url, self.connect_timeout_s) as conn, conn.cursor() as cur:
+            for grant in grants:
+                cur.execute("SELECT to_regclass(%s)", (grant.relation,))
+                if cur.fetchone()[0] is not None:
+                    cur.execute(grant.statement())
 
     def create_schemas(self, schemas: tuple[str, ...], comments: dict) -> None:
         """Empty schemas, with their comments (the copy of a target that has nothing else)."""
@@ -257,44 +327,16 @@ class ScratchDatabase:
 
     def load_schema_of(self, source_url: str, schemas: tuple[str, ...]) -> None:
         """Copy the schema (no data) of the managed schemas of another database into this one."""
-        # The password goes through pg_dump's environment, never its arguments (the process list shows those).
-        url, environment = libpq_environment(source_url)
-        command = [str(pg_dump_path()), "--schema-only", "--no-owner", "--no-privileges", "--dbname", url]
-        for schema in schemas:
-            command += ["--schema", schema]
-        try:
-            dumped = subprocess.run(command, check=True, capture_output=True, text=True, timeout=600,
-                                    env=os.environ | environment)
-        except subprocess.CalledProcessError as exc:
-            message = redact((exc.stderr or "").strip().splitlines()[-1] if exc.stderr.strip() else str(exc))
-            raise DatabaseError(f"cannot copy the target's schema with pg_dump: {message}") from exc
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DatabaseError(f"cannot run pg_dump: {first_line(exc)}") from exc
+        dumped = dump_schemas(source_url, schemas, "the target's schema")
         conn = self.connect()
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT name FROM pg_settings")
-                known = {row[0] for row in cur.fetchall()}
-                cur.execute(_restorable(dumped.stdout, known))
+                run_dump(cur, dumped)
         except psycopg2.Error as exc:
             raise ScratchError(f"cannot rebuild the target's schema in a scratch database: {first_line(exc)}") from exc
         finally:
             conn.close()
-
-
-def _restorable(dump: str, known_settings: set[str]) -> str:
-    """pg_dump's text for psycopg2: no psql meta-commands, no settings this server lacks
-    (pg_dump 18 sets transaction_timeout, unknown to 15), and schemas that may already exist."""
-    lines = []
-    for line in dump.splitlines():
-        if line.startswith("\\"):  # \restrict and \unrestrict (pg_dump 17.6+) are psql commands
-            continue
-        if line.startswith("SET ") and line.split()[1] not in known_settings:
-            continue
-        if line.startswith("CREATE SCHEMA ") and "IF NOT EXISTS" not in line:
-            line = line.replace("CREATE SCHEMA ", "CREATE SCHEMA IF NOT EXISTS ", 1)
-        lines.append(line)
-    return "\n".join(lines)
+        self._adopt_default_privileges(before_load=False)  # for what the plan creates in its schemas
 
 
 def _check_partition_spec(cur, spec) -> None:

@@ -3,7 +3,8 @@ files are not built again in a scratch database for every drift check.
 
 An entry is keyed by everything that shapes the snapshot: the declared files' content and the
 as-of date (DesiredState.content_hash), the full version of the server that builds the scratch
-database, the managed schemas, roles, extensions and ignored lint findings from reconcile.yaml, and
+database, the managed schemas, ignore globs, external schemas, roles, extensions and ignored lint
+findings from reconcile.yaml, the target's default privileges and grants (the lint sees them), and
 the engine's own source. A changed input is a different key, never a stale entry.
 
 A cached snapshot is only a shortcut to "nothing to do": when the target differs from it, the
@@ -68,17 +69,21 @@ def scratch_server_version(config: Config, target: Target) -> str:
         return cur.fetchone()[0]
 
 
-def cache_key(desired: DesiredState, config: Config, server_version: str) -> str:
+def cache_key(desired: DesiredState, config: Config, server_version: str, target_privileges: str = "") -> str:
     inputs = {
         "format": FORMAT,
         "declared": desired.content_hash,  # the files' text and the as-of date
         "server": server_version,
         "schemas": list(config.scope.schemas),
         "privileges": config.scope.privileges,
+        "ignore": list(config.scope.ignore),  # what the snapshot leaves out
         "roles": list(config.roles),
         "extensions": list(config.extensions),
         "lint_ignored": sorted(f"{rule}\0{obj}" for rule, obj in config.lint_ignored),
         "tenant_columns": list(config.tenant_columns),
+        "external_schemas": list(config.external_schemas),
+        # the target's default privileges and grants, which the built state gets (target_environment.py)
+        "target_privileges": target_privileges,
         "engine": engine_digest(),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
