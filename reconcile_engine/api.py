@@ -35,7 +35,7 @@ from .connections import connected
 from .declared.data_steps import read_data_steps
 from .declared.files import DesiredState, load_desired_state
 from .declared.new_project import NewProject, init_project
-from .deploy import history
+from .deploy import data_steps, history
 from .deploy.apply import ApplyResult, apply_plans, pending_plans
 from .deploy.rollback import rollback_last
 from .diff.migra_diff import diff
@@ -183,9 +183,9 @@ def plan(project: Project, target: str | None = None, *, name: str = "plan", as_
             return make_online(the_plan, current.snapshot)
         return the_plan
 
-    proof = prove(config, desired, the_target, make_plan)
+    proof = prove(config, desired, the_target, make_plan, renames=desired.renames())
     lookup.cache.put(lookup.key, proof.declared, proof.findings)
-    warnings = _described(proof.findings)
+    warnings = _described(proof.findings) + proof.notes
     if proof.plan is None:  # the target is the declared state: its fingerprint is the declared one
         return PlanResult(the_target.name, None, lint_warnings=warnings, changed_since_last_apply=last_after
                           is not None and proof.declared.fingerprint != last_after, ignore=config.ignore)
@@ -245,12 +245,15 @@ def rehearse(project: Project, plan_file: str | Path, target: str | None = None)
 
 
 def apply(project: Project, target: str | None = None, *, allow_destructive: bool = False,
-          on_progress: Progress = _no_progress) -> ApplyResult:
-    """Apply every pending plan under migrations/, each in its own transaction, under the advisory lock."""
+          rerun_data_steps: bool = False, on_progress: Progress = _no_progress) -> ApplyResult:
+    """Apply every pending plan under migrations/, each in its own transaction, under the advisory lock.
+    A data step recorded as run by an earlier apply of the same plan (since rolled back) is skipped
+    (result.skipped_data_steps), unless rerun_data_steps."""
     config = project.config
     the_target = resolve_target(config, target)
     result = apply_plans(config, the_target.url, _plan_files(config), allow_destructive=allow_destructive,
-                         git_commit=_git_commit(project.path), applied_by=_who(), on_progress=on_progress)
+                         git_commit=_git_commit(project.path), applied_by=_who(), on_progress=on_progress,
+                         rerun_data_steps=rerun_data_steps)
     return dataclasses.replace(result, target=the_target.name)
 
 
@@ -418,7 +421,13 @@ def status(project: Project, target: str | None = None) -> StatusReport:
     # Pending plans apply would refuse: edited since their rehearsal.
     unsealed = {p.name: problem for p in pending if (problem := p.seal_problem()) is not None}
     return StatusReport(the_target.name, tuple(entries), tuple(p.name for p in pending), unsealed,
-                        config.migrations_dir)
+                        config.migrations_dir, _data_steps_ran(config, the_target) if entries else {})
+
+
+def _data_steps_ran(config: Config, target: Target) -> dict[int, int] | None:
+    """How many data steps each apply ran, by history id (None: unknown, see data_steps.counts_by_apply)."""
+    with connected(target.url, config.timeouts.connect_timeout_s) as conn, conn.cursor() as cur:
+        return data_steps.counts_by_apply(cur)
 
 
 def pull(project: Project, target: str | None = None, *, force: bool = False,

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply = commands.add_parser("apply", parents=[common], help="apply pending plans, each in one transaction")
     apply.add_argument("--allow-destructive", action="store_true",
                        help="apply destructive statements even if the plan does not mark them approved")
+    apply.add_argument("--rerun-data-steps", action="store_true",
+                       help="run again the data steps that an earlier apply of the same plan ran (it was rolled "
+                            "back since); without it they are skipped")
 
     rollback = commands.add_parser("rollback", parents=[common], help="apply the rehearsed reverse of the last "
                                    "applied plan (refused if the database moved on since)")
@@ -146,7 +149,8 @@ def _dispatch(ns: argparse.Namespace) -> int:
         context = {"project_dir": project.path, "written": "rewrote"}
         exit_code = EXIT_OK
     elif ns.command == "apply":
-        result = api.apply(project, url, allow_destructive=ns.allow_destructive, on_progress=progress)
+        result = api.apply(project, url, allow_destructive=ns.allow_destructive,
+                           rerun_data_steps=ns.rerun_data_steps, on_progress=progress)
         exit_code = EXIT_OK
     elif ns.command == "rollback":
         result = api.rollback(project, url, allow_destructive=ns.allow_destructive, on_progress=progress)

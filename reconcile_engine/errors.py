@@ -52,6 +52,11 @@ class PlanNotConvergedError(ReconcileError):
     """Rehearsal showed that the plan would not reach the declared state."""
 
 
+class PreflightFailedError(ReconcileError):
+    """A pre-flight check counted rows on the target that would make a statement of the plan fail
+    (a NULL under a new NOT NULL, a duplicate under a new unique key...); the plan was not written."""
+
+
 class PlanFileError(ReconcileError):
     """A plan file under migrations/ is malformed."""
 

@@ -64,7 +64,12 @@ def _apply(result: ApplyResult, *, markdown: bool) -> str:
     if not result.applied:
         return f"Nothing to apply: {result.already_applied} plan(s) already applied to {result.target}."
     bullet = "- " if markdown else ""
-    return "\n".join(f"{bullet}applied {a.name}: {a.statements} statements in {a.duration_ms} ms" for a in result.applied)
+    lines = []
+    for a in result.applied:
+        lines.append(f"{bullet}applied {a.name}: {a.statements} statements in {a.duration_ms} ms"
+                     + (f", {a.data_steps_ran} data step(s) run" if a.data_steps_ran else ""))
+        lines += [f"{'  - ' if markdown else '  '}{s.describe()}" for s in a.skipped_data_steps]
+    return "\n".join(lines)
 
 
 def _rollback(result: RollbackResult, *, markdown: bool) -> str:
@@ -150,7 +155,9 @@ def _status(report: StatusReport, *, markdown: bool) -> str:
     out = [f"Target: {report.target}", f"Applied ({len(report.applied)}):"]
     out += [f"{bullet}{e.plan_file}  {e.applied_at:%Y-%m-%d %H:%M:%S %Z}  by {e.applied_by}"
             f"{'  as role ' + e.applied_as if e.applied_as else ''}"
-            f"{'  at ' + e.git_commit[:12] if e.git_commit else ''}" for e in report.applied]
+            f"{'  at ' + e.git_commit[:12] if e.git_commit else ''}"
+            f"{f'  {ran} data step(s) run' if (ran := (report.data_steps_ran or {}).get(e.id)) else ''}"
+            for e in report.applied]
     out.append(f"Pending ({len(report.pending)}):")
     for name in report.pending:
         edited = report.edited_since_rehearsal.get(name)

@@ -14,6 +14,7 @@ from pathlib import Path
 from .checks.policy_tests import Outcome
 from .declared.new_project import NewProject
 from .deploy.apply import AppliedPlan, ApplyResult
+from .deploy.data_steps import SkippedDataStep
 from .deploy.history import HistoryEntry
 from .inspection.security_drift import SECURITY, DriftDifference
 from .lifecycle.maintain import MaintainResult
@@ -22,7 +23,7 @@ from .planning.build import Plan
 __all__ = [
     "AppliedPlan", "ApplyResult", "DriftDifference", "DriftReport", "LintReport", "MaintainResult", "NewProject",
     "Outcome", "Plan", "PlanResult",
-    "PolicyTestReport", "PullResult", "RollbackResult", "StatusReport",
+    "PolicyTestReport", "PullResult", "RollbackResult", "SkippedDataStep", "StatusReport",
 ]
 
 
@@ -167,11 +168,14 @@ class StatusReport:
     pending: tuple[str, ...]
     edited_since_rehearsal: dict  # pending plan name -> why apply would refuse it
     migrations_dir: str = "migrations"
+    # History id -> how many data steps that apply ran; None when the target's record is not readable.
+    data_steps_ran: dict | None = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
             "applied": [{"plan_file": e.plan_file, "applied_at": e.applied_at.isoformat(), "applied_by": e.applied_by,
-                         "applied_as": e.applied_as, "git_commit": e.git_commit, "duration_ms": e.duration_ms}
+                         "applied_as": e.applied_as, "git_commit": e.git_commit, "duration_ms": e.duration_ms,
+                         "data_steps_ran": None if self.data_steps_ran is None else self.data_steps_ran.get(e.id, 0)}
                         for e in self.applied],
             "pending": list(self.pending),
             "edited_since_rehearsal": dict(self.edited_since_rehearsal),

@@ -49,7 +49,7 @@ def execute_batched(cur, texts: list[str], run_one, *, savepoints: bool, alone=(
 
 
 def run_statements(conn, statements, label: str, begin=lambda cur: None, *, batched: bool = False,
-                   inert: InertFunctions | None = None) -> None:
+                   inert: InertFunctions | None = None, skip=frozenset(), ran=None) -> None:
     """Run a plan's statements in the connection's transaction, naming the one that fails.
 
     A statement marked commit_after is committed with everything before it; `begin(cur)` runs at
@@ -57,7 +57,13 @@ def run_statements(conn, statements, label: str, begin=lambda cur: None, *, batc
     batched: send them in batches (rehearsals on a scratch copy; never apply, see execute_batched).
     inert: in a scratch database, run each statement's inert form (inert.py); the caller puts the
     functions' bodies back with inert.restore once everything has run.
+    skip: numbers of statements not to run (apply: data steps that already ran; a commit point on
+    one is still a commit point). ran(cur, number, statement): called after each statement that ran,
+    in its transaction, so that what it writes (apply's record of a data step) commits or rolls back
+    with the statement; only for statements run one at a time, as written (not batched, not inert).
     """
+    if ran is not None and (batched or inert is not None):
+        raise ValueError("ran= needs each statement run once, as written: not batched, not inert")
     committed_through = 0
     with conn.cursor() as cur:
 
@@ -78,13 +84,16 @@ def run_statements(conn, statements, label: str, begin=lambda cur: None, *, batc
             else:
                 for run_ in runs:
                     run_one(*run_)
+                    if ran is not None:
+                        ran(cur, *run_[:2])
 
         begin(cur)
         part = []
         for number, statement in enumerate(statements, 1):
             if getattr(statement, "online_step", False):
                 continue  # runs after the transaction: run_online_step
-            part.append((number, statement))
+            if number not in skip:
+                part.append((number, statement))
             if statement.commit_after:
                 run(part)
                 part = []

@@ -167,13 +167,13 @@ def test_stale_plan_is_refused_and_nothing_applied(cli, project, target_url, sql
 
 def test_failing_plan_rolls_back_completely(cli, project, target_url, sql):
     assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
-    # The rehearsal runs on an empty copy; the target's rows make the statement fail at apply.
-    sql(target_url, "INSERT INTO organizations (id, name) VALUES ('o1', 'Org')")
     org = project / "schema" / "010_organizations.sql"
     org.write_text(org.read_text().replace("    name        text NOT NULL,\n",
                                            "    name        text NOT NULL,\n    tier        text NOT NULL,\n"))
     assert cli("plan", "--as-of", AS_OF)[0] == 0
     plan = plan_files(project)[-1]
+    # A row written after the plan was made (its pre-flight checks found none) makes it fail at apply.
+    sql(target_url, "INSERT INTO organizations (id, name) VALUES ('o1', 'Org')")
 
     code, out, err = cli("apply")
 
@@ -622,6 +622,23 @@ def test_rollback_applies_the_rehearsed_reverse_of_the_last_plan(cli, project, t
     assert code == 2 and bio_plan.name in out and "Changed outside reconcile" not in out
     assert cli("apply")[0] == 0  # forward again
     assert cli("drift", "--as-of", AS_OF)[0] == 0
+
+
+def test_the_shipped_project_s_first_plan_has_a_rehearsed_rollback_to_nothing(cli, project, target_url):
+    """The reverse of a plan that creates partitioned tables drops each partition before its parent."""
+    code, out, err = cli("plan", "--as-of", AS_OF)
+    assert code == 0, err
+    assert "-- rollback: migrations/rollback/<this file's name> (rehearsed: leads back exactly)" in out
+    [first] = plan_files(project)
+    reverse = (project / "migrations" / "rollback" / first.name).read_text()
+    assert reverse.index('drop table "public"."aggregated_analytics_2020";') < \
+        reverse.index('drop table "public"."aggregated_analytics";')
+    assert cli("apply")[0] == 0
+
+    code, out, err = cli("rollback", "--allow-destructive")
+    assert code == 0, err
+    assert scalar(target_url, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                              "WHERE n.nspname = 'public'") == 0
 
 
 def test_rollback_refused_after_the_database_moved_on(cli, project, target_url, sql):

@@ -108,6 +108,24 @@ def test_unchanged_materialized_view_is_not_recreated(new_database):
     assert changes.statements == ()
 
 
+def test_a_view_reading_no_retyped_column_is_kept(new_database):
+    """Only what reads a column whose type changes is re-created (views.unchanged-kept)."""
+    folder = FIXTURES / "matview_over_a_retyped_column"
+    a_url, b_url = new_database(), new_database()
+    _load(a_url, (folder / "a.sql").read_text())
+    _load(b_url, (folder / "b.sql").read_text())
+
+    changes = diff(inspect_database(a_url, SCHEMAS), inspect_database(b_url, SCHEMAS))
+
+    touched = " ".join(s.sql for s in changes.statements)
+    assert "event_counts" not in touched and "busy_organizations" not in touched, touched
+    assert 'drop materialized view if exists "public"."event_scores"' in touched
+    assert "views.unchanged-kept" in changes.corrections_used
+    without = [c for c in all_corrections() if c.name != "views.unchanged-kept"]
+    assert "event_counts" in " ".join(s.sql for s in diff(inspect_database(a_url, SCHEMAS),
+                                                          inspect_database(b_url, SCHEMAS), corrections=without).statements)
+
+
 def test_view_text_normalization_equates_qualified_and_bare_columns_only():
     from reconcile_engine.diff.corrections.viewtext import normalized
 

@@ -65,6 +65,17 @@ def test_a_dropped_policy_is_security_drift(cli, applied, sql, target_url):
     ]
 
 
+def test_security_invoker_turned_off_on_a_view_over_rls_is_security_drift(cli, project, applied, sql, target_url):
+    (project / "views" / "020_my_users.sql").write_text(
+        "CREATE VIEW my_users WITH (security_invoker = true) AS SELECT id, email FROM users;\n")
+    assert cli("plan", "--as-of", AS_OF)[0] == 0 and cli("apply")[0] == 0
+    sql(target_url, "ALTER VIEW my_users RESET (security_invoker)")
+
+    code, out, _ = cli("drift", "--as-of", AS_OF)
+    assert code == 2
+    assert out.splitlines()[0].startswith("SECURITY: security_invoker turned off on public.my_users, which reads public.users")
+
+
 def test_markdown_puts_security_right_under_the_heading(cli, applied, sql, target_url):
     sql(target_url, "ALTER TABLE learner_analytics DISABLE ROW LEVEL SECURITY")
     code, out, _ = cli("drift", "--as-of", AS_OF, "--format", "markdown")

@@ -12,7 +12,8 @@ def test_a_foreign_key_added_not_valid_names_its_table_constraint_and_referenced
                        'references "public"."u"(id) not valid;')
     assert facts.node == "AlterTableStmt" and facts.relation == "public.t"
     assert facts.actions == (AlterAction("AT_AddConstraint", "t_u_fkey", constraint_type="CONSTR_FOREIGN",
-                                         not_valid=True, references="public.u"),)
+                                         not_valid=True, references="public.u", keys=("u_id",),
+                                         referenced_keys=("id",)),)
 
 
 @pytest.mark.parametrize("sql, expected", [
@@ -20,10 +21,13 @@ def test_a_foreign_key_added_not_valid_names_its_table_constraint_and_referenced
     ('alter table "public"."t" alter column "made" set default now();', AlterAction("AT_ColumnDefault", "made",
                                                                                    sets_default=True)),
     ('alter table "public"."t" alter column "made" drop default;', AlterAction("AT_ColumnDefault", "made")),
-    ("alter table t add column c int default random();", AlterAction("AT_AddColumn", "c", default_may_rewrite=True)),
-    ("alter table t add column c timestamptz default now()::timestamptz;", AlterAction("AT_AddColumn", "c")),
+    ("alter table t add column c int default random();",
+     AlterAction("AT_AddColumn", "c", default_may_rewrite=True, has_default=True)),
+    ("alter table t add column c timestamptz default now()::timestamptz;", AlterAction("AT_AddColumn", "c",
+                                                                                       has_default=True)),
     ("alter table t add column c int generated always as identity;",
-     AlterAction("AT_AddColumn", "c", default_may_rewrite=True)),
+     AlterAction("AT_AddColumn", "c", default_may_rewrite=True, has_default=True)),
+    ("alter table t add column c text not null;", AlterAction("AT_AddColumn", "c", not_null=True)),
     ("alter table t alter column c type pg_catalog.varchar(20);",
      AlterAction("AT_AlterColumnType", "c", new_type="varchar(20)")),
     ("alter table t detach partition public.p concurrently;",

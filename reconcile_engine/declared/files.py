@@ -16,6 +16,7 @@ from ..errors import DeclaredStateError
 from ..sqltext import jinja_environment
 from .admission import AdmittedStatement, admit
 from .partition_specs import PartitionSpec, read_spec, render_spec
+from .renames import Rename, renames_in
 
 # Load order: tables first, then their partitions, then views over them, then the policies on all.
 FOLDERS = ("schema", "partitions", "views", "policies")
@@ -57,6 +58,11 @@ class DesiredState:
         content was admitted when it was built."""
         for source in self.sources:
             source.statements  # noqa: B018 (computed and kept)
+
+    def renames(self) -> tuple[Rename, ...]:
+        """The rename directives of the declared files (renames.py), in load order."""
+        return tuple(rename for source in self.sources if source.spec is None
+                     for rename in renames_in(source.sql, source.label))
 
     @property
     def content_hash(self) -> str:

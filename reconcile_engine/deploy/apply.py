@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 
@@ -14,7 +15,7 @@ from ..planning.hazards import classify
 from ..planning.planfile import PlanFile
 from ..runner import PlanStatementFailed, run_online_step, run_statements
 from ..version import __version__
-from . import history
+from . import data_steps, history
 from .advisory_lock import acquire_apply_lock
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +23,14 @@ class AppliedPlan:
     name: str
     statements: int
     duration_ms: int
+    data_steps_ran: int = 0
+    # Data steps not run because they ran before, in an apply since rolled back (data_steps.py).
+    skipped_data_steps: tuple[data_steps.SkippedDataStep, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "statements": self.statements, "duration_ms": self.duration_ms,
+                "data_steps_ran": self.data_steps_ran,
+                "skipped_data_steps": [s.to_dict() for s in self.skipped_data_steps]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,9 +39,14 @@ class ApplyResult:
     already_applied: int  # plans found already applied (skipped)
     target: str = ""  # the target's password-free name
 
+    @property
+    def skipped_data_steps(self) -> tuple[data_steps.SkippedDataStep, ...]:
+        return tuple(s for a in self.applied for s in a.skipped_data_steps)
+
     def to_dict(self) -> dict:
         return {"target": self.target, "already_applied": self.already_applied,
-                "applied": [dataclasses.asdict(a) for a in self.applied]}
+                "applied": [a.to_dict() for a in self.applied],
+                "skipped_data_steps": [s.to_dict() for s in self.skipped_data_steps]}
 
 
 def pending_plans(plans: list[PlanFile], applied_names: set[str]) -> list[PlanFile]:
@@ -40,7 +54,10 @@ def pending_plans(plans: list[PlanFile], applied_names: set[str]) -> list[PlanFi
 
 
 def apply_plans(config: Config, target_url: str, plans: list[PlanFile], *, allow_destructive: bool,
-                git_commit: str | None, applied_by: str, on_progress=lambda message: None) -> ApplyResult:
+                git_commit: str | None, applied_by: str, on_progress=lambda message: None,
+                rerun_data_steps: bool = False) -> ApplyResult:
+    """Apply the pending plans in name order. rerun_data_steps: run again the data steps recorded as
+    run by an earlier apply of the same plan (since rolled back), which are otherwise skipped."""
     conn = connect(target_url, config.timeouts.connect_timeout_s, autocommit=True)
     try:
         with conn.cursor() as cur:
@@ -53,7 +70,8 @@ def apply_plans(config: Config, target_url: str, plans: list[PlanFile], *, allow
         done = []
         for plan_file in pending:
             on_progress(f"applying {plan_file.name} ({len(plan_file.plan.statements)} statements)")
-            done.append(_apply_one(conn, config, plan_file, allow_destructive, git_commit, applied_by, on_progress))
+            done.append(_apply_one(conn, config, plan_file, allow_destructive, git_commit, applied_by, on_progress,
+                                   rerun_data_steps=rerun_data_steps))
         return ApplyResult(tuple(done), len(plans) - len(pending))
     finally:
         conn.close()  # closing the session releases the advisory lock
@@ -64,7 +82,8 @@ LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout
 
 def _apply_one(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
                git_commit: str | None, applied_by: str, on_progress=lambda message: None,
-               record_as: str | None = None, rolls_back: str | None = None) -> AppliedPlan:
+               record_as: str | None = None, rolls_back: str | None = None,
+               rerun_data_steps: bool = False) -> AppliedPlan:
     """Apply one plan; when a statement times out waiting for a lock, roll back and try again later,
     so that a long-running query delays the deploy rather than the deploy blocking every query."""
     tries = config.timeouts.lock_retries + 1
@@ -72,7 +91,7 @@ def _apply_one(conn, config: Config, plan_file: PlanFile, allow_destructive: boo
     for attempt in range(1, tries + 1):
         try:
             return _attempt(conn, config, plan_file, allow_destructive, git_commit, applied_by, record_as, rolls_back,
-                            on_progress)
+                            on_progress, rerun_data_steps)
         except ApplyFailedError as exc:
             failed = exc.__cause__
             lock_timeout = (isinstance(failed, PlanStatementFailed) and failed.committed_through == 0
@@ -93,13 +112,15 @@ def _apply_one(conn, config: Config, plan_file: PlanFile, allow_destructive: boo
 
 
 def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool, git_commit: str | None,
-             applied_by: str, record_as: str | None, rolls_back: str | None, on_progress) -> AppliedPlan:
+             applied_by: str, record_as: str | None, rolls_back: str | None, on_progress,
+             rerun_data_steps: bool) -> AppliedPlan:
     plan = plan_file.plan
     name = record_as or plan_file.name
     started = time.monotonic()
     steps = plan.online_steps
     with conn.cursor() as cur:
         done = history.steps_done(cur, name) if steps else set()
+        data = _data_steps(cur, plan_file, name, rerun_data_steps, 0 in done, on_progress)
     conn.autocommit = False
     timeouts = (f"{config.timeouts.lock_timeout_ms}ms", f"{config.timeouts.statement_timeout_ms}ms")
 
@@ -114,7 +135,8 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
             if 0 in done:
                 on_progress(f"{plan_file.name}: its transaction was committed by an earlier apply; resuming its online steps")
             else:
-                _run_transaction(conn, cur, config, plan_file, allow_destructive, begin)
+                _run_transaction(conn, cur, config, plan_file, allow_destructive, begin, data.skip,
+                                 functools.partial(_record_data_step, name))
                 if steps:
                     history.mark_step(cur, name, 0)
                     conn.commit()
@@ -148,7 +170,7 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
             duration_ms = int((time.monotonic() - started) * 1000)
             if rolls_back is not None:
                 history.mark_rolled_back(cur, rolls_back)
-            history.record(
+            history_id = history.record(
                 cur, plan_file=name, plan_sha256=plan_file.sha256,
                 fingerprint_before=plan.fingerprint_before, fingerprint_after=plan.fingerprint_after,
                 git_commit=git_commit, applied_by=applied_by, duration_ms=duration_ms,
@@ -156,8 +178,11 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
             )
             if steps:
                 history.clear_steps(cur, name)
+            ran = sum(s.data_step for s in plan.statements) - len(data.skipped)
+            if ran:
+                data_steps.link(cur, name, history_id)
         conn.commit()
-        return AppliedPlan(plan_file.name, len(plan.statements), duration_ms)
+        return AppliedPlan(plan_file.name, len(plan.statements), duration_ms, ran, data.skipped)
     except BaseException:
         if not conn.autocommit:
             conn.rollback()
@@ -166,7 +191,26 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
         conn.autocommit = True
 
 
-def _run_transaction(conn, cur, config: Config, plan_file: PlanFile, allow_destructive: bool, begin) -> None:
+def _data_steps(cur, plan_file: PlanFile, name: str, rerun: bool, resuming: bool, on_progress) -> data_steps.Decision:
+    """Which of the plan's data steps ran before (recorded under `name`), said as progress. Resuming
+    the online steps of a plan whose transaction (data steps included) committed: none runs now."""
+    statements = plan_file.plan.statements
+    if resuming or not any(s.data_step for s in statements):
+        return data_steps.Decision(plan_file.name)
+    decision = data_steps.decide(plan_file.name, statements, data_steps.last_runs(cur, name), rerun=rerun)
+    for line in decision.progress():
+        on_progress(line)
+    return decision
+
+
+def _record_data_step(name: str, cur, number: int, statement) -> None:
+    """After each statement of the plan's transaction: a data step is recorded in that transaction."""
+    if statement.data_step:
+        data_steps.record(cur, name, number, statement)
+
+
+def _run_transaction(conn, cur, config: Config, plan_file: PlanFile, allow_destructive: bool, begin,
+                     skip=frozenset(), ran=None) -> None:
     """The plan's transactional part: check the fingerprint and the approval, then run it."""
     plan = plan_file.plan
     begin(cur)
@@ -184,7 +228,7 @@ def _run_transaction(conn, cur, config: Config, plan_file: PlanFile, allow_destr
             f"review them, then set '-- destructive-approved: yes' in the plan or pass --allow-destructive"
         )
     try:
-        run_statements(conn, plan.statements, plan_file.name, begin)
+        run_statements(conn, plan.statements, plan_file.name, begin, skip=skip, ran=ran)
     except PlanStatementFailed as failed:
         if failed.committed_through:
             raise ApplyFailedError(

@@ -10,6 +10,7 @@ import psycopg2
 from ..config import TOOL_SCHEMA
 from ..connections import first_line
 from ..errors import DatabaseError
+from . import data_steps
 
 TABLE = f"{TOOL_SCHEMA}.history"
 PROGRESS = f"{TOOL_SCHEMA}.progress"
@@ -59,6 +60,7 @@ class HistoryEntry:
     duration_ms: int
     rolled_back_at: dt.datetime | None = None
     applied_as: str | None = None  # the database role (None for rows written before it was recorded)
+    id: int | None = None  # the history row's (data_steps.counts_by_apply is keyed by it)
 
     @property
     def is_plan(self) -> bool:
@@ -67,9 +69,10 @@ class HistoryEntry:
 
 
 def ensure_table(cur) -> None:
-    """The history table, made on first use; a deploy role that may not make it is told how."""
+    """The history table (and the record of data steps run), made on first use, or completed on a target
+    an older reconcile applied to; a deploy role that may not make them is told how."""
     try:
-        cur.execute(_CREATE)
+        cur.execute(_CREATE + data_steps.CREATE)
     except psycopg2.errors.InsufficientPrivilege as exc:
         raise DatabaseError(
             f"cannot create the history table {TABLE}: {first_line(exc)}; once, as the database's owner: "
@@ -89,7 +92,7 @@ def read(cur) -> list[HistoryEntry]:
     # reading (drift, status) must not change it.
     cur.execute(
         f"SELECT plan_file, plan_sha256, fingerprint_before, fingerprint_after, git_commit, applied_at, "
-        f"applied_by, duration_ms, rolled_back_at, to_jsonb(h) ->> 'applied_as' FROM {TABLE} h ORDER BY id"
+        f"applied_by, duration_ms, rolled_back_at, to_jsonb(h) ->> 'applied_as', id FROM {TABLE} h ORDER BY id"
     )
     return [HistoryEntry(*row) for row in cur.fetchall()]
 
@@ -113,14 +116,19 @@ def clear_steps(cur, plan_file: str) -> None:
 
 
 def mark_rolled_back(cur, plan_file: str) -> None:
-    cur.execute(f"UPDATE {TABLE} SET rolled_back_at = now() WHERE plan_file = %s", (plan_file,))
+    # Only the row in effect: an earlier apply of the same plan keeps the time of its own rollback.
+    cur.execute(f"UPDATE {TABLE} SET rolled_back_at = now() WHERE plan_file = %s AND rolled_back_at IS NULL",
+                (plan_file,))
 
 
 def record(cur, *, plan_file, plan_sha256, fingerprint_before, fingerprint_after, git_commit,
-           applied_by, duration_ms, statement_count, tool_version) -> None:
+           applied_by, duration_ms, statement_count, tool_version) -> int:
+    """Record an applied plan (or a maintain run, or a rollback); returns its row's id."""
     cur.execute(
         f"INSERT INTO {TABLE} (plan_file, plan_sha256, fingerprint_before, fingerprint_after, git_commit, "
-        f"applied_by, duration_ms, statement_count, tool_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        f"applied_by, duration_ms, statement_count, tool_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        f"RETURNING id",
         (plan_file, plan_sha256, fingerprint_before, fingerprint_after, git_commit, applied_by, duration_ms,
          statement_count, tool_version),
     )
+    return cur.fetchone()[0]

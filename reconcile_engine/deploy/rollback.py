@@ -36,8 +36,11 @@ def rollback_last(config: Config, target_url: str, migrations, *, allow_destruct
         if reverse.plan.fingerprint_before != last.fingerprint_after:
             raise StalePlanError(f"{path} does not start where {last.plan_file} ended; nothing was rolled back")
         on_progress(f"rolling back {last.plan_file} ({len(reverse.plan.statements)} statements)")
+        # To the microsecond: a plan rolled back, applied again and rolled back within a second must
+        # not record a second rollback of the same name (history's names in effect are unique).
+        when = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}"
         return _apply_one(conn, config, reverse, allow_destructive, git_commit, applied_by, on_progress,
-                          record_as=f"rollback/{last.plan_file} {dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}",
+                          record_as=f"rollback/{last.plan_file} {when}",
                           rolls_back=last.plan_file)
     finally:
         conn.close()

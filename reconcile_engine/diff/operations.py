@@ -26,6 +26,18 @@ class AlterAction:
     using_index: str | None = None  # AT_AddConstraint ... USING INDEX name
     not_valid: bool = False  # AT_AddConstraint ... NOT VALID
     references: str | None = None  # AT_AddConstraint FOREIGN KEY: the referenced table
+    # What pre-flight checks (planning/preflight.py) count the target's rows against:
+    not_null: bool = False  # AT_AddColumn: declared NOT NULL (or PRIMARY KEY)
+    has_default: bool = False  # AT_AddColumn: a DEFAULT, an identity or a generated column
+    keys: tuple[str, ...] = ()  # AT_AddConstraint: UNIQUE / PRIMARY KEY columns, FOREIGN KEY's own columns
+    referenced_keys: tuple[str, ...] = ()  # AT_AddConstraint FOREIGN KEY: the referenced columns
+    match_full: bool = False  # AT_AddConstraint FOREIGN KEY ... MATCH FULL
+    nulls_not_distinct: bool = False  # AT_AddConstraint UNIQUE NULLS NOT DISTINCT
+    # Parse-tree parts as pglast's JSON text (plain values, with the tree's text positions, so not
+    # compared; read by planning/preflight.py only):
+    expression: str | None = dataclasses.field(default=None, compare=False)  # CHECK's; ALTER TYPE's USING
+    type_name: str | None = dataclasses.field(default=None, compare=False)  # AT_AlterColumnType: the TypeName
+    bound: str | None = dataclasses.field(default=None, compare=False)  # AT_AttachPartition: PartitionBoundSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +58,14 @@ class Facts:
     function_created: str | None = None  # CREATE FUNCTION: the function's name (last part)
     functions_called: frozenset[str] = frozenset()  # in ALTER TABLE / CREATE TABLE: functions called (last part)
     parts: tuple["Facts", ...] = ()  # several statements in one text: each one's facts
+    unique: bool = False  # CREATE UNIQUE INDEX
+    nulls_not_distinct: bool = False  # CREATE UNIQUE INDEX ... NULLS NOT DISTINCT
+    # Parse-tree parts as pglast's JSON text, not compared (see AlterAction), read by preflight.py only:
+    index_keys: tuple[str, ...] = dataclasses.field(default=(), compare=False)  # CREATE INDEX: each IndexElem
+    predicate: str | None = dataclasses.field(default=None, compare=False)  # CREATE INDEX ... WHERE
+    bound: str | None = dataclasses.field(default=None, compare=False)  # CREATE TABLE ... PARTITION OF: bounds
+    partition_parent: str | None = None  # CREATE TABLE ... PARTITION OF: the parent (schema.name as written)
+    new_schema: str | None = None  # ALTER TABLE ... SET SCHEMA: the schema it moves to
     transaction_control: bool = False  # BEGIN, COMMIT, SAVEPOINT...: must run alone
 
     @property

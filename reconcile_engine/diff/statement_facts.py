@@ -140,6 +140,15 @@ def _default_may_rewrite(column: dict) -> bool:
     return False
 
 
+def _tree(value) -> str | None:
+    """A part of the parse tree kept for a later stage as JSON text (a plain value), or None."""
+    return json.dumps(value, sort_keys=True) if value else None
+
+
+def _column_constraints(column: dict) -> set[str]:
+    return {item.get("Constraint", {}).get("contype") for item in column.get("constraints") or ()}
+
+
 def _alter_action(command: dict) -> AlterAction:
     subtype = command.get("subtype", "")
     definition = command.get("def") or {}
@@ -147,20 +156,30 @@ def _alter_action(command: dict) -> AlterAction:
     if "ColumnDef" in definition:
         column = definition["ColumnDef"]
         if subtype == "AT_AddColumn":
-            return AlterAction(subtype, column.get("colname"), default_may_rewrite=_default_may_rewrite(column))
+            kinds = _column_constraints(column)
+            return AlterAction(subtype, column.get("colname"), default_may_rewrite=_default_may_rewrite(column),
+                               not_null=bool(kinds & {"CONSTR_NOTNULL", "CONSTR_PRIMARY"}),
+                               has_default=bool(kinds & {"CONSTR_DEFAULT", "CONSTR_IDENTITY", "CONSTR_GENERATED"}))
         if subtype == "AT_AlterColumnType":
-            return AlterAction(subtype, name, new_type=type_text(column.get("typeName") or {}))
+            return AlterAction(subtype, name, new_type=type_text(column.get("typeName") or {}),
+                               type_name=_tree(column.get("typeName")), expression=_tree(column.get("raw_default")))
     if subtype == "AT_ColumnDefault":
         return AlterAction(subtype, name, sets_default=bool(definition))
     if "PartitionCmd" in definition:
         partition = definition["PartitionCmd"]
         return AlterAction(subtype, name, partition=_rangevar(partition.get("name")),
-                           concurrent=bool(partition.get("concurrent")))
+                           concurrent=bool(partition.get("concurrent")), bound=_tree(partition.get("bound")))
     if "Constraint" in definition:
         constraint = definition["Constraint"]
+        foreign = constraint.get("contype") == "CONSTR_FOREIGN"
         return AlterAction(subtype, name or constraint.get("conname"), constraint_type=constraint.get("contype"),
                            using_index=constraint.get("indexname"), not_valid=bool(constraint.get("skip_validation")),
-                           references=qualified(_rangevar(constraint.get("pktable"))))
+                           references=qualified(_rangevar(constraint.get("pktable"))),
+                           keys=tuple(_svals(constraint.get("fk_attrs" if foreign else "keys"))),
+                           referenced_keys=tuple(_svals(constraint.get("pk_attrs"))),
+                           match_full=constraint.get("fk_matchtype") == "f",
+                           nulls_not_distinct=bool(constraint.get("nulls_not_distinct")),
+                           expression=_tree(constraint.get("raw_expr")))
     return AlterAction(subtype, name)
 
 
@@ -174,21 +193,30 @@ def _statement_facts(statement: dict, calls: bool) -> Facts:
                      functions_called=frozenset(_function_calls(f) if calls else ()))
     if node == "CreateStmt":
         relation = _rangevar(f.get("relation"))
+        parents = f.get("inhRelations") or ()
         return Facts(node, relation, partition_of=bool(f.get("partbound")), creates=frozenset({qualified(relation)}),
-                     functions_called=frozenset(_function_calls(f) if calls else ()))
+                     functions_called=frozenset(_function_calls(f) if calls else ()), bound=_tree(f.get("partbound")),
+                     partition_parent=_rangevar(parents[0]) if f.get("partbound") and parents else None)
     if node == "CreateTableAsStmt":
         into = f.get("into") or {}
         relation = _rangevar(into.get("rel"))
         return Facts(node, relation, object_type=f.get("objtype"), skip_data=bool(into.get("skipData")),
                      creates=frozenset({qualified(relation)}))
     if node == "IndexStmt":
-        return Facts(node, _rangevar(f.get("relation")), name=f.get("idxname"), concurrent=bool(f.get("concurrent")))
+        return Facts(node, _rangevar(f.get("relation")), name=f.get("idxname"), concurrent=bool(f.get("concurrent")),
+                     unique=bool(f.get("unique")), nulls_not_distinct=bool(f.get("nulls_not_distinct")),
+                     index_keys=tuple(_tree(e) for e in f.get("indexParams") or ()),
+                     predicate=_tree(f.get("whereClause")))
     if node in ("CreatePolicyStmt", "AlterPolicyStmt"):
         return Facts(node, _rangevar(f.get("table")), name=f.get("policy_name"))
     if node == "CreateTrigStmt":
         return Facts(node, _rangevar(f.get("relation")), name=f.get("trigname"))
     if node == "ViewStmt":
         return Facts(node, _rangevar(f.get("view")))
+    if node == "RenameStmt":  # ALTER ... RENAME (TO | COLUMN | CONSTRAINT | POLICY): name is the new name
+        relation = _rangevar(f["relation"]) if f.get("relation") else None
+        return Facts(node, relation, name=f.get("newname"), object_type=f.get("renameType"),
+                     objects=(f["subname"],) if f.get("subname") else ())
     if node == "DropStmt":
         return Facts(node, objects=tuple(_object_name(o) for o in f.get("objects") or ()),
                      object_type=f.get("removeType"), cascade=f.get("behavior") == "DROP_CASCADE",
@@ -206,6 +234,8 @@ def _statement_facts(statement: dict, calls: bool) -> Facts:
     if node == "ReindexStmt":
         concurrently = any(p.get("DefElem", {}).get("defname") == "concurrently" for p in f.get("params") or ())
         return Facts(node, _rangevar(f.get("relation")), concurrent=concurrently)
+    if node == "AlterObjectSchemaStmt":
+        return Facts(node, _rangevar(f.get("relation")), object_type=f.get("objectType"), new_schema=f.get("newschema"))
     if node == "CreateFunctionStmt":
         return Facts(node, function_created=(_svals(f.get("funcname")) or [None])[-1])
     return Facts(node, transaction_control=node == "TransactionStmt")

@@ -304,6 +304,20 @@ QUERIES = {
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('v', 'm')
     """,
+    # The columns a view or materialized view reads ("schema.table.column"; "schema.table.*" for a
+    # whole-row reference): altering any other column's type leaves it valid, so it need not be rebuilt.
+    "fact:reads columns": """
+        SELECT 'fact:reads columns', n.nspname || '.' || c.relname,
+               ARRAY(SELECT DISTINCT rn.nspname || '.' || r.relname || '.' || coalesce(a.attname, '*')
+                     FROM pg_rewrite rw JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+                     JOIN pg_class r ON r.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass AND r.oid <> c.oid
+                     JOIN pg_namespace rn ON rn.oid = r.relnamespace
+                     LEFT JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = d.refobjsubid AND d.refobjsubid > 0
+                     WHERE rw.ev_class = c.oid ORDER BY 1),
+               """ + _named("n", "c.relname") + """
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('v', 'm')
+    """,
     "fact:sequence": """
         SELECT 'fact:sequence', n.nspname || '.' || c.relname,
                json_build_object('type', format_type(s.seqtypid, NULL), 'increment', s.seqincrement::text,

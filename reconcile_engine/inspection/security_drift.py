@@ -5,6 +5,7 @@ can page on them alone:
 - a table's row level security disabled, or no longer forced, on the target while declared so;
 - any difference in a policy (dropped, added or changed: a permissive policy added by hand widens
   what a tenant sees as surely as a dropped one);
+- a view's security_invoker turned off on the target while declared on, over such a table;
 - any difference in a grant (compared only with privileges: true) on a table with row level
   security (on either side), on a partition of one, or on a view or materialized view that reads
   one, directly or through other views: a materialized view applies no row level security, and a
@@ -67,6 +68,8 @@ def _weakens_isolation(difference: Difference, target: CatalogSnapshot, declared
                        protected: dict[str, str]) -> str | None:
     """Why the difference weakens tenant isolation, naming the table or view; None when it does not."""
     kind, key = difference.kind, difference.key
+    if kind == "view" and key in protected and _invoker(difference.after) and not _invoker(difference.before):
+        return f"security_invoker turned off on {key}, which reads {protected[key]}, a table with row level security"
     if kind == "table" and difference.before is not None and difference.after is not None:
         if key in declared.fact("row security") and key not in target.fact("row security"):
             return f"row level security disabled on {key}"
@@ -92,6 +95,16 @@ def _weakens_isolation(difference: Difference, target: CatalogSnapshot, declared
         if table is not None:
             return f"grant changed on {owners[0]}, over {table}, a table with row level security"
     return None
+
+
+def _invoker(definition: str | None) -> bool:
+    """Whether a view's definition (the snapshot's) has security_invoker on: it then reads as its caller,
+    under the caller's policies; without it, as its owner, past them."""
+    for part in (definition or "").split(" | "):
+        if part.startswith("options "):
+            return any(option in ("security_invoker=true", "security_invoker=on", "security_invoker=1")
+                       for option in part[len("options "):].split(","))
+    return False
 
 
 def _with_parents(relation: str, target: CatalogSnapshot, declared: CatalogSnapshot) -> list[str]:

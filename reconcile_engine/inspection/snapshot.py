@@ -18,7 +18,7 @@ from .catalog_queries import queries_for
 # What this view does not look at, and so what neither plans nor drift reports can be trusted on.
 NOT_COMPARED = (
     "column order within a table",
-    "renames (a renamed object is seen as one dropped and one created)",
+    "renames not declared with '-- reconcile: renamed from' (seen as one object dropped and one created)",
     "grants (unless privileges: true in reconcile.yaml)",
     "ownership",
     "table data and sequence current values",

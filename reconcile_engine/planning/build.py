@@ -32,6 +32,11 @@ class PlannedStatement:
     commit_reason: str = ""  # why the plan commits after it, when commit_after (shown in the plan file)
 
     @property
+    def data_step(self) -> bool:
+        """Hand-written (plan --data-before/--data-after): apply runs it once, and records that it did."""
+        return self.origin.startswith("data")
+
+    @property
     def lock(self) -> str | None:
         """The strongest lock it takes on a live table, by its hazards (None: none that blocks)."""
         return lock_level(self.hazards)
@@ -49,6 +54,7 @@ class Plan:
     not_compared: tuple[str, ...] = NOT_COMPARED
     destructive_approved: bool = False
     rollback_note: str = "none"  # where the rehearsed reverse plan is, or why there is none
+    preflight: tuple = ()  # preflight.Outcome of each check counted on the target's rows (none failed)
 
     @property
     def empty(self) -> bool:
@@ -106,6 +112,7 @@ class Plan:
             "corrections": list(self.corrections_used),
             "not_compared": list(self.not_compared),
             "destructive_approved": self.destructive_approved,
+            "preflight": [outcome.to_dict() for outcome in self.preflight],
             "statements": [
                 {"sql": s.sql, "summary": s.summary, "origin": s.origin, "destructive": s.destructive,
                  "commit_after": s.commit_after, "rows": s.rows, "hazards": list(s.hazards),

@@ -129,7 +129,7 @@ def _humanize(camel: str) -> str:
 
 def _kind(object_type: str | None) -> str:
     kind = (object_type or "OBJECT_?").removeprefix("OBJECT_").lower().replace("_", " ")
-    return {"matview": "materialized view"}.get(kind, kind)
+    return {"matview": "materialized view", "tabconstraint": "constraint"}.get(kind, kind)
 
 
 def classify(sql: str, facts: Facts, current: CatalogSnapshot | None = None) -> Classification:
@@ -169,6 +169,11 @@ def classify(sql: str, facts: Facts, current: CatalogSnapshot | None = None) -> 
         return Classification(f"create view {facts.relation}", None)
     if node == "CommentStmt":
         return Classification(f"comment on {_kind(facts.object_type)} {', '.join(facts.objects)}", None)
+    if node == "RenameStmt" and facts.relation:
+        what = f"{_kind(facts.object_type)} {facts.relation}" + "".join(f".{name}" for name in facts.objects)
+        if facts.object_type in ("OBJECT_POLICY", "OBJECT_TABCONSTRAINT"):
+            what = f"{_kind(facts.object_type)} {facts.objects[0]} on {facts.relation}"
+        return Classification(f"rename {what} to {facts.name}", None)
     return Classification(_first_line(sql), None)
 
 
@@ -265,8 +270,8 @@ def hazards_of(facts: Facts, current: CatalogSnapshot | None = None) -> tuple[st
             found |= {DELETES_DATA, ACCESS_EXCLUSIVE}
         elif node == "DeleteStmt":
             found.add(DELETES_DATA)
-        elif node in ("CreatePolicyStmt", "AlterPolicyStmt"):
-            found.add(ACCESS_EXCLUSIVE)
+        elif node in ("CreatePolicyStmt", "AlterPolicyStmt", "RenameStmt"):
+            found.add(ACCESS_EXCLUSIVE)  # a rename only changes the catalog, but waits for every reader
         elif node == "CreateTrigStmt":
             found.add(BLOCKS_WRITES)
         elif node == "RefreshMatViewStmt" and not part.concurrent:

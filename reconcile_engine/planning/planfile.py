@@ -24,6 +24,7 @@ from ..diff.statement_facts import read_facts
 from ..errors import PlanFileError, PlanModifiedError
 from .build import NEEDS_COMMITTED, Plan, PlannedStatement
 from .hazards import classify
+from .preflight import Outcome
 
 MAGIC = "-- reconcile plan"
 CHECKSUM_KEY = "checksum"
@@ -34,6 +35,7 @@ APPROVAL_KEY = "destructive-approved"
 COMMIT_MARK = "-- reconcile: commit here"
 ONLINE_MARK = "-- reconcile: online step"
 DATA_MARK = "DATA STEP"
+PREFLIGHT_MARK = "-- preflight:"  # one header line per pre-flight check counted on the target's rows
 
 
 def _is_data(statement) -> bool:
@@ -53,8 +55,9 @@ def _summary_line(statement) -> str:
         ("  [DATA]" if _is_data(statement) else "")
 
 
-def _canonical_sql(sql: str) -> str:
-    """A statement as reading the file gives it back: stripped, without its ';'."""
+def canonical_sql(sql: str) -> str:
+    """A statement as reading the file gives it back: stripped, without its ';' (what the seal, and
+    apply's record of a data step that ran, identify it by)."""
     text = sql.strip()
     while text.endswith(";"):
         text = text[:-1].rstrip()
@@ -63,13 +66,15 @@ def _canonical_sql(sql: str) -> str:
 
 def statement_digest(statement, summary_line: str) -> str:
     """What apply runs for one statement, and what the summary says of it."""
-    parts = (_canonical_sql(statement.sql), "commit" if statement.commit_after else "",
+    parts = (canonical_sql(statement.sql), "commit" if statement.commit_after else "",
              "online" if statement.online_step else "", "data" if _is_data(statement) else "", summary_line)
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
 def plan_checksum(plan: Plan, digests) -> str:
-    seal = "\n".join([plan.fingerprint_before, plan.fingerprint_after, plan.as_of.isoformat(), *digests])
+    # The pre-flight lines are sealed too (only when there are some: older plans keep their checksum).
+    checks = [f"{PREFLIGHT_MARK} {outcome.text}" for outcome in plan.preflight]
+    seal = "\n".join([plan.fingerprint_before, plan.fingerprint_after, plan.as_of.isoformat(), *digests, *checks])
     return "sha256:" + hashlib.sha256(seal.encode()).hexdigest()
 
 
@@ -117,6 +122,7 @@ def render(plan: Plan) -> str:
                      f"(an interrupted apply resumes them)")
     linted = sum(len(s.lint) for s in plan.statements)
     lines.append(f"-- squawk: {linted} finding(s) (named below)" if linted else "-- squawk: no findings")
+    lines += [f"{PREFLIGHT_MARK} {outcome.text}" for outcome in plan.preflight]
     lines.append("-- summary:")
     for number, line in enumerate(summary_lines, 1):
         lines.append(f"--   {number:>3}. {line}")
@@ -190,7 +196,7 @@ class PlanFile:
             digest = statement_digest(statement, seal.summary_lines.get(number, ""))
             recorded = seal.statement_digests[number - 1]
             if recorded is None or not digest.startswith(recorded):
-                first = _canonical_sql(statement.sql).splitlines()[0][:80]
+                first = canonical_sql(statement.sql).splitlines()[0][:80]
                 return f"statement {number} ({first}) {'was added' if recorded is None else 'was changed'} after its rehearsal"
             digests.append(digest)
         if plan_checksum(plan, digests) != seal.checksum:
@@ -311,7 +317,14 @@ def _parse(path: Path, text: str) -> tuple[Plan, _Seal]:
         tool_version=header.get("tool", "").removeprefix("reconcile ").strip(),
         corrections_used=tuple(c.strip() for c in header.get("corrections", "").split(",") if c.strip() not in ("", "none")),
         destructive_approved=approved,
+        preflight=_preflight(text.split(STATEMENTS_MARK, 1)[0]),
     ), seal
+
+
+def _preflight(header_text: str) -> tuple[Outcome, ...]:
+    """The pre-flight lines as written (their text is sealed; 'rehearse' counts them again)."""
+    lines = [line[len(PREFLIGHT_MARK):].strip() for line in header_text.splitlines() if line.startswith(PREFLIGHT_MARK)]
+    return tuple(Outcome(int(line.split(".", 1)[0]) if line.split(".", 1)[0].isdigit() else 0, line) for line in lines)
 
 
 def _created(value: str | None) -> dt.datetime:

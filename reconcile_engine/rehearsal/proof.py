@@ -16,15 +16,19 @@ from ..checks.squawk import squawk
 from ..config import Config
 from ..connections import connected, server_major
 from ..declared.files import DesiredState
-from ..diff.operations import DiffContext
-from ..errors import PlanNotConvergedError, ScratchError
+from ..diff.operations import DiffContext, SchemaDiff
+from ..diff.renames import ORIGIN as RENAMES, Renames, needed_renames
+from ..errors import PlanNotConvergedError, PreflightFailedError, ScratchError
 from ..inspection.migra_view import InspectedDatabase, inspect_database
 from ..inspection.snapshot import CatalogSnapshot, not_compared, read_snapshot
 from ..planning import planfile
-from ..planning.build import Plan
+from ..planning.build import Plan, build_plan
+from ..planning.preflight import refusal
 from ..scratch.databases import ScratchDatabase, scratch_space
+from ..runner import PlanStatementFailed, run_statements
 from ..servers import Target
 from ..sqltext import quote_ident
+from .preflight_checks import run_preflight
 from .rehearse import copy_target, rehearse
 
 # (current, declared) -> None when there is nothing to do, else the plan to rehearse.
@@ -37,6 +41,7 @@ class Proof:
     findings: tuple  # the security lint's, on the declared state
     plan: Plan | None = None  # rehearsed, classified, with row counts, squawk, rollback note; None: no changes
     reverse: Plan | None = None  # its rehearsed reverse, when it leads back exactly
+    notes: tuple[str, ...] = ()  # rename directives ignored (stale, or both names present)
 
 
 @contextlib.contextmanager
@@ -83,9 +88,11 @@ def lint_findings(config: Config, scratch: ScratchDatabase) -> list:
         conn.close()
 
 
-def prove(config: Config, desired: DesiredState, target: Target, make_plan: PlanMaker) -> Proof:
+def prove(config: Config, desired: DesiredState, target: Target, make_plan: PlanMaker, *,
+          renames: tuple = ()) -> Proof:
     """Build, make the plan, rehearse it both ways; raise PlanNotConvergedError when it does not reach
-    the declared state on a copy of the target."""
+    the declared state on a copy of the target. `renames` (declared/renames.py) that the target needs
+    lead the plan: they are run on the copy first, and the rest of the plan is made from there."""
     timeout = config.timeouts.connect_timeout_s
     target_now = read_snapshot(target.url, config.scope, timeout)
     with scratch_space_for(config, target) as server, ThreadPoolExecutor(max_workers=3) as beside, \
@@ -97,17 +104,27 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         copied = beside.submit(copy_target, copy, target.url, target_now, config)
         # kept: the reverse plan is rehearsed on it
         current, wanted, findings = build_and_inspect(config, desired, target, scratch, beside, keep=True)
-        the_plan = make_plan(current, wanted)
-        if the_plan is None:
-            return Proof(wanted.snapshot, tuple(findings))
+        needed = needed_renames(renames, current.snapshot)
+        original = current
+        if needed.applied:
+            copied.result()
+            current = renamed_copy(copy, needed, config)
+        rest = make_plan(current, wanted)
+        if rest is None and not needed.applied:
+            return Proof(wanted.snapshot, tuple(findings), notes=needed.notes)
+        rest = rest or build_plan(SchemaDiff((), ()), current.snapshot, wanted.snapshot, desired.as_of)
+        the_plan = with_renames(rest, needed, original.snapshot, current.snapshot)
         lint = beside.submit(squawk, the_plan.statements, target_major(config, target))
+        # Counted on the target's rows (read-only) while the copy, which has none, rehearses the plan.
+        checks = beside.submit(run_preflight, config, target.url, the_plan, original.snapshot)
         copied.result()
-        rehearsal = rehearse(the_plan, copy, scratch, current, wanted, config,
-                             DiffContext(desired.partition_specs))
+        rehearsal = rehearse(rest, copy, scratch, current, wanted, config, DiffContext(desired.partition_specs),
+                             reverse_to=original.snapshot, reverse_trailing=needed.reverse_operations)
         copy.drop_in_background()  # both at once
         scratch.drop_in_background()
         the_plan = the_plan.with_row_counts(count_rows(config, target, the_plan.tables_at_stake))
         the_plan = the_plan.with_lint(lint.result())  # squawk ran while the server rehearsed
+        preflight = checks.result()
     if not rehearsal.converged:
         details = [f"  still to do: {s.splitlines()[0]}" for s in rehearsal.remaining_statements]
         details += [f"  still differs: {d.describe('after plan', 'declared')}" for d in rehearsal.remaining_differences]
@@ -116,12 +133,39 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
             f"written ({len(details)} difference(s) remain, listed above)",
             details,
         )
+    failed = [outcome for outcome in preflight if outcome.passed is False]
+    if failed:
+        raise PreflightFailedError(*refusal(failed))
     if rehearsal.reverse is not None:
         note = f"{config.migrations_dir}/{planfile.ROLLBACK_FOLDER}/<this file's name> (rehearsed: leads back exactly)"
     else:
         note = f"none: {rehearsal.reverse_problem}"
-    the_plan = dataclasses.replace(the_plan, rollback_note=note, not_compared=not_compared(config.scope))
-    return Proof(wanted.snapshot, tuple(findings), the_plan, rehearsal.reverse)
+    the_plan = dataclasses.replace(the_plan, rollback_note=note, not_compared=not_compared(config.scope),
+                                   preflight=tuple(preflight))
+    return Proof(wanted.snapshot, tuple(findings), the_plan, rehearsal.reverse, needed.notes)
+
+
+def renamed_copy(copy: ScratchDatabase, needed: Renames, config: Config) -> InspectedDatabase:
+    """Run the renames on the target's copy and inspect it: the rest of the plan starts there."""
+    conn = copy.connect(autocommit=False)
+    try:
+        run_statements(conn, needed.operations, "renames")
+        conn.commit()
+    except PlanStatementFailed as failed:
+        raise PlanNotConvergedError(f"the declared renames fail on a copy of the target: {failed}") from failed
+    finally:
+        conn.close()
+    return inspect_database(copy.url, config.scope, config.timeouts.connect_timeout_s)
+
+
+def with_renames(rest: Plan, needed: Renames, target: CatalogSnapshot, renamed: CatalogSnapshot) -> Plan:
+    """The plan: the renames (judged against the target as it is), then the rest, from the target."""
+    if not needed.applied:
+        return rest
+    lead = build_plan(SchemaDiff(tuple(needed.operations), ()), target, renamed, rest.as_of)
+    return dataclasses.replace(rest, statements=lead.statements + rest.statements,
+                               fingerprint_before=target.fingerprint,
+                               corrections_used=rest.corrections_used + (RENAMES,))
 
 
 def check_same_major(config: Config, target_url: str, scratch_url: str) -> None:

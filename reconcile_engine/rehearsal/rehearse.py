@@ -46,7 +46,8 @@ def copy_target(copy: ScratchDatabase, target_url: str, target_snapshot: Catalog
 
 
 def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, current: InspectedDatabase,
-             desired: InspectedDatabase, config: Config, context: DiffContext = DiffContext()) -> Rehearsal:
+             desired: InspectedDatabase, config: Config, context: DiffContext = DiffContext(), *,
+             reverse_to: CatalogSnapshot | None = None, reverse_trailing=()) -> Rehearsal:
     """Run the plan on `copy` (see copy_target) and check that it reaches the declared state.
 
     `current` and `desired` are the inspections the plan was made from; `declared` is the database
@@ -54,9 +55,12 @@ def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, curre
     reverse plan and runs it on `declared`: the forward run must reach exactly that state (checked
     below, else the way back is not kept), so running back from it proves the same as running back
     on the rehearsed copy, on another backend at the same time.
+
+    With renames (plan's leading ALTER ... RENAMEs), `copy` and `current` are the target after them:
+    the reverse then ends with `reverse_trailing` (the renames undone) and must land on `reverse_to`.
     """
     scope = config.scope
-    way_back = _ReverseRehearsal(desired, current, declared, plan.as_of, config)
+    way_back = _ReverseRehearsal(desired, current, declared, plan.as_of, config, reverse_to, reverse_trailing)
     with ThreadPoolExecutor(max_workers=1) as beside:
         reverse_run = beside.submit(way_back.run)
         try:
@@ -101,8 +105,9 @@ class _ReverseRehearsal:
     thread; cancel() stops it (its result is then not wanted)."""
 
     def __init__(self, desired: InspectedDatabase, current: InspectedDatabase, declared: ScratchDatabase,
-                 as_of, config: Config):
+                 as_of, config: Config, back_to: CatalogSnapshot | None = None, trailing=()):
         self.desired, self.current, self.declared = desired, current, declared
+        self.back_to, self.trailing = back_to or current.snapshot, tuple(trailing)
         self.as_of, self.scope = as_of, config.scope
         self._lock = threading.Lock()
         self._cancelled = False
@@ -115,8 +120,9 @@ class _ReverseRehearsal:
                 self._conn.cancel()  # interrupts the statement running on the server
 
     def run(self) -> tuple[Plan | None, str | None]:
-        reverse = build_plan(diff(self.desired, self.current), self.desired.snapshot, self.current.snapshot,
-                             self.as_of)
+        changes = diff(self.desired, self.current)
+        changes = dataclasses.replace(changes, statements=changes.statements + self.trailing)
+        reverse = build_plan(changes, self.desired.snapshot, self.back_to, self.as_of)
         with self._lock:
             if self._cancelled:
                 return None, "not rehearsed"
@@ -137,7 +143,7 @@ class _ReverseRehearsal:
             with self._lock:
                 self._conn = None
                 conn.close()
-        differences = back.differences(self.current.snapshot)
+        differences = back.differences(self.back_to)
         if differences:
             return None, f"the reverse plan does not lead back: {differences[0].describe('after rollback', 'target')}"
         return reverse, None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pglast import parse_sql
 from pglast.stream import RawStream
 
+from ..operations import Operation
 from ..statement_facts import operation, qualified
 from .base import Correction, DiffContext, Side, dotted
 
@@ -159,4 +160,43 @@ class PartitionAttachment(Correction):
 
 
 # This object kind's corrections, in the order they run.
-CORRECTIONS = (InheritedPartitionObjects(), PartitionedParentKeys(), PartitionedForeignKeys(), PartitionTriggers(), PartitionAttachment())
+class PartitionsDroppedFirst(Correction):
+    name = "partitions.drop-order"
+    fixes = ("migra drops a partitioned table before its partitions, which went with it: the partitions' "
+             "own DROPs then fail ('does not exist'), so a plan that removes one, or the reverse of a plan "
+             "that creates one, cannot run")
+
+    def rewrite(self, statements: list[Operation], current: Side, desired: Side, context: DiffContext) -> list:
+        parent_of = current.snapshot.fact("partition parent")
+        dropped = {table: statement for statement in statements for table in _dropped_tables(statement)}
+
+        def ancestors(table: str):
+            while (table := parent_of.get(table)) is not None:
+                yield table
+
+        # A partition whose parent (or its parent's parent) is dropped too: dropped just before it.
+        early = {table: [a for a in ancestors(table) if a in dropped] for table in dropped}
+        early = {table: found[-1] for table, found in early.items() if found}  # the topmost dropped ancestor
+        if not early:
+            return statements
+        depth = {table: sum(1 for _ in ancestors(table)) for table in early}
+        moved = {id(dropped[table]) for table in early}
+        reordered = []
+        for statement in statements:
+            if id(statement) in moved:
+                continue
+            tables = _dropped_tables(statement)
+            before = sorted((t for t, top in early.items() if top in tables), key=lambda t: (-depth[t], t))
+            reordered += [dropped[t] for t in before] + [statement]
+        return reordered
+
+
+def _dropped_tables(statement: Operation) -> list[str]:
+    facts = statement.facts
+    if facts.node != "DropStmt" or facts.object_type != "OBJECT_TABLE":
+        return []
+    return [qualified(name) for name in facts.objects]
+
+
+CORRECTIONS = (InheritedPartitionObjects(), PartitionedParentKeys(), PartitionedForeignKeys(), PartitionTriggers(),
+               PartitionAttachment(), PartitionsDroppedFirst())
