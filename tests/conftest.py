@@ -22,6 +22,15 @@ def _with_database(url, name):
     return urlsplit(url)._replace(path="/" + name).geturl()
 
 
+def server_major(url):
+    """The major version of the server at `url`."""
+    conn = psycopg2.connect(url)
+    try:
+        return conn.server_version // 10000
+    finally:
+        conn.close()
+
+
 def _execute(url, statement, params=None):
     conn = psycopg2.connect(url)
     conn.autocommit = True

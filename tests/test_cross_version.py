@@ -4,7 +4,6 @@ embedded PostgreSQL 18: diffing the two finds nothing, either way."""
 import datetime as dt
 from pathlib import Path
 
-import psycopg2
 import pytest
 
 from reconcile_engine.config import load_config
@@ -13,23 +12,15 @@ from reconcile_engine.diff.migra_diff import diff
 from reconcile_engine.inspection.migra_view import inspect_database
 from reconcile_engine.scratch.databases import ScratchDatabase, ScratchServer
 
-from conftest import embedded_server
+from conftest import embedded_server, server_major
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _major(url):
-    conn = psycopg2.connect(url)
-    try:
-        return conn.server_version // 10000
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")
 def other_server_url(pg_server_url):
     """An embedded PostgreSQL 18 beside the test server, when the test server is another major."""
-    if _major(pg_server_url) == 18:
+    if server_major(pg_server_url) == 18:
         pytest.skip("the test server is the embedded PostgreSQL 18: set RECONCILE_TEST_DATABASE_URL to another major")
     with embedded_server("reconcile-test-pg18-") as url:
         yield url

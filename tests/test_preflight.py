@@ -12,6 +12,7 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
+from conftest import server_major
 from reconcile_engine.inspection.snapshot import Scope, read_snapshot
 
 AS_OF = "2026-06-01"
@@ -149,19 +150,11 @@ def test_a_foreign_key_counts_keys_without_a_referenced_row(cli, project, live, 
     assert line.endswith(f"(foreign key role_org): 0 of {USERS} rows would fail"), line
 
 
-def _server_major(url):
-    conn = psycopg2.connect(url)
-    try:
-        return conn.server_version // 10000
-    finally:
-        conn.close()
-
-
 def test_a_type_change_counts_the_values_that_do_not_convert(cli, project, live, sql):
     sql(live, "UPDATE learner_analytics SET role_id = 'admin' WHERE role_id = '3'")
     _declare(project, "schema/030_learner_analytics.sql", "role_id          text NOT NULL",
              "role_id          integer NOT NULL")
-    if _server_major(live) >= 16:  # pg_input_is_valid counts them
+    if server_major(live) >= 16:  # pg_input_is_valid counts them
         _refused(cli, project, live, f"1 of {USERS} rows hold a role_id that does not convert to integer",
                  "list them: SELECT * FROM public.learner_analytics WHERE role_id IS NOT NULL AND NOT "
                  "pg_catalog.pg_input_is_valid(CAST(role_id AS pg_catalog.text), 'pg_catalog.int4') LIMIT 100")

@@ -159,7 +159,6 @@ class PartitionAttachment(Correction):
                 for table, _, parent in self._moving(current, desired) if parent]
 
 
-# This object kind's corrections, in the order they run.
 class PartitionsDroppedFirst(Correction):
     name = "partitions.drop-order"
     fixes = ("migra drops a partitioned table before its partitions, which went with it: the partitions' "
@@ -198,5 +197,6 @@ def _dropped_tables(statement: Operation) -> list[str]:
     return [qualified(name) for name in facts.objects]
 
 
+# This object kind's corrections, in the order they run.
 CORRECTIONS = (InheritedPartitionObjects(), PartitionedParentKeys(), PartitionedForeignKeys(), PartitionTriggers(),
                PartitionAttachment(), PartitionsDroppedFirst())
