@@ -245,8 +245,9 @@ class ScratchDatabase:
             conn.close()
 
     def _load_external(self, environment: TargetEnvironment) -> None:
-        """The external schemas: their extensions, then their definitions (the target's, dumped), then
-        external/<schema>.sql for those the target lacks (admitted, inert, like declared files)."""
+        """The external schemas: their extensions, then their definitions: the target's, dumped, or,
+        for a command without a target (policy tests), external/<schema>.sql (admitted, inert, like
+        declared files)."""
         with connected(self.url, self.connect_timeout_s) as conn, conn.cursor() as cur:
             for schema in environment.external_schemas:
                 cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
