@@ -12,8 +12,6 @@ from .operations import Operation
 from .statement_facts import operation
 
 ORIGIN = "renames"
-_SNAPSHOT_KIND = {"table": "table", "view": "view", "materialized view": "materialized view", "index": "index",
-                  "column": "column", "constraint": "constraint", "policy": "policy"}
 _RELATIONS = ("table", "view", "materialized view", "index")
 
 
@@ -41,7 +39,7 @@ def needed_renames(renames: tuple[Rename, ...], target: CatalogSnapshot) -> Rena
     applied, notes = [], []
     table_renamed = {}  # new table name -> old, for the columns, constraints and policies of a renamed table
     for rename in sorted(renames, key=lambda r: r.kind not in _RELATIONS):
-        kind = _SNAPSHOT_KIND[rename.kind]
+        kind = rename.kind  # the snapshot's kinds have the same names
         if rename.kind in _RELATIONS:
             old_key, new_key = rename.old, rename.new
         else:
