@@ -69,12 +69,12 @@ def generate(folder: Path, n: int) -> None:
     (folder / "views" / "views.sql").write_text("".join(views))
 
 
-def sql(url, statement):
+def sql(url, statement, params=None):
     conn = psycopg2.connect(url)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute(statement)
+            cur.execute(statement, params)
             return cur.fetchall() if cur.description else None
     finally:
         conn.close()

@@ -47,7 +47,9 @@ from .lifecycle.maintain import MaintainResult, maintain_partitions
 from .lifecycle.windows import missing_partitions, moved_by_the_window, stranded_rows
 from .planning import planfile
 from .planning.build import build_plan, replan
+from .planning.data_window import around_data_steps
 from .planning.online import make_online
+from .rehearsal.rollback_rehearsal import rehearse_on_target_copy
 from .rehearsal.proof import build_and_inspect, desired_database, lint_findings, prove, scratch_space_for
 from .results import (
     DriftReport, LintFinding, LintReport, PlanResult, PolicyTestReport, PullResult, RollbackResult, StatusReport,
@@ -173,11 +175,10 @@ def plan(project: Project, target: str | None = None, *, name: str = "plan", as_
 
     def make_plan(current, wanted):
         differences = current.snapshot.differences(wanted.snapshot)
-        changes = diff(current, wanted, DiffContext(desired.partition_specs))
+        changes = diff(current, wanted, DiffContext(desired.partition_specs, config.batch_rows))
         if changes.empty and not differences and not before_steps and not after_steps:
             return None
-        if before_steps or after_steps:
-            changes = dataclasses.replace(changes, statements=tuple(before_steps) + changes.statements + tuple(after_steps))
+        changes = around_data_steps(changes, before_steps, after_steps, current.snapshot)
         the_plan = build_plan(changes, current.snapshot, wanted.snapshot, desired.as_of)
         if config.online and current.snapshot.of_kind("table"):
             return make_online(the_plan, current.snapshot)
@@ -259,11 +260,14 @@ def apply(project: Project, target: str | None = None, *, allow_destructive: boo
 
 def rollback(project: Project, target: str | None = None, *, allow_destructive: bool = False,
              on_progress: Progress = _no_progress) -> RollbackResult:
-    """Apply the rehearsed reverse of the last applied plan (refused if the database moved on since)."""
+    """Apply the rehearsed reverse of the last applied plan (refused if the database moved on since,
+    but for partitions 'maintain' made: then the reverse is rehearsed again on a copy of the target)."""
     config = project.config
     the_target = resolve_target(config, target)
     done = rollback_last(config, the_target.url, project.migrations, allow_destructive=allow_destructive,
-                         git_commit=_git_commit(project.path), applied_by=_who(), on_progress=on_progress)
+                         git_commit=_git_commit(project.path), applied_by=_who(), on_progress=on_progress,
+                         rehearse_after_maintain=lambda reverse, label: rehearse_on_target_copy(
+                             config, the_target, reverse, label))
     return RollbackResult(the_target.name, done, config.migrations_dir)
 
 
@@ -358,7 +362,7 @@ def _compare(config: Config, desired: DesiredState, the_target: Target, use_cach
             ScratchDatabase(server, "desired", config.timeouts.connect_timeout_s) as scratch:
         current, wanted, findings = build_and_inspect(config, desired, the_target, scratch, beside)
         lookup.cache.put(lookup.key, wanted.snapshot, findings)
-        statements = diff(current, wanted, DiffContext(desired.partition_specs)).statements if fix_sql else ()
+        statements = diff(current, wanted, DiffContext(desired.partition_specs, config.batch_rows)).statements if fix_sql else ()
     return _Comparison(current.snapshot, wanted.snapshot, current.snapshot.differences(wanted.snapshot),
                        tuple(s.sql for s in statements), tuple(findings), False)
 

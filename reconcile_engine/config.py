@@ -59,6 +59,9 @@ class Config:
     # Columns that say which tenant a row belongs to: a table with one needs row-level security.
     tenant_columns: tuple[str, ...] = ("organization_id",)
     online: bool = True  # on a target that has tables, slow blocking statements become online steps
+    # Rows per batch of a data step and of the copy of a table converted to partitions, each batch its
+    # own short transaction (written into the plan, where the reviewer sees it).
+    batch_rows: int = 5_000
 
     @property
     def scope(self):
@@ -127,7 +130,7 @@ def _mapping(value: Any, where: str, allowed: tuple[str, ...]) -> dict:
 _TOP_KEYS = (
     "database_url", "managed_schemas", "excluded_schemas", "roles", "extensions",
     "scratch", "embedded_dir", "migrations_dir", "timeouts", "vars", "privileges", "lint", "online",
-    "external_schemas", "ignore",
+    "external_schemas", "ignore", "batch_rows",
 )
 
 
@@ -245,6 +248,9 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
     online = top.get("online", True)
     if not isinstance(online, bool):
         raise ConfigError(f"{name}: online: expected true or false, got {online!r}")
+    batch_rows = top.get("batch_rows", 5_000)
+    if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
+        raise ConfigError(f"{name}: batch_rows: expected a whole number 1 or more, got {batch_rows!r}")
     privileges = top.get("privileges", False)
     if not isinstance(privileges, bool):
         raise ConfigError(f"{name}: privileges: expected true or false, got {privileges!r}")
@@ -272,4 +278,5 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
         lint_ignored=_lint_ignored(top.get("lint"), name),
         tenant_columns=_tenant_columns(top.get("lint"), name),
         online=online,
+        batch_rows=batch_rows,
     )

@@ -35,6 +35,11 @@ class DeclaredStateError(ReconcileError):
     """A declared file is missing, unreadable, or fails to render or load."""
 
 
+class PlanRefusedError(ReconcileError):
+    """A change the declared files ask for that reconcile cannot plan safely (the reason is given);
+    nothing was planned."""
+
+
 class RefusedStatementError(ReconcileError):
     """A declared file holds a statement that is not a definition (it would run, read or change
     something outside the scratch space); refused before anything runs."""

@@ -4,11 +4,16 @@ the error that names the statement that failed. The one place that executes plan
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import psycopg2
 
+from .batched_statement import NotBatchable, key_range_sql, shape_of
 from .connections import first_line
 from .planning.online import index_name
 from .scratch.inert import InertFunctions
+from .sqltext import quote_part
 
 
 BATCH_SIZE = 100  # statements per round trip when building scratch databases and rehearsing
@@ -48,8 +53,39 @@ def execute_batched(cur, texts: list[str], run_one, *, savepoints: bool, alone=(
         start = max(end, start + 1)
 
 
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """What apply runs and records as one: a transaction (consecutive statements that are not online
+    steps; commit points may still cut it), or one online step on its own. Named by the number of its
+    first statement, which is what reconcile.progress records when it is done."""
+
+    number: int
+    statements: tuple  # (number, statement) pairs
+    alone: bool
+
+    @property
+    def first(self):
+        return self.statements[0][1]
+
+
+def plan_units(statements) -> list[Unit]:
+    """A plan's statements in the order they run: its transactions and its online steps in between."""
+    units, part = [], []
+    for number, statement in enumerate(statements, 1):
+        if getattr(statement, "online_step", False):
+            if part:
+                units.append(Unit(part[0][0], tuple(part), False))
+                part = []
+            units.append(Unit(number, ((number, statement),), True))
+        else:
+            part.append((number, statement))
+    if part:
+        units.append(Unit(part[0][0], tuple(part), False))
+    return units
+
+
 def run_statements(conn, statements, label: str, begin=lambda cur: None, *, batched: bool = False,
-                   inert: InertFunctions | None = None, skip=frozenset(), ran=None) -> None:
+                   inert: InertFunctions | None = None, skip=frozenset(), ran=None, first: int = 1) -> None:
     """Run a plan's statements in the connection's transaction, naming the one that fails.
 
     A statement marked commit_after is committed with everything before it; `begin(cur)` runs at
@@ -61,6 +97,7 @@ def run_statements(conn, statements, label: str, begin=lambda cur: None, *, batc
     one is still a commit point). ran(cur, number, statement): called after each statement that ran,
     in its transaction, so that what it writes (apply's record of a data step) commits or rolls back
     with the statement; only for statements run one at a time, as written (not batched, not inert).
+    first: the plan number of the first statement (a unit of a plan, see plan_units).
     """
     if ran is not None and (batched or inert is not None):
         raise ValueError("ran= needs each statement run once, as written: not batched, not inert")
@@ -89,9 +126,9 @@ def run_statements(conn, statements, label: str, begin=lambda cur: None, *, batc
 
         begin(cur)
         part = []
-        for number, statement in enumerate(statements, 1):
+        for number, statement in enumerate(statements, first):
             if getattr(statement, "online_step", False):
-                continue  # runs after the transaction: run_online_step
+                continue  # runs on its own: run_online_step
             if number not in skip:
                 part.append((number, statement))
             if statement.commit_after:
@@ -120,6 +157,120 @@ def run_online_step(conn, number: int, statement, label: str, session_settings: 
             cur.execute(statement.sql)
         except psycopg2.Error as exc:
             raise PlanStatementFailed(label, number, statement, exc) from exc
+
+
+def run_on_scratch(conn, statements, label: str, inert: InertFunctions | None = None) -> None:
+    """A whole plan on a scratch database (a rehearsal, either way): its transactions batched, its online
+    steps on their own, in the plan's order, as apply runs them. Functions' bodies stay inert until the
+    caller restores them."""
+    for unit in plan_units(statements):
+        if not unit.alone:
+            if conn.autocommit:
+                conn.autocommit = False
+            run_statements(conn, [s for _, s in unit.statements], label, batched=True, inert=inert, first=unit.number)
+            conn.commit()
+            continue
+        number, step = unit.statements[0]
+        if not conn.autocommit:
+            conn.commit()
+        if step.batch_rows or getattr(step, "data_step", False):
+            run_in_batches(conn, number, step, label, Batches(step.batch_rows or 2 ** 31 - 1, lambda cur: None))
+        else:
+            run_online_step(conn, number, step, label)
+    if conn.autocommit:
+        conn.autocommit = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Batches:
+    """How a statement is run in batches on a connection: the settings each batch's transaction
+    begins with, where to resume, and what to record in each batch's transaction."""
+
+    rows: int  # rows per batch, by the table's primary key
+    begin: Callable  # begin(cur): each batch's transaction-local settings
+    resume_after: list | None = None  # the key (as text, one per column) the last committed batch ended at
+    record_batch: Callable = lambda cur, key: None  # in the batch's transaction: key=None for the last
+    on_progress: Callable = lambda message: None
+
+
+def run_in_batches(conn, number: int, statement, label: str, batches: Batches) -> int:
+    """Run an UPDATE, DELETE or INSERT ... SELECT in batches of its table's primary key, each batch a
+    transaction of its own that also records how far it got, so that an interrupted run resumes after
+    the last batch committed and no row is done twice. A statement that cannot be cut (no primary key,
+    a RETURNING...) runs whole, in one transaction. Returns the number of rows it touched."""
+    if not conn.autocommit:
+        conn.commit()
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            try:
+                shape = shape_of(statement.sql)
+                keys = _primary_key(cur, shape.table)
+            except NotBatchable as why:
+                batches.on_progress(f"{label}: statement {number} runs in one transaction: {why}")
+                return _one_batch(conn, cur, number, statement, statement.sql, label, batches, None)
+            low = _row_literal(cur, keys, batches.resume_after) if batches.resume_after else None
+            touched = 0
+            while True:
+                batches.begin(cur)
+                high_key = _batch_end(cur, shape.table, keys, low, batches.rows, number, statement, label)
+                high = _row_literal(cur, keys, high_key) if high_key else None
+                sql = key_range_sql(statement.sql, shape, [k for k, _ in keys], low, high)
+                touched += _one_batch(conn, cur, number, statement, sql, label, batches, high_key, begun=True)
+                if high_key is None:
+                    return touched
+                batches.on_progress(f"{label}: statement {number}: {touched} rows so far")
+                low = high
+    finally:
+        if not conn.closed:
+            conn.rollback()
+            conn.autocommit = True
+
+
+def _one_batch(conn, cur, number, statement, sql, label, batches: Batches, high_key, begun=False) -> int:
+    try:
+        if not begun:
+            batches.begin(cur)
+        cur.execute(sql)
+        touched = max(cur.rowcount, 0)
+        batches.record_batch(cur, high_key)
+        conn.commit()
+        return touched
+    except psycopg2.Error as exc:
+        conn.rollback()
+        raise PlanStatementFailed(label, number, statement, exc) from exc
+
+
+def _primary_key(cur, table: str) -> list[tuple[str, str]]:
+    """(column, type) of the table's primary key, in key order; NotBatchable without one."""
+    cur.execute("SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_index i "
+                "JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
+                "WHERE i.indrelid = to_regclass(%s) AND i.indisprimary "
+                "ORDER BY array_position(i.indkey::int2[], a.attnum)", (table,))
+    keys = cur.fetchall()
+    if not keys:
+        raise NotBatchable(f"{table} has no primary key to cut it by")
+    return keys
+
+
+def _row_literal(cur, keys, values) -> str:
+    """('v1'::type1, 'v2'::type2): a key read back as text, typed again."""
+    return "(" + ", ".join(cur.mogrify("%s", (value,)).decode() + f"::{kind}"
+                           for (_, kind), value in zip(keys, values, strict=True)) + ")"
+
+
+def _batch_end(cur, table, keys, low, rows, number, statement, label) -> list | None:
+    """The key of the `rows`-th row after `low`, in key order (read through the primary key's index);
+    None when fewer rows remain: the last batch is then unbounded above."""
+    columns = ", ".join(f"k.{quote_part(k)}" for k, _ in keys)
+    where = f"WHERE ({columns}) > {low}" if low else ""
+    try:
+        cur.execute(f"SELECT {', '.join(f'k.{quote_part(k)}::text' for k, _ in keys)} FROM {table} k {where} "
+                    f"ORDER BY {columns} OFFSET {int(rows) - 1} LIMIT 1")
+    except psycopg2.Error as exc:
+        raise PlanStatementFailed(label, number, statement, exc) from exc
+    row = cur.fetchone()
+    return list(row) if row else None
 
 
 class PlanStatementFailed(Exception):

@@ -20,6 +20,20 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def quote_part(name: str) -> str:
+    """Quote one identifier (a schema's, a table's or a column's own name, dots and all)."""
+    return '"' + name.replace('"', '""') + '"' if "." in name else quote_ident(name)
+
+
+def dollar_quoted(body: str, tag: str = "reconcile") -> str:
+    """`body` between dollar quotes whose tag it does not contain (a name in it cannot end the quote)."""
+    chosen, n = tag, 0
+    while f"${chosen}$" in body:
+        n += 1
+        chosen = f"{tag}_{n}"
+    return f"${chosen}$\n{body}\n${chosen}$"
+
+
 def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 

@@ -1,6 +1,7 @@
 """A data step runs once: after a rollback, applying the same plan again skips the data steps that
-ran (unless --rerun-data-steps), and an apply that fails or is killed records none. On a real server,
-through the command line."""
+ran (unless --rerun-data-steps); each step is its own transaction, recorded with it, so an apply that
+fails or is killed in a step keeps the steps before it, records them, and resumes at the failed one. On a
+real server, through the command line."""
 
 import json
 import signal
@@ -162,9 +163,11 @@ def test_a_failed_data_step_records_nothing_and_runs_once_fixed(cli, project, ta
 
     code, _, err = cli("apply")
     assert code == 1
-    assert f"statement {numbers[1]}" in err and "division by zero" in err and "rolled back" in err
-    assert _one(sql, target_url, AUDIT_ROWS) == 0 and _one(sql, target_url, BIO_COLUMNS) == 0
-    assert _one(sql, target_url, RECORDS) == 0  # the first step's record went with its transaction
+    assert f"statement {numbers[1]}" in err and "division by zero" in err and "resumes from this step" in err
+    # The DDL and the first step committed, each in its own transaction, the first step recorded with it.
+    assert _one(sql, target_url, AUDIT_ROWS) == 1 and _one(sql, target_url, BIO_COLUMNS) == 1
+    assert _one(sql, target_url, RECORDS) == 1
+    assert _one(sql, target_url, "SELECT count(*) FROM reconcile.history") == 1  # the plan is not applied yet
 
     sql(target_url, "UPDATE counters SET v = 4 WHERE name = 'runs'")
     code, out, err = cli("apply")
@@ -192,7 +195,9 @@ def test_an_apply_killed_during_a_data_step_records_nothing(cli, project, target
         assert time.monotonic() < deadline
         time.sleep(0.1)
 
-    assert _one(sql, target_url, AUDIT_ROWS) == 0 and _one(sql, target_url, RECORDS) == 0
+    # The first step committed and was recorded in its own transaction; the killed one left nothing.
+    assert _one(sql, target_url, AUDIT_ROWS) == 1 and _one(sql, target_url, RECORDS) == 1
+    assert _one(sql, target_url, COUNTER) == 0
     assert _one(sql, target_url, "SELECT count(*) FROM reconcile.history") == 1
     code, out, err = cli("apply")
     assert code == 0, err

@@ -93,7 +93,7 @@ def test_apply_killed_during_an_online_step_resumes(cli, project, busy_table, sq
         process.kill()
         blocker.close()
     time.sleep(0.5)
-    assert sql(busy_table, "SELECT count(*) FROM reconcile.progress")[0][0] == 1  # the transaction, done
+    assert sql(busy_table, "SELECT count(*) FROM reconcile.progress")[0][0] == 1  # the plan began (step 0); its online step not done
     assert sql(busy_table, "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = "
                            "'learner_analytics_created_at_idx'::regclass")[0][0]  # left INVALID
 

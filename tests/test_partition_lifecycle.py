@@ -16,6 +16,15 @@ def insert_rows(sql, url, years, per_year=2, day="03-01"):
                      "VALUES ('o1', 'learner', %s, %s)", (f"{year}-{day}", f"{year}-12-31"))
 
 
+def add_nickname(project):
+    """Declare a new column on users: a plan besides the partitions."""
+    users = project / "schema" / "020_users.sql"
+    users.write_text(users.read_text().replace(
+        "created_at       timestamptz NOT NULL DEFAULT now()\n);",
+        "created_at       timestamptz NOT NULL DEFAULT now(),\n    nickname         text\n);",
+    ))
+
+
 def plan_and_apply(cli, as_of, *apply_args):
     code, out, err = cli("plan", "--as-of", as_of)
     assert code == 0, err
@@ -115,11 +124,7 @@ def test_maintain_refuses_after_an_out_of_band_change(cli, target_url, sql):
 
 def test_maintain_refuses_while_plans_are_pending(cli, project, target_url, sql):
     plan_and_apply(cli, "2025-06-01")
-    users = project / "schema" / "020_users.sql"
-    users.write_text(users.read_text().replace(
-        "created_at       timestamptz NOT NULL DEFAULT now()\n);",
-        "created_at       timestamptz NOT NULL DEFAULT now(),\n    nickname         text\n);",
-    ))
+    add_nickname(project)
     assert cli("plan", "--as-of", "2025-06-01")[0] == 0
 
     code, _, err = cli("maintain", "--as-of", "2026-01-02")
@@ -142,3 +147,51 @@ def test_maintain_detaches_expired_partitions_when_the_spec_opts_in(cli, project
     assert one(sql, target_url, "SELECT count(*) FROM archive.aggregated_analytics_2019") == 2
     assert one(sql, target_url, "SELECT count(*) FROM archive.aggregated_analytics_2020") == 2
     assert cli("drift", "--as-of", "2027-01-02")[0] == 0
+
+
+def test_rolling_back_an_expiry_reattaches_the_archived_partition_with_its_rows(cli, project, target_url, sql):
+    plan_and_apply(cli, "2025-06-01")
+    insert_rows(sql, target_url, range(2019, 2027))
+    out = plan_and_apply(cli, "2026-01-02")  # 2019 detached into archive, 2027 created
+    assert "(rehearsed: leads back exactly)" in out
+    reverse = sorted((project / "migrations" / "rollback").glob("*.sql"))[-1].read_text()
+    assert "partitions.reattach-archived" in reverse
+    assert "ALTER TABLE archive.aggregated_analytics_2019 SET SCHEMA public;" in reverse
+
+    code, out, err = cli("rollback", "--allow-destructive")  # it drops the (empty) 2027 partition
+
+    assert code == 0, err
+    assert one(sql, target_url, "SELECT to_regclass('archive.aggregated_analytics_2019') IS NULL")
+    assert one(sql, target_url, "SELECT count(*) FROM aggregated_analytics_2019") == 2  # back, with its rows
+    assert one(sql, target_url, "SELECT count(*) FROM aggregated_analytics") == 16
+    assert one(sql, target_url, "SELECT to_regclass('aggregated_analytics_2027') IS NULL")
+
+    code, out, err = cli("apply")  # the plan, applied again, archives it again: no name taken
+
+    assert code == 0, err
+    assert one(sql, target_url, "SELECT count(*) FROM archive.aggregated_analytics_2019") == 2
+    assert cli("drift", "--as-of", "2026-01-02")[0] == 0
+
+
+def test_a_plan_is_rolled_back_after_maintain_keeping_maintains_partitions(cli, project, target_url, sql):
+    plan_and_apply(cli, "2025-06-01")
+    add_nickname(project)
+    plan_and_apply(cli, "2025-06-01")
+    assert cli("maintain", "--as-of", "2026-01-02")[0] == 0  # creates the 2027 partition
+    insert_rows(sql, target_url, [2027], per_year=3)
+
+    code, out, err = cli("rollback", "--allow-destructive")
+
+    assert code == 0, err
+    assert "'reconcile maintain' ran 1 time(s) since" in out
+    assert one(sql, target_url, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' "
+                                "AND column_name = 'nickname'") == 0
+    assert one(sql, target_url, "SELECT count(*) FROM aggregated_analytics_2027") == 3  # maintain's, kept
+    rolled = one(sql, target_url, "SELECT count(*) FROM reconcile.history WHERE rolled_back_at IS NOT NULL")
+    assert rolled == 1
+
+    # Anything else changed since the plan: refused, nothing rolled back.
+    assert cli("apply", "--allow-destructive")[0] == 1  # the plan no longer starts where the target is
+    sql(target_url, "CREATE TABLE sneaky (id int)")
+    code, out, err = cli("rollback", "--allow-destructive")
+    assert code == 1 and "nothing was rolled back" in err

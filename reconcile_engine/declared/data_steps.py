@@ -27,5 +27,7 @@ def read_data_steps(paths, config: Config, where: str) -> list[Operation]:
         except pg_parser.ParseError as exc:
             line = text.count("\n", 0, exc.args[1]) + 1 if len(exc.args) > 1 else "?"
             raise DeclaredStateError(f"{display}:{line}: {exc.args[0]}") from exc
-        steps += [operation(text[piece].strip(), f"data ({where}, from {display})") for piece in slices]
+        # Each runs on its own, outside the DDL's transaction, in batches (runner.run_in_batches).
+        steps += [operation(text[piece].strip(), f"data ({where}, from {display})", online_step=True,
+                            batch_rows=config.batch_rows) for piece in slices]
     return steps

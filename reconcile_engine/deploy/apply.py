@@ -13,7 +13,7 @@ from ..errors import ApplyFailedError, DestructiveNotApprovedError, LockTimeoutE
 from ..inspection.snapshot import take_snapshot
 from ..planning.hazards import classify
 from ..planning.planfile import PlanFile
-from ..runner import PlanStatementFailed, run_online_step, run_statements
+from ..runner import Batches, PlanStatementFailed, plan_units, run_in_batches, run_online_step, run_statements
 from ..version import __version__
 from . import data_steps, history
 from .advisory_lock import acquire_apply_lock
@@ -117,11 +117,13 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
     plan = plan_file.plan
     name = record_as or plan_file.name
     started = time.monotonic()
-    steps = plan.online_steps
+    units = plan_units(plan.statements)
+    # A plan of one transaction records nothing until it is applied; else each part as it is done, and
+    # step 0 once the plan was checked against the target and began (a resumed apply does not check again).
+    tracked = len(units) > 1 or (bool(units) and units[0].alone)
     with conn.cursor() as cur:
-        done = history.steps_done(cur, name) if steps else set()
-        data = _data_steps(cur, plan_file, name, rerun_data_steps, 0 in done, on_progress)
-    conn.autocommit = False
+        done = history.steps_done(cur, name) if tracked else set()
+        data = _data_steps(cur, plan_file, name, rerun_data_steps, done, on_progress)
     timeouts = (f"{config.timeouts.lock_timeout_ms}ms", f"{config.timeouts.statement_timeout_ms}ms")
 
     def begin(cur):
@@ -130,39 +132,43 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
         cur.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true), "
                     "set_config('row_security', 'off', true)", timeouts)
 
+    checked = bool(done)  # an apply that resumes checked the plan against the target when it began
+    if done:
+        finished = sum(unit.number in done for unit in units)
+        on_progress(f"{plan_file.name}: resuming its online steps ({finished} of its {len(units)} parts were "
+                    f"done by an earlier apply)")
     try:
         with conn.cursor() as cur:
-            if 0 in done:
-                on_progress(f"{plan_file.name}: its transaction was committed by an earlier apply; resuming its online steps")
-            else:
-                _run_transaction(conn, cur, config, plan_file, allow_destructive, begin, data.skip,
-                                 functools.partial(_record_data_step, name))
-                if steps:
-                    history.mark_step(cur, name, 0)
-                    conn.commit()
-            if steps:
-                # Concurrent builds are exempt from statement_timeout; lock_timeout still bounds every wait.
-                settings = f"SET lock_timeout = '{timeouts[0]}'; SET statement_timeout = 0"
-                for number, step in steps:
-                    if number in done:
-                        continue
-                    on_progress(f"{plan_file.name}: online step {number}: {step.summary}")
-                    try:
-                        run_online_step(conn, number, step, plan_file.name, settings)
-                    except PlanStatementFailed as failed:
-                        if getattr(failed.error, "pgcode", None) == LOCK_NOT_AVAILABLE:
-                            raise ApplyFailedError(str(failed)) from failed  # retried, resuming here
-                        raise ApplyFailedError(
-                            f"{failed}; the plan's transaction and its earlier steps are committed: fix the cause "
-                            f"and run apply again, which resumes from this step"
-                        ) from failed
-                    history.mark_step(cur, name, number)
+            for unit in units:
+                if unit.number in done:
+                    continue
+                if conn.autocommit:
+                    conn.autocommit = False
+                if not checked:
+                    begin(cur)
+                    _check_before(conn, config, plan_file, allow_destructive)
+                    checked = True
+                    if tracked:
+                        history.mark_step(cur, name, 0)
+                    if unit.alone:
+                        conn.commit()
+                if unit.alone:
+                    _run_alone(conn, unit, name, plan_file, data, begin, timeouts, tracked, on_progress)
+                    continue
+                _run_transaction(conn, cur, plan_file, unit, begin, data.skip, functools.partial(_record_data_step, name),
+                                 resumable=tracked and unit is not units[0])
+                if tracked:
+                    history.mark_step(cur, name, unit.number)
+                conn.commit()
+            if conn.autocommit:
                 conn.autocommit = False
-                begin(cur)
+            begin(cur)
+            if not checked:  # a plan without statements
+                _check_before(conn, config, plan_file, allow_destructive)
             after = take_snapshot(conn, config.scope)
             if after.fingerprint != plan.fingerprint_after:
                 outcome = ("its statements are committed: run 'reconcile drift' to see what differs"
-                           if steps else "rolled back, nothing was applied")
+                           if tracked else "rolled back, nothing was applied")
                 raise ApplyFailedError(
                     f"{plan_file.name}: after its statements the schema does not match the plan's expected "
                     f"fingerprint {plan.fingerprint_after[:19]}… (got {after.fingerprint[:19]}…); {outcome}"
@@ -176,7 +182,7 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
                 git_commit=git_commit, applied_by=applied_by, duration_ms=duration_ms,
                 statement_count=len(plan.statements), tool_version=__version__,
             )
-            if steps:
+            if tracked:
                 history.clear_steps(cur, name)
             ran = sum(s.data_step for s in plan.statements) - len(data.skipped)
             if ran:
@@ -184,20 +190,64 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
         conn.commit()
         return AppliedPlan(plan_file.name, len(plan.statements), duration_ms, ran, data.skipped)
     except BaseException:
-        if not conn.autocommit:
+        if not conn.closed and not conn.autocommit:
             conn.rollback()
         raise
     finally:
-        conn.autocommit = True
+        if not conn.closed:
+            conn.autocommit = True
 
 
-def _data_steps(cur, plan_file: PlanFile, name: str, rerun: bool, resuming: bool, on_progress) -> data_steps.Decision:
-    """Which of the plan's data steps ran before (recorded under `name`), said as progress. Resuming
-    the online steps of a plan whose transaction (data steps included) committed: none runs now."""
+def _run_alone(conn, unit, name: str, plan_file: PlanFile, data, begin, timeouts, tracked: bool, on_progress) -> None:
+    """One online step: a data step or a copy in batches (each batch its own transaction, recording how
+    far it got), or a statement in autocommit (CREATE INDEX CONCURRENTLY, VALIDATE CONSTRAINT...)."""
+    number, step = unit.statements[0]
+    try:
+        if number in data.skip:
+            conn.autocommit = True
+        elif step.batch_rows or step.data_step:
+            with conn.cursor() as cur:
+                resume = history.resume_point(cur, name, number) if tracked else None
+            conn.commit()
+            where = f", resuming after key {tuple(resume)}" if resume else ""
+            on_progress(f"{plan_file.name}: online step {number}: {step.summary}"
+                        + (f" (batches of {step.batch_rows} rows{where})" if step.batch_rows else ""))
+
+            def record(cur, key):
+                if key is None and step.data_step:
+                    data_steps.record(cur, name, number, step)
+                if tracked:
+                    history.mark_batch(cur, name, number, key)
+
+            run_in_batches(conn, number, step, plan_file.name,
+                           Batches(step.batch_rows or 2 ** 31 - 1, begin, resume, record, on_progress))
+            return
+        else:
+            on_progress(f"{plan_file.name}: online step {number}: {step.summary}")
+            # Concurrent builds are exempt from statement_timeout; lock_timeout still bounds every wait.
+            run_online_step(conn, number, step, plan_file.name,
+                            f"SET lock_timeout = '{timeouts[0]}'; SET statement_timeout = 0")
+    except PlanStatementFailed as failed:
+        if getattr(failed.error, "pgcode", None) == LOCK_NOT_AVAILABLE:
+            raise ApplyFailedError(str(failed)) from failed  # retried, resuming here
+        raise ApplyFailedError(
+            f"{failed}; what ran before it is committed: fix the cause and run apply again, which resumes "
+            f"from this step"
+        ) from failed
+    if tracked:
+        with conn.cursor() as cur:
+            history.mark_step(cur, name, number)
+
+
+def _data_steps(cur, plan_file: PlanFile, name: str, rerun: bool, done: set[int], on_progress) -> data_steps.Decision:
+    """Which of the plan's data steps ran before (recorded under `name`), said as progress. Those an
+    interrupted apply of this plan ran already (`done`, the parts it finished) are not run again."""
     statements = plan_file.plan.statements
-    if resuming or not any(s.data_step for s in statements):
+    if not any(s.data_step for s in statements):
         return data_steps.Decision(plan_file.name)
-    decision = data_steps.decide(plan_file.name, statements, data_steps.last_runs(cur, name), rerun=rerun)
+    units = {number: unit.number for unit in plan_units(statements) for number, _ in unit.statements}
+    runs = {n: run for n, run in data_steps.last_runs(cur, name).items() if units.get(n) not in done}
+    decision = data_steps.decide(plan_file.name, statements, runs, rerun=rerun and not done)
     for line in decision.progress():
         on_progress(line)
     return decision
@@ -209,11 +259,10 @@ def _record_data_step(name: str, cur, number: int, statement) -> None:
         data_steps.record(cur, name, number, statement)
 
 
-def _run_transaction(conn, cur, config: Config, plan_file: PlanFile, allow_destructive: bool, begin,
-                     skip=frozenset(), ran=None) -> None:
-    """The plan's transactional part: check the fingerprint and the approval, then run it."""
+def _check_before(conn, config: Config, plan_file: PlanFile, allow_destructive: bool) -> None:
+    """Before anything of the plan runs, in the transaction of its first part: the target is still the
+    one the plan was made for, and its destructive statements are approved."""
     plan = plan_file.plan
-    begin(cur)
     current = take_snapshot(conn, config.scope)
     if current.fingerprint != plan.fingerprint_before:
         raise StalePlanError(
@@ -227,13 +276,24 @@ def _run_transaction(conn, cur, config: Config, plan_file: PlanFile, allow_destr
             f"{plan_file.name}: {len(reasons)} destructive statement(s) ({reasons[0]}); nothing was applied: "
             f"review them, then set '-- destructive-approved: yes' in the plan or pass --allow-destructive"
         )
+
+
+def _run_transaction(conn, cur, plan_file: PlanFile, unit, begin, skip=frozenset(), ran=None, *,
+                     resumable: bool = False) -> None:
+    """One transactional part of the plan (all of it, for most plans)."""
     try:
-        run_statements(conn, plan.statements, plan_file.name, begin, skip=skip, ran=ran)
+        run_statements(conn, [s for _, s in unit.statements], plan_file.name, begin, skip=skip, ran=ran,
+                       first=unit.number)
     except PlanStatementFailed as failed:
         if failed.committed_through:
             raise ApplyFailedError(
                 f"{failed}; statements 1-{failed.committed_through} were committed first (the plan commits "
                 f"in parts, see its 'commit here' lines) and stay applied, the rest was rolled back: plan "
                 f"again from here"
+            ) from failed
+        if resumable:
+            raise ApplyFailedError(
+                f"{failed}; this part was rolled back, the parts before it are committed: fix the cause and run "
+                f"apply again, which resumes from this part"
             ) from failed
         raise ApplyFailedError(f"{failed}; rolled back, nothing was applied") from failed

@@ -37,14 +37,18 @@ ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS applied_as text;
 ALTER TABLE {TABLE} ALTER COLUMN applied_as SET DEFAULT current_user;
 -- A plan is in effect once at most; after a rollback it may be applied again.
 CREATE UNIQUE INDEX IF NOT EXISTS history_plan_in_effect ON {TABLE} (plan_file) WHERE rolled_back_at IS NULL;
--- Steps of a plan with online steps, as they complete: step 0 is its transaction. A plan is recorded
--- in history when all are done; until then an apply resumes from here.
+-- Units of a plan with online steps (runner.plan_units), as they complete, by the number of their
+-- first statement; step 0: the plan was checked against the target and began. A plan is recorded in history
+-- when all are done; until then an apply resumes from here. A step run in batches records, in each
+-- batch's transaction, the key it reached (done false) until its last batch.
 CREATE TABLE IF NOT EXISTS {PROGRESS} (
     plan_file  text NOT NULL,
     step       integer NOT NULL,
     done_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (plan_file, step)
 );
+ALTER TABLE {PROGRESS} ADD COLUMN IF NOT EXISTS done boolean NOT NULL DEFAULT true;
+ALTER TABLE {PROGRESS} ADD COLUMN IF NOT EXISTS resume_after text[];
 """
 
 
@@ -103,12 +107,32 @@ def applied_plan_names(entries: list[HistoryEntry]) -> set[str]:
 
 
 def steps_done(cur, plan_file: str) -> set[int]:
-    cur.execute(f"SELECT step FROM {PROGRESS} WHERE plan_file = %s", (plan_file,))
+    cur.execute(f"SELECT step FROM {PROGRESS} WHERE plan_file = %s AND done",
+                (plan_file,))
     return {row[0] for row in cur.fetchall()}
 
 
 def mark_step(cur, plan_file: str, step: int) -> None:
-    cur.execute(f"INSERT INTO {PROGRESS} (plan_file, step) VALUES (%s, %s) ON CONFLICT DO NOTHING", (plan_file, step))
+    cur.execute(f"INSERT INTO {PROGRESS} (plan_file, step) VALUES (%s, %s) ON CONFLICT (plan_file, step) "
+                f"DO UPDATE SET done = true, done_at = now(), resume_after = NULL", (plan_file, step))
+
+
+def mark_batch(cur, plan_file: str, step: int, key: list | None) -> None:
+    """In a batch's transaction: how far a step run in batches got (key None: its last batch, so done)."""
+    if key is None:
+        mark_step(cur, plan_file, step)
+        return
+    cur.execute(f"INSERT INTO {PROGRESS} (plan_file, step, done, resume_after) VALUES (%s, %s, false, %s) "
+                f"ON CONFLICT (plan_file, step) DO UPDATE SET resume_after = EXCLUDED.resume_after, done_at = now()",
+                (plan_file, step, key))
+
+
+def resume_point(cur, plan_file: str, step: int) -> list | None:
+    """The key the last committed batch of a step reached, if it was interrupted."""
+    cur.execute(f"SELECT resume_after FROM {PROGRESS} WHERE plan_file = %s AND step = %s AND NOT done",
+                (plan_file, step))
+    row = cur.fetchone()
+    return row[0] if row else None
 
 
 def clear_steps(cur, plan_file: str) -> None:

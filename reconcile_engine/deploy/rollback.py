@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Callable
 
 from ..config import Config
 from ..connections import connect
@@ -12,21 +14,38 @@ from . import history
 from .advisory_lock import acquire_apply_lock
 from .apply import AppliedPlan, _apply_one
 
+@dataclasses.dataclass(frozen=True)
+class Rebased:
+    """A rollback plan moved past the partitions `maintain` made since its plan: it starts where the
+    last maintain run ended and ends where its rehearsal on a copy of the target ended."""
+
+    plan: object  # planning.build.Plan
+    name: str
+    sha256: str
+
+
 def rollback_last(config: Config, target_url: str, migrations, *, allow_destructive: bool,
-                  git_commit: str | None, applied_by: str, on_progress=lambda message: None) -> AppliedPlan:
+                  git_commit: str | None, applied_by: str, on_progress=lambda message: None,
+                  rehearse_after_maintain: Callable | None = None) -> AppliedPlan:
     """Apply the rehearsed reverse of the last applied plan, with apply's guards; refuse when the
-    database has moved on since that plan (its fingerprint is no longer the plan's after)."""
+    database has moved on since that plan (its fingerprint is no longer the plan's after), unless
+    only 'maintain' ran since: then `rehearse_after_maintain(reverse_plan, label)` gives the
+    fingerprint the reverse reaches from the target as it is (maintain's partitions are part of the
+    state the rollback returns to)."""
     conn = connect(target_url, config.timeouts.connect_timeout_s, autocommit=True)
     try:
         with conn.cursor() as cur:
             acquire_apply_lock(cur, config.timeouts.apply_lock_wait_ms)
             history.ensure_table(cur)
             in_effect = [e for e in history.read(cur) if e.rolled_back_at is None and not e.plan_file.startswith("rollback/")]
-        if not in_effect:
+        plans = [e for e in in_effect if e.is_plan]
+        if not plans:
+            if in_effect:
+                raise NothingToRollBackError(f"the last change was '{in_effect[-1].plan_file}', not a reviewed plan; "
+                                             f"nothing was rolled back")
             raise NothingToRollBackError("nothing to roll back: no applied plan is recorded on this database")
-        last = in_effect[-1]
-        if not last.is_plan:
-            raise NothingToRollBackError(f"the last change was '{last.plan_file}', not a reviewed plan; nothing was rolled back")
+        last = plans[-1]
+        since = in_effect[in_effect.index(last) + 1:]  # maintain runs only: a plan after it would be the last
         path = planfile.rollback_path(migrations, last.plan_file)
         if not path.exists():
             raise NothingToRollBackError(f"{path}: no rollback plan for {last.plan_file} (plan writes one when its reverse "
@@ -35,6 +54,8 @@ def rollback_last(config: Config, target_url: str, migrations, *, allow_destruct
         reverse.check_sealed(f"{config.migrations_dir}/{planfile.ROLLBACK_FOLDER}/{last.plan_file}")
         if reverse.plan.fingerprint_before != last.fingerprint_after:
             raise StalePlanError(f"{path} does not start where {last.plan_file} ended; nothing was rolled back")
+        if since:
+            reverse = _past_maintain(reverse, last, since, rehearse_after_maintain, on_progress)
         on_progress(f"rolling back {last.plan_file} ({len(reverse.plan.statements)} statements)")
         # To the microsecond: a plan rolled back, applied again and rolled back within a second must
         # not record a second rollback of the same name (history's names in effect are unique).
@@ -44,3 +65,22 @@ def rollback_last(config: Config, target_url: str, migrations, *, allow_destruct
                           rolls_back=last.plan_file)
     finally:
         conn.close()
+
+
+def _past_maintain(reverse, last, since, rehearse_after_maintain, on_progress) -> Rebased:
+    """The rollback plan, rebased past the maintain runs recorded since its plan (each starting where
+    the one before ended: anything else changed the schema, and the rollback is refused)."""
+    ended = last.fingerprint_after
+    for entry in since:
+        if entry.fingerprint_before != ended:
+            raise StalePlanError(f"the database changed after {last.plan_file} was applied, before "
+                                 f"'{entry.plan_file}' ran; nothing was rolled back: plan the way back instead")
+        ended = entry.fingerprint_after
+    if rehearse_after_maintain is None:
+        raise StalePlanError(f"'reconcile maintain' ran after {last.plan_file}; nothing was rolled back")
+    on_progress(f"'reconcile maintain' ran {len(since)} time(s) since {last.plan_file}: rehearsing its rollback "
+                f"on a copy of the target as it is now")
+    label = f"the rollback of {last.plan_file}"
+    after = rehearse_after_maintain(reverse.plan, label)
+    plan = dataclasses.replace(reverse.plan, fingerprint_before=ended, fingerprint_after=after)
+    return Rebased(plan, reverse.name, reverse.sha256)

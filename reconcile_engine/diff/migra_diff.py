@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..inspection.migra_view import InspectedDatabase
+from . import conversion
 from .corrections import all_corrections
 from .operations import DiffContext, SchemaDiff
 from .statement_facts import operation
@@ -14,6 +15,9 @@ def diff(current: InspectedDatabase, desired: InspectedDatabase, context: DiffCo
     adjust copies of their schemainspect views, so an inspection can be diffed again; except with
     current_used_once, when `current` is adjusted in place (the caller drops it; copying thousands of
     objects costs a fraction of a second per thousand tables)."""
+    conversions = conversion.find_conversions(current, desired)
+    if conversions:
+        return _with_conversions(conversions, current, desired, context, corrections)
     from migra import Migration  # heavy: imported when a diff is made
 
     corrections = all_corrections() if corrections is None else corrections
@@ -44,3 +48,22 @@ def diff(current: InspectedDatabase, desired: InspectedDatabase, context: DiffCo
             statements = statements + [operation(sql, correction.name) for sql in extra]
     return SchemaDiff(tuple(statements), tuple(used))
 
+
+
+def _with_conversions(conversions, current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext,
+                      corrections) -> SchemaDiff:
+    """Tables converted between plain and partitioned (conversion.py): migra diffs everything else;
+    each converted table is built from what a diff from nothing gives for it, and swapped in last."""
+    moved = set().union(*(c.moved for c in conversions))
+    referencing = set().union(*(c.referencing for c in conversions))
+    body = diff(current.without(moved, referencing), desired.without(moved, referencing), context,
+                corrections=corrections)
+    statements, used = list(body.statements), list(body.corrections_used)
+    for number, found in enumerate(conversions, 1):
+        creation = diff(desired.without(found.moved, set(found.referencing), keep_sequences=True), desired, context,
+                        corrections=corrections)
+        statements += conversion.conversion_operations(found, current, desired, list(creation.statements),
+                                                       context.batch_rows, last=number == len(conversions))
+        used += creation.corrections_used
+    used = tuple(dict.fromkeys(used + [conversion.NAME]))
+    return SchemaDiff(tuple(statements), used)

@@ -65,7 +65,9 @@ class Facts:
     predicate: str | None = dataclasses.field(default=None, compare=False)  # CREATE INDEX ... WHERE
     bound: str | None = dataclasses.field(default=None, compare=False)  # CREATE TABLE ... PARTITION OF: bounds
     partition_parent: str | None = None  # CREATE TABLE ... PARTITION OF: the parent (schema.name as written)
+    partition_by: tuple[str, ...] = ()  # CREATE TABLE ... PARTITION BY: its key columns (when plain columns)
     new_schema: str | None = None  # ALTER TABLE ... SET SCHEMA: the schema it moves to
+    source: str | None = None  # INSERT ... SELECT ... FROM one table: that table (schema.name as written)
     transaction_control: bool = False  # BEGIN, COMMIT, SAVEPOINT...: must run alone
 
     @property
@@ -84,6 +86,12 @@ class Operation:
     # Commit right after this statement: what follows needs it committed (a new enum value
     # cannot be used in the transaction that adds it).
     commit_after: bool = False
+    # Runs on its own, outside the plan's transactions, after what precedes it is committed (an online
+    # step: a data step, the copy of a table being converted).
+    online_step: bool = False
+    # > 0: run in batches of this many rows by the primary key of the table it reads or writes, each
+    # batch its own transaction (runner.run_in_batches); only with online_step.
+    batch_rows: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +107,8 @@ class SchemaDiff:
 @dataclasses.dataclass(frozen=True)
 class DiffContext:
     """What the declared files say beyond the schema that a correction needs: the partition specs
-    (expiring a partition detaches or drops it, as its spec says)."""
+    (expiring a partition detaches or drops it, as its spec says), and the rows per batch of a copy
+    (conversion.py)."""
 
     partition_specs: tuple = ()
+    batch_rows: int = 5_000

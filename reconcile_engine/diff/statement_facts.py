@@ -20,9 +20,10 @@ from .operations import UNPARSED, AlterAction, Facts, Operation
 _CLOCK_FUNCTIONS = ("now", "statement_timestamp", "transaction_timestamp")
 
 
-def operation(sql: str, origin: str, *, commit_after: bool = False) -> Operation:
+def operation(sql: str, origin: str, *, commit_after: bool = False, online_step: bool = False,
+              batch_rows: int = 0) -> Operation:
     """An operation of `sql`, its facts read from its parse tree."""
-    return Operation(sql, origin, read_facts(sql), commit_after)
+    return Operation(sql, origin, read_facts(sql), commit_after, online_step, batch_rows)
 
 
 def read_facts(sql: str) -> Facts:
@@ -194,9 +195,12 @@ def _statement_facts(statement: dict, calls: bool) -> Facts:
     if node == "CreateStmt":
         relation = _rangevar(f.get("relation"))
         parents = f.get("inhRelations") or ()
+        keys = ((f.get("partspec") or {}).get("PartitionSpec") or f.get("partspec") or {}).get("partParams") or ()
+        columns = tuple(k.get("PartitionElem", {}).get("name") for k in keys)
         return Facts(node, relation, partition_of=bool(f.get("partbound")), creates=frozenset({qualified(relation)}),
                      functions_called=frozenset(_function_calls(f) if calls else ()), bound=_tree(f.get("partbound")),
-                     partition_parent=_rangevar(parents[0]) if f.get("partbound") and parents else None)
+                     partition_parent=_rangevar(parents[0]) if f.get("partbound") and parents else None,
+                     partition_by=columns if all(columns) else ())
     if node == "CreateTableAsStmt":
         into = f.get("into") or {}
         relation = _rangevar(into.get("rel"))
@@ -223,8 +227,13 @@ def _statement_facts(statement: dict, calls: bool) -> Facts:
                      concurrent=bool(f.get("concurrent")))
     if node == "TruncateStmt":
         return Facts(node, objects=tuple(_rangevar(r) for r in f.get("relations") or ()))
-    if node == "DeleteStmt":
+    if node in ("DeleteStmt", "UpdateStmt"):
         return Facts(node, _rangevar(f.get("relation")))
+    if node == "InsertStmt":
+        select = (f.get("selectStmt") or {}).get("SelectStmt") or {}
+        sources = select.get("fromClause") or ()
+        source = _rangevar(sources[0]) if len(sources) == 1 and "RangeVar" in sources[0] else None
+        return Facts(node, _rangevar(f.get("relation")), source=source)
     if node == "CommentStmt":
         return Facts(node, objects=(_object_name(f["object"]),) if f.get("object") else (),
                      object_type=f.get("objtype"))
@@ -236,6 +245,19 @@ def _statement_facts(statement: dict, calls: bool) -> Facts:
         return Facts(node, _rangevar(f.get("relation")), concurrent=concurrently)
     if node == "AlterObjectSchemaStmt":
         return Facts(node, _rangevar(f.get("relation")), object_type=f.get("objectType"), new_schema=f.get("newschema"))
+    if node == "DoStmt":  # name: what its first comment says it does (the summary a plan shows)
+        body = next((a["DefElem"]["arg"].get("String", {}).get("sval", "") for a in f.get("args") or ()
+                     if a.get("DefElem", {}).get("defname") == "as"), "")
+        said = next((line.strip()[2:].strip() for line in body.splitlines() if line.strip().startswith("--")), None)
+        return Facts(node, name=said)
+    if node == "CreateSchemaStmt":
+        return Facts(node, name=f.get("schemaname"))
+    if node == "VariableSetStmt" and f.get("is_local"):
+        return Facts(node, name=f.get("name"))
+    if node == "LockStmt":  # name: the lock mode (LOCK TABLE ... IN ACCESS EXCLUSIVE MODE: "AccessExclusiveLock")
+        modes = {1: "AccessShareLock", 8: "AccessExclusiveLock"}
+        return Facts(node, name=modes.get(f.get("mode", 8), str(f.get("mode"))),
+                     objects=tuple(qualified(_rangevar(r)) for r in f.get("relations") or ()))
     if node == "CreateFunctionStmt":
         return Facts(node, function_created=(_svals(f.get("funcname")) or [None])[-1])
     return Facts(node, transaction_control=node == "TransactionStmt")

@@ -40,6 +40,16 @@ class InspectedDatabase:
         return dataclasses.replace(self, inspected=inspected, _pickled=None)  # its own, to be adjusted
 
 
+    def without(self, relations: set[str], constraints: set[str] = frozenset(), *,
+                keep_sequences: bool = False) -> "InspectedDatabase":
+        """A copy without the `relations` ("schema.name") and all that belongs to them, nor the
+        `constraints` ("schema.table.name"), in both views (see CatalogSnapshot.without)."""
+        other = self.copy()
+        _leave_out_relations(other.inspected, relations, constraints, keep_sequences)
+        other.snapshot = self.snapshot.without(relations, constraints, keep_sequences=keep_sequences)
+        return other
+
+
 def inspect_database(url: str, scope: Scope, connect_timeout_s: int = 10) -> InspectedDatabase:
     """Both views of one database, read at the same time on two connections: schemainspect mostly
     computes in Python while the snapshot's queries mostly wait on the server."""
@@ -74,6 +84,21 @@ _RELATION_NAMED_BY = {
 }
 # Objects that belong to nothing else: matched by their own name against the globs.
 _NAMED = ("functions", "enums", "types", "domains", "collations")
+
+
+def _leave_out_relations(inspected, relations: set[str], constraints: set[str], keep_sequences: bool) -> None:
+    def relation_kept(obj, attributes) -> bool:
+        return relations.isdisjoint(
+            f"{obj.schema}.{name}" for name in (getattr(obj, a, None) for a in attributes) if name is not None)
+
+    for collection, attributes in _RELATION_NAMED_BY.items():
+        if collection == "sequences" and keep_sequences:
+            continue
+        objects = getattr(inspected, collection)
+        setattr(inspected, collection, {k: v for k, v in objects.items() if relation_kept(v, attributes)
+                                        and f"{v.schema}.{getattr(v, 'table_name', '')}.{v.name}" not in constraints})
+    inspected.selectables = {k: v for k, v in inspected.selectables.items()
+                             if v.relationtype == "f" or relation_kept(v, ("name",))}
 
 
 def _leave_out(inspected, scope: Scope, ignored_relations: frozenset) -> None:

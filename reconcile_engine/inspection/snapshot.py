@@ -100,6 +100,23 @@ class CatalogSnapshot:
         names = self.owners.get(item, ()) + other.owners.get(item, ())
         return tuple(dict.fromkeys(names))
 
+    def without(self, relations: set[str], constraints: set[str] = frozenset(), *,
+                keep_sequences: bool = False) -> "CatalogSnapshot":
+        """This snapshot without what belongs to `relations` ("schema.name": tables, partitions, views,
+        by the owners each row was read with) and without the `constraints` ("schema.table.name");
+        keep_sequences: sequences owned by those tables stay."""
+        def kept(kind: str, key: str) -> bool:
+            if kind == "sequence" and keep_sequences:
+                return True
+            if kind == "constraint" and key in constraints:
+                return False
+            return relations.isdisjoint(self.owners.get((kind, key), ()))
+
+        return dataclasses.replace(
+            self, objects={item: value for item, value in self.objects.items() if kept(*item)},
+            facts={name: {key: value for key, value in values.items() if kept(f"fact:{name}", key)}
+                   for name, values in self.facts.items()})
+
     def differences(self, other: "CatalogSnapshot") -> list[Difference]:
         keys = sorted(set(self.objects) | set(other.objects))
         return [
@@ -131,6 +148,7 @@ def take_snapshot(conn, scope: Scope) -> CatalogSnapshot:
             continue
         if kind.startswith("fact:"):
             facts.setdefault(kind[len("fact:"):], {})[key] = definition
+            owners[(kind, key)] = tuple(names)
         else:
             objects[(kind, key)] = definition or ""
             owners[(kind, key)] = tuple(names)

@@ -28,7 +28,8 @@ class PlannedStatement:
     rows: int | None = None  # how many rows it held when the plan was made
     hazards: tuple[str, ...] = ()  # what it does to a live table (hazards.py), none for tables new in this plan
     lint: tuple[str, ...] = ()  # squawk's findings (lint.py)
-    online_step: bool = False  # runs after the plan's transaction, on its own (online.py)
+    online_step: bool = False  # runs on its own, outside the plan's transactions (online.py, runner.plan_units)
+    batch_rows: int = 0  # > 0: an online step run in batches of this many rows (runner.run_in_batches)
     commit_reason: str = ""  # why the plan commits after it, when commit_after (shown in the plan file)
 
     @property
@@ -116,7 +117,7 @@ class Plan:
             "statements": [
                 {"sql": s.sql, "summary": s.summary, "origin": s.origin, "destructive": s.destructive,
                  "commit_after": s.commit_after, "rows": s.rows, "hazards": list(s.hazards),
-                 "lint": list(s.lint), "online_step": s.online_step, "lock": s.lock}
+                 "lint": list(s.lint), "online_step": s.online_step, "batch_rows": s.batch_rows, "lock": s.lock}
                 for s in self.statements
             ],
         }
@@ -171,6 +172,7 @@ def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnaps
         statements.append(PlannedStatement(statement.sql, classification.summary, statement.origin, statement.facts,
                                            classification.destructive, statement.commit_after,
                                            classification.rows_of, hazards=its_hazards,
+                                           online_step=statement.online_step, batch_rows=statement.batch_rows,
                                            commit_reason=commit_reason))
     return Plan(
         statements=tuple(_in_parts(statements, current, desired)),
@@ -185,9 +187,10 @@ def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnaps
 def replan(written: Plan, current: CatalogSnapshot, desired: CatalogSnapshot) -> Plan:
     """A plan read back from its file (edited by hand, say), classified anew against `current`: its
     statements, commit points, online steps and data steps as written."""
-    statements = tuple(Operation(s.sql, s.origin, s.facts, s.commit_after) for s in written.statements)
+    statements = tuple(Operation(s.sql, s.origin, s.facts, s.commit_after, s.online_step, s.batch_rows)
+                       for s in written.statements)
     plan = build_plan(SchemaDiff(statements, written.corrections_used), current, desired, written.as_of)
     return dataclasses.replace(plan, statements=tuple(
-        dataclasses.replace(new, online_step=old.online_step, commit_reason=old.commit_reason or new.commit_reason)
+        dataclasses.replace(new, commit_reason=old.commit_reason or new.commit_reason)
         for old, new in zip(written.statements, plan.statements, strict=True)
     ))

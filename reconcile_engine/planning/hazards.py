@@ -145,7 +145,8 @@ def classify(sql: str, facts: Facts, current: CatalogSnapshot | None = None) -> 
         kind = _kind(facts.object_type)
         targets = ", ".join(facts.objects)
         destructive = None
-        if facts.object_type in _DATA_OBJECTS:
+        # DROP SCHEMA without CASCADE only drops an empty schema (PostgreSQL refuses any other).
+        if facts.object_type in _DATA_OBJECTS and (facts.cascade or facts.object_type != "OBJECT_SCHEMA"):
             destructive = f"drops {_DATA_OBJECTS[facts.object_type]} {targets} and everything in it"
         if facts.cascade:
             destructive = (destructive or f"drops {kind} {targets}") + " with CASCADE"
@@ -155,6 +156,25 @@ def classify(sql: str, facts: Facts, current: CatalogSnapshot | None = None) -> 
         return Classification("truncate " + ", ".join(facts.objects), "deletes every row")
     if node == "DeleteStmt":
         return Classification(f"delete from {facts.relation}", "deletes rows")
+    if node == "UpdateStmt":
+        return Classification(f"update {qualified(facts.relation)}", None, qualified(facts.relation))
+    if node == "InsertStmt":
+        source = f" from {qualified(facts.source)}" if facts.source else ""
+        return Classification(f"insert into {qualified(facts.relation)}{source}", None, qualified(facts.source))
+    if node == "CreateFunctionStmt":
+        return Classification(f"create function {facts.function_created}", None)
+    if node == "CreateTrigStmt":
+        return Classification(f"create trigger {facts.name} on {facts.relation}", None)
+    if node == "CreateSchemaStmt":
+        return Classification(f"create schema {facts.name}", None)
+    if node == "DoStmt" and facts.name:
+        return Classification(facts.name[:120], None)
+    if node == "VariableSetStmt" and facts.name:
+        return Classification(f"set {facts.name} for the rest of this transaction", None)
+    if node == "LockStmt":
+        return Classification(f"lock {', '.join(facts.objects)}", None)
+    if node == "AlterObjectSchemaStmt" and facts.relation:
+        return Classification(f"move {_kind(facts.object_type)} {facts.relation} to schema {facts.new_schema}", None)
     if node == "AlterTableStmt":
         return _alter_table(facts, current)
     if node == "CreateStmt":
@@ -264,7 +284,7 @@ def hazards_of(facts: Facts, current: CatalogSnapshot | None = None) -> tuple[st
                 found.add(NOT_IN_TRANSACTION)
             elif part.object_type in _ACCESS_EXCLUSIVE_DROPS:
                 found.add(ACCESS_EXCLUSIVE)
-            if part.object_type in _DATA_OBJECTS:
+            if part.object_type in _DATA_OBJECTS and (part.cascade or part.object_type != "OBJECT_SCHEMA"):
                 found.add(DELETES_DATA)
         elif node == "TruncateStmt":
             found |= {DELETES_DATA, ACCESS_EXCLUSIVE}
@@ -274,6 +294,8 @@ def hazards_of(facts: Facts, current: CatalogSnapshot | None = None) -> tuple[st
             found.add(ACCESS_EXCLUSIVE)  # a rename only changes the catalog, but waits for every reader
         elif node == "CreateTrigStmt":
             found.add(BLOCKS_WRITES)
+        elif node == "LockStmt" and part.name == "AccessExclusiveLock":
+            found.add(ACCESS_EXCLUSIVE)
         elif node == "RefreshMatViewStmt" and not part.concurrent:
             found.add(ACCESS_EXCLUSIVE)
         elif node in ("VacuumStmt", "CreatedbStmt") or (node == "ReindexStmt" and part.concurrent):

@@ -34,6 +34,7 @@ STATEMENTS_MARK = "-- ---- statements ----"
 APPROVAL_KEY = "destructive-approved"
 COMMIT_MARK = "-- reconcile: commit here"
 ONLINE_MARK = "-- reconcile: online step"
+BATCH_MARK = "-- reconcile: in batches of"  # ... N rows by its table's primary key, each batch its own transaction
 DATA_MARK = "DATA STEP"
 PREFLIGHT_MARK = "-- preflight:"  # one header line per pre-flight check counted on the target's rows
 
@@ -47,6 +48,7 @@ _SUMMARY_LINE = re.compile(r"^--\s+(\d+)\. (.*)$")
 _DATA_ORIGIN = re.compile(r"-- " + DATA_MARK + r" (.*): hand-written, kept as written")
 _COMMIT_REASON = re.compile(re.escape(COMMIT_MARK) + r" \((.*)\)")
 _RECORDED_DIGEST = re.compile(re.escape(STATEMENT_CHECKSUM) + r" ([0-9a-f]+)")
+_BATCH_ROWS = re.compile(re.escape(BATCH_MARK) + r" (\d+) rows")
 
 
 def _summary_line(statement) -> str:
@@ -68,6 +70,8 @@ def statement_digest(statement, summary_line: str) -> str:
     """What apply runs for one statement, and what the summary says of it."""
     parts = (canonical_sql(statement.sql), "commit" if statement.commit_after else "",
              "online" if statement.online_step else "", "data" if _is_data(statement) else "", summary_line)
+    if statement.batch_rows:
+        parts += (f"batches of {statement.batch_rows}",)
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
@@ -118,7 +122,7 @@ def render(plan: Plan) -> str:
     lines.append(f"-- hazards: {len(hazardous)} statement(s) lock, rewrite or scan existing tables (named below)"
                  if hazardous else "-- hazards: none on existing tables")
     if plan.online_steps:
-        lines.append(f"-- online steps: {len(plan.online_steps)} run after the transaction commits, each on its own "
+        lines.append(f"-- online steps: {len(plan.online_steps)} run on their own, outside the plan's transactions "
                      f"(an interrupted apply resumes them)")
     linted = sum(len(s.lint) for s in plan.statements)
     lines.append(f"-- squawk: {linted} finding(s) (named below)" if linted else "-- squawk: no findings")
@@ -131,7 +135,10 @@ def render(plan: Plan) -> str:
         lines.append(f"-- [{number}] {statement.summary}")
         lines.append(f"{STATEMENT_CHECKSUM} {digest[:STATEMENT_DIGEST_LENGTH]}")
         if statement.online_step:
-            lines.append(f"{ONLINE_MARK}: runs outside the transaction")
+            lines.append(f"{ONLINE_MARK}: runs on its own, once the statements before it are committed")
+        if statement.batch_rows:
+            lines.append(f"{BATCH_MARK} {statement.batch_rows} rows by its table's primary key, each batch its "
+                         f"own transaction (an interrupted apply resumes after the last batch)")
         if _is_data(statement):
             lines.append(f"-- {DATA_MARK} {statement.origin}: hand-written, kept as written")
         if statement.destructive:
@@ -302,10 +309,12 @@ def _parse(path: Path, text: str) -> tuple[Plan, _Seal]:
         origin = (data.group(1) if data else "data") if f"-- {DATA_MARK}" in preceding else "file"
         commit = _COMMIT_REASON.search(following)
         digest = _RECORDED_DIGEST.search(preceding)
+        batch = _BATCH_ROWS.search(preceding)
         recorded.append(digest.group(1) if digest else None)
         statements.append(PlannedStatement(sql, classification.summary, origin, facts, classification.destructive,
                                            commit_after=COMMIT_MARK in following,
                                            online_step=ONLINE_MARK in preceding,
+                                           batch_rows=int(batch.group(1)) if batch else 0,
                                            commit_reason=commit.group(1) if commit else ""))
     seal = _Seal(header.get(CHECKSUM_KEY), summary, tuple(recorded))
     return Plan(

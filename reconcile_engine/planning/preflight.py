@@ -50,6 +50,9 @@ class Candidate:
     other_is_new: bool = False  # that table is created by this plan (so empty)
     changed_columns: Mapping[str, int] = dataclasses.field(default_factory=dict)  # retyped earlier: statement
     not_checked: str | None = None  # decided from the plan alone
+    # "converted rows": the new partitioned table's key columns and its partitions' bounds (JSON)
+    partition_key: tuple[str, ...] = ()
+    bounds: tuple[str, ...] = ()
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -92,6 +95,8 @@ class _Walk:
         self.unique_indexes: dict[tuple, Facts] = {}  # (table, index) created, for ADD ... USING INDEX
         self.retyped: dict[str, dict[str, int]] = {}  # table -> column -> the statement changing its type
         self.not_null_checked: set[tuple] = set()  # (table, column): a CHECK (column IS NOT NULL) counts them
+        self.new_partitioned: dict[str, tuple[str, ...]] = {}  # partitioned table made by the plan -> its key
+        self.new_bounds: dict[str, list[str]] = {}  # -> the bounds of the partitions made for it
         self.found: list[Candidate] = []
         self.data_step = self.number = self.statement = None
 
@@ -129,6 +134,14 @@ class _Walk:
             parent = qualified(facts.partition_parent)
             if self.on_target(parent):
                 self.candidate("default partition", parent, facts=facts)
+            self.new_bounds.setdefault(parent, []).append(facts.bound)
+        elif facts.node == "CreateStmt" and facts.partition_by:
+            self.new_partitioned[table] = facts.partition_by
+        elif facts.node == "InsertStmt" and facts.source and table in self.new_partitioned \
+                and self.on_target(qualified(facts.source)):
+            # The copy of a table converted to partitions (diff/conversion.py): its rows must all fit.
+            self.candidate("converted rows", qualified(facts.source), other=table, other_is_new=True,
+                           partition_key=self.new_partitioned[table], bounds=tuple(self.new_bounds.get(table, ())))
         elif facts.node == "AlterObjectSchemaStmt" and facts.object_type == "OBJECT_TABLE" and self.on_target(table):
             self.candidate("archive name", table, facts=facts)
 
@@ -222,7 +235,8 @@ def _expressions(c: Candidate) -> list[str]:
 LABELS = {"new not null column": "new NOT NULL column", "not null": "SET NOT NULL", "check": "CHECK",
            "foreign key": "foreign key", "unique": "unique key", "unique index": "unique index",
            "primary key nulls": "primary key", "type": "type change", "partition bounds": "partition bounds",
-           "default partition": "DEFAULT partition", "archive name": "archive name"}
+           "default partition": "DEFAULT partition", "archive name": "archive name",
+           "converted rows": "rows outside every declared partition"}
 
 
 def outcome(query, failing: int | None, problem: str | None = None, cast_error: str | None = None) -> Outcome:

@@ -274,6 +274,21 @@ def _default_partition(c, table, tables, catalog, major, make):
                  **_count(_relation(default), condition))]
 
 
+def _converted_rows(c, table, tables, catalog, major, make):
+    """Rows of a table converted to partitions that no declared partition would hold (none, with a
+    DEFAULT partition): the copy would fail on the first of them."""
+    if any(tree(bound).get("is_default") for bound in c.bounds):
+        return []
+    if not c.partition_key:
+        raise NotInert("the declared table is partitioned by an expression")
+    keyed = dataclasses.replace(table, partition_key=c.partition_key)
+    held = " OR ".join(f"({bounds_condition(tree(bound), keyed, catalog)})" for bound in c.bounds) or "false"
+    return [make(what=f"rows of {c.table} fall outside every declared partition of it",
+                 fix="declare partitions that hold them (a larger keep in the partition spec), or "
+                     "default_partition: true, or move those rows out first (reconcile plan --data-before FILE)",
+                 **_count(_relation(c.table), f"NOT ({held})"))]
+
+
 def _archive_name(c, table, tables, catalog, major, make):
     name, into = qualified(c.table).split(".", 1)[1], c.facts.new_schema
     moving = (f"SELECT {literal(name)} UNION SELECT i.relname FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i "
@@ -292,4 +307,4 @@ def _archive_name(c, table, tables, catalog, major, make):
 _BUILDERS = {"new not null column": _new_not_null, "not null": _not_null, "check": _check, "unique": _unique,
              "unique index": _unique, "primary key nulls": _primary_key_nulls, "foreign key": _foreign_key,
              "type": _type, "partition bounds": _partition_bounds, "default partition": _default_partition,
-             "archive name": _archive_name}
+             "archive name": _archive_name, "converted rows": _converted_rows}

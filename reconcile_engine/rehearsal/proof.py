@@ -16,6 +16,7 @@ from ..checks.squawk import squawk
 from ..config import Config
 from ..connections import connected, server_major
 from ..declared.files import DesiredState
+from ..diff.corrections.retention import archived_by
 from ..diff.operations import DiffContext, SchemaDiff
 from ..diff.renames import ORIGIN as RENAMES, Renames, needed_renames
 from ..errors import PlanNotConvergedError, PreflightFailedError, ScratchError
@@ -118,8 +119,10 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         # Counted on the target's rows (read-only) while the copy, which has none, rehearses the plan.
         checks = beside.submit(run_preflight, config, target.url, the_plan, original.snapshot)
         copied.result()
-        rehearsal = rehearse(rest, copy, scratch, current, wanted, config, DiffContext(desired.partition_specs),
-                             reverse_to=original.snapshot, reverse_trailing=needed.reverse_operations)
+        archived = archived_by(the_plan.statements, original.snapshot.fact("partition parent"), config.managed_schemas)
+        rehearsal = rehearse(rest, copy, scratch, current, wanted, config, DiffContext(desired.partition_specs, config.batch_rows),
+                             reverse_to=original.snapshot, reverse_trailing=needed.reverse_operations,
+                             archived=archived)
         copy.drop_in_background()  # both at once
         scratch.drop_in_background()
         the_plan = the_plan.with_row_counts(count_rows(config, target, the_plan.tables_at_stake))

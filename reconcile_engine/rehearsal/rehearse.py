@@ -12,13 +12,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ..config import Config
+from ..diff.corrections.retention import REATTACH, reattached
 from ..diff.migra_diff import diff
 from ..diff.operations import DiffContext
 from ..errors import PlanNotConvergedError, ScratchError
 from ..inspection.migra_view import InspectedDatabase, inspect_database
 from ..inspection.snapshot import CatalogSnapshot, Difference, take_snapshot
 from ..planning.build import Plan, build_plan
-from ..runner import PlanStatementFailed, run_online_step, run_statements
+from ..runner import PlanStatementFailed, run_on_scratch
 from ..scratch.databases import ScratchDatabase
 
 
@@ -47,7 +48,7 @@ def copy_target(copy: ScratchDatabase, target_url: str, target_snapshot: Catalog
 
 def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, current: InspectedDatabase,
              desired: InspectedDatabase, config: Config, context: DiffContext = DiffContext(), *,
-             reverse_to: CatalogSnapshot | None = None, reverse_trailing=()) -> Rehearsal:
+             reverse_to: CatalogSnapshot | None = None, reverse_trailing=(), archived=None) -> Rehearsal:
     """Run the plan on `copy` (see copy_target) and check that it reaches the declared state.
 
     `current` and `desired` are the inspections the plan was made from; `declared` is the database
@@ -58,11 +59,16 @@ def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, curre
 
     With renames (plan's leading ALTER ... RENAMEs), `copy` and `current` are the target after them:
     the reverse then ends with `reverse_trailing` (the renames undone) and must land on `reverse_to`.
+
+    `archived`: partitions the plan moves to an archive schema (retention.archived_by). The reverse
+    moves them back and attaches them, so it needs them where the plan put them: it is then run on
+    `copy`, once the plan has run there, rather than on `declared` beside it.
     """
     scope = config.scope
-    way_back = _ReverseRehearsal(desired, current, declared, plan.as_of, config, reverse_to, reverse_trailing)
+    way_back = _ReverseRehearsal(desired, current, copy if archived else declared, plan.as_of, config, reverse_to,
+                                 reverse_trailing, context=context, archived=archived or {})
     with ThreadPoolExecutor(max_workers=1) as beside:
-        reverse_run = beside.submit(way_back.run)
+        reverse_run = None if archived else beside.submit(way_back.run)
         try:
             conn = copy.connect(autocommit=False)
             try:
@@ -71,10 +77,7 @@ def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, curre
                     first = before.differences(current.snapshot)[0].describe("copy", "target")
                     raise ScratchError(f"the scratch copy of the target is not faithful, so the plan cannot be rehearsed: {first}")
                 try:
-                    run_statements(conn, plan.statements, "rehearsal", batched=True, inert=copy.inert)
-                    conn.commit()
-                    for number, step in plan.online_steps:
-                        run_online_step(conn, number, step, "rehearsal")
+                    run_on_scratch(conn, plan.statements, "rehearsal", copy.inert)
                     copy.inert.restore(conn)
                     conn.commit()
                 except PlanStatementFailed as failed:
@@ -95,7 +98,7 @@ def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, curre
         if not result.converged:
             way_back.cancel()
             return result
-        reverse, problem = reverse_run.result()
+        reverse, problem = reverse_run.result() if reverse_run is not None else way_back.run()
     return dataclasses.replace(result, reverse=reverse, reverse_problem=problem)
 
 
@@ -105,8 +108,12 @@ class _ReverseRehearsal:
     thread; cancel() stops it (its result is then not wanted)."""
 
     def __init__(self, desired: InspectedDatabase, current: InspectedDatabase, declared: ScratchDatabase,
-                 as_of, config: Config, back_to: CatalogSnapshot | None = None, trailing=()):
+                 as_of, config: Config, back_to: CatalogSnapshot | None = None, trailing=(), *,
+                 context: DiffContext = DiffContext(), archived=None):
+        self.archived = archived or {}
         self.desired, self.current, self.declared = desired, current, declared
+        # Only the batch size: the way back expires no partition (it returns to the target as it is).
+        self.context = DiffContext(batch_rows=context.batch_rows)
         self.back_to, self.trailing = back_to or current.snapshot, tuple(trailing)
         self.as_of, self.scope = as_of, config.scope
         self._lock = threading.Lock()
@@ -120,8 +127,10 @@ class _ReverseRehearsal:
                 self._conn.cancel()  # interrupts the statement running on the server
 
     def run(self) -> tuple[Plan | None, str | None]:
-        changes = diff(self.desired, self.current)
-        changes = dataclasses.replace(changes, statements=changes.statements + self.trailing)
+        changes = diff(self.desired, self.current, self.context)
+        statements = tuple(reattached(list(changes.statements), self.archived)) + self.trailing
+        used = changes.corrections_used + ((REATTACH,) if self.archived else ())
+        changes = dataclasses.replace(changes, statements=statements, corrections_used=used)
         reverse = build_plan(changes, self.desired.snapshot, self.back_to, self.as_of)
         with self._lock:
             if self._cancelled:
@@ -131,8 +140,7 @@ class _ReverseRehearsal:
             # The declared database's functions have their bodies again (for its inspection): stubbed
             # again first, so that the reverse plan's statements cannot run them either.
             self.declared.inert.stub_again(conn)
-            run_statements(conn, reverse.statements, "rollback rehearsal", batched=True, inert=self.declared.inert)
-            conn.commit()
+            run_on_scratch(conn, reverse.statements, "rollback rehearsal", self.declared.inert)
             self.declared.inert.restore(conn)
             conn.commit()
             back = take_snapshot(conn, self.scope)

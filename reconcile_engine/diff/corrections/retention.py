@@ -7,9 +7,15 @@ which the plan marks destructive (with the row count) and apply gates.
 
 from __future__ import annotations
 
-from ...sqltext import quote_ident
+from pglast import ast, enums, parse_sql
+from pglast.stream import RawStream
+
+from ...sqltext import quote_ident, quote_part
+from ..operations import Operation
 from ..statement_facts import operation, qualified
 from .base import Correction, DiffContext, InspectedDatabase, dotted
+
+REATTACH = "partitions.reattach-archived"
 
 
 class PartitionExpiry(Correction):
@@ -46,6 +52,36 @@ def _dropped_table(facts) -> str | None:
     if facts.node != "DropStmt" or facts.object_type != "OBJECT_TABLE" or len(facts.objects) != 1:
         return None
     return qualified(facts.objects[0])
+
+
+def archived_by(statements, target_parents: dict, managed: tuple[str, ...]) -> dict[str, str]:
+    """The partitions a plan moves out of the managed schemas (schema.name -> the archive schema),
+    from its statements' facts; `target_parents`: the target's fact("partition parent")."""
+    return {qualified(s.facts.relation): s.facts.new_schema for s in statements
+            if s.facts.node == "AlterObjectSchemaStmt" and qualified(s.facts.relation) in target_parents
+            and s.facts.new_schema not in managed}
+
+
+def reattached(statements: list[Operation], archived: dict[str, str]) -> list[Operation]:
+    """The reverse of a plan that archived partitions: each is moved back from its archive schema and
+    attached again, with its rows, instead of being created anew and empty (a CREATE that the plan,
+    applied again, would then collide with the archived copy on)."""
+    out = []
+    for statement in statements:
+        facts = statement.facts
+        partition = qualified(facts.relation) if facts.node == "CreateStmt" and facts.partition_of else None
+        if partition not in archived:
+            out.append(statement)
+            continue
+        schema, name = partition.split(".", 1)
+        node = parse_sql(statement.sql)[0].stmt
+        attach = ast.AlterTableStmt(relation=node.inhRelations[0], objtype=enums.ObjectType.OBJECT_TABLE, cmds=(
+            ast.AlterTableCmd(subtype=enums.AlterTableType.AT_AttachPartition,
+                              def_=ast.PartitionCmd(name=node.relation, bound=node.partbound, concurrent=False)),))
+        out.append(operation(f"ALTER TABLE {quote_part(archived[partition])}.{quote_part(name)} SET SCHEMA "
+                             f"{quote_part(schema)};", REATTACH))
+        out.append(operation(RawStream()(attach) + ";", REATTACH))
+    return out
 
 
 # This object kind's corrections, in the order they run.
