@@ -12,7 +12,7 @@ from pathlib import Path
 from . import api, render
 from .connections import cancel_statements_on_interrupt, redact
 from .declared.new_project import PRESETS
-from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ReconcileError, UsageError
+from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, ReconcileError, UsageError
 from .version import __version__
 
 
@@ -199,8 +199,8 @@ def run(args: list[str]) -> int:
         return EXIT_ERROR
     except Exception as exc:  # a bug, or a library error not yet translated at its boundary
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        print(f"error: unexpected {type(exc).__name__}: {redact(first)} (run with --verbose for details)",
-              file=sys.stderr)
+        print(f"internal error: {type(exc).__name__}: {redact(first)}; this is a bug in reconcile {__version__}, "
+              f"not a refusal; please report it with the output of the same command run with --verbose", file=sys.stderr)
         if verbose:
             print(redact(traceback.format_exc()), file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_INTERNAL

@@ -4,6 +4,9 @@
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
+# A bug in reconcile (or a library error not translated where it arose): never a refusal, never a
+# verdict; the message asks for a report.
+EXIT_INTERNAL = 3
 
 
 class ReconcileError(Exception):

@@ -726,3 +726,20 @@ def test_a_reader_that_goes_away_is_not_an_error(project, target_url):
         assert process.wait(timeout=180) == expected, err
         assert "BrokenPipe" not in err and "unexpected" not in err
     assert list((project / "migrations").glob("*_first.sql"))
+
+
+def test_an_internal_error_exits_3_and_asks_for_a_report(cli, monkeypatch):
+    """A bug (here: an exception injected into a correction) is never mistaken for a refusal (1) or a
+    verdict (2): exit 3, one 'internal error' line naming the version."""
+    from reconcile_engine.diff.corrections.rls import ForceRowLevelSecurity
+    from reconcile_engine.version import __version__
+
+    def broken(self, statements, current, desired, context):
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(ForceRowLevelSecurity, "after_migra", broken)
+    code, out, err = cli("plan", "--as-of", "2026-06-01", "--dry-run")
+
+    assert code == 3
+    assert err.startswith(f"internal error: RuntimeError: injected fault; this is a bug in reconcile {__version__}")
+    assert "please report it" in err and "error: unexpected" not in err

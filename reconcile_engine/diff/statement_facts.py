@@ -164,6 +164,8 @@ def _alter_action(command: dict) -> AlterAction:
         if subtype == "AT_AlterColumnType":
             return AlterAction(subtype, name, new_type=type_text(column.get("typeName") or {}),
                                type_name=_tree(column.get("typeName")), expression=_tree(column.get("raw_default")))
+    if "ReplicaIdentityStmt" in definition:  # REPLICA IDENTITY USING INDEX name (else FULL, NOTHING, DEFAULT)
+        return AlterAction(subtype, name, using_index=definition["ReplicaIdentityStmt"].get("name"))
     if subtype == "AT_ColumnDefault":
         return AlterAction(subtype, name, sets_default=bool(definition))
     if "PartitionCmd" in definition:

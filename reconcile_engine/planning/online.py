@@ -64,8 +64,8 @@ def make_online(plan: Plan, current: CatalogSnapshot) -> Plan:
                 continue
             if action.subtype == "AT_ValidateConstraint" and table not in created:
                 online = statement.sql
-            elif action.subtype == "AT_AddConstraint" and action.using_index in moved_indexes:
-                online = statement.sql
+            elif action.subtype in ("AT_AddConstraint", "AT_ReplicaIdentity") and action.using_index in moved_indexes:
+                online = statement.sql  # after the index it uses, built concurrently
         created |= facts.creates
         if online is None:
             main.append(statement)

@@ -11,6 +11,7 @@ from . import partitions
 from . import retention
 from . import enums
 from . import sequences
+from . import tables
 from . import columns
 from . import viewtext
 from . import views
@@ -21,7 +22,7 @@ from . import privileges
 from .base import Correction
 
 # Object kinds in the order their corrections run (rewrites, then additions, each in this order).
-KINDS = (partitions, retention, enums, sequences, columns, viewtext, views, rls, matviews, comments, privileges)
+KINDS = (partitions, retention, enums, sequences, tables, columns, viewtext, views, rls, matviews, comments, privileges)
 
 
 def all_corrections() -> tuple[Correction, ...]:

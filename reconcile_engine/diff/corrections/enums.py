@@ -48,5 +48,25 @@ class EnumValues(Correction):
         return [operation(sql, self.name, commit_after=(n == len(added) - 1)) for n, sql in enumerate(added)]
 
 
+class QuotedLabels(Correction):
+    name = "enums.quoted-labels"
+    fixes = "migra writes an enum's labels unescaped: CREATE TYPE fails on a label with a quote"
+
+    def rewrite(self, statements, current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext):
+        broken = {enum.create_statement.strip(): enum for enum in desired.inspected.enums.values()
+                  if any("'" in label for label in enum.elements)}
+        if not broken:
+            return statements
+        out = []
+        for statement in statements:
+            enum = broken.get(statement.sql.strip())
+            if enum is None:
+                out.append(statement)
+                continue
+            labels = ", ".join(quote_literal(label) for label in enum.elements)
+            out.append(operation(f"create type {enum.quoted_full_name} as enum ({labels});", self.name))
+        return out
+
+
 # This object kind's corrections, in the order they run.
-CORRECTIONS = (EnumValues(),)
+CORRECTIONS = (EnumValues(), QuotedLabels())

@@ -7,6 +7,7 @@ plan), granted last (on objects that exist after it), all in the plan's one tran
 
 from __future__ import annotations
 
+from ...sqltext import quote_part
 from ..statement_facts import operation
 from .base import DiffContext, Correction, InspectedDatabase
 
@@ -40,7 +41,9 @@ class Grants(Correction):
         if not desired.scope.privileges:
             return []
         _before, after, changed = _changed(current, desired)
-        out = []
+        # A function the plan creates gets EXECUTE for PUBLIC by default: revoked when not declared.
+        out = [f"revoke all on {target} from PUBLIC;" for target in _new_functions(current, desired)
+               if f"{target} TO PUBLIC" not in after]
         for key in sorted(k for k in changed if k in after):
             target, grantee = _split(key)
             privileges = [p.strip() for p in after[key].split(",")]
@@ -51,6 +54,20 @@ class Grants(Correction):
             if with_option:
                 out.append(f"grant {', '.join(with_option)} on {target} to {grantee} with grant option;")
         return out
+
+
+def _new_functions(current: InspectedDatabase, desired: InspectedDatabase) -> list[str]:
+    """'FUNCTION schema.name(args)' (as grants name them) of each function the plan creates."""
+    before = {k for kind in ("function", "procedure") for k in current.snapshot.of_kind(kind)}
+    out = []
+    for kind in ("function", "procedure"):
+        for key in sorted(desired.snapshot.of_kind(kind)):
+            if key in before:
+                continue
+            name, _, arguments = key.partition("(")
+            schema, _, function = name.partition(".")
+            out.append(f"FUNCTION {quote_part(schema)}.{quote_part(function)}({arguments}")
+    return out
 
 
 # This object kind's corrections, in the order they run.

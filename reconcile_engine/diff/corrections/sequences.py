@@ -7,15 +7,17 @@ from .base import Correction, DiffContext, InspectedDatabase
 
 class SequenceOptions(Correction):
     name = "sequences.options"
-    fixes = ("migra ignores a sequence's or identity column's options (increment, cache, min/max) and creates "
-             "new ones without them; ALTER SEQUENCE sets them and never restarts the live counter")
+    fixes = ("migra ignores a sequence's or identity column's options (increment, cache, min/max, start) and "
+             "creates new ones without them; ALTER SEQUENCE sets them, restarting only a new sequence")
 
     def after_migra(self, statements, current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext) -> list[str]:
         before = current.snapshot.fact("sequence")
         after = desired.snapshot.fact("sequence")
         names = desired.snapshot.fact("qualified name")
-        # START WITH only says where a RESTART would go; no RESTART is ever written, so values are kept.
-        return [f"alter sequence {names[seq]} {_options(options)};"
+        # START WITH only says where a RESTART would go: a live sequence is never restarted, so its values
+        # are kept. One the plan creates is: unused, it must start where declared (and its default
+        # position, 1, may be below a declared MINVALUE, which PostgreSQL refuses).
+        return [f"alter sequence {names[seq]} {_options(options)}{'' if seq in before else ' RESTART'};"
                 for seq, options in sorted(after.items()) if before.get(seq) != options]
 
 

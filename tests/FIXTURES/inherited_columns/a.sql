@@ -1,0 +1,1 @@
+CREATE TABLE contacts (id int NOT NULL, name text, email text);
