@@ -175,7 +175,7 @@ def plan(project: Project, target: str | None = None, *, name: str = "plan", as_
 
     def make_plan(current, wanted):
         differences = current.snapshot.differences(wanted.snapshot)
-        changes = diff(current, wanted, DiffContext(desired.partition_specs, config.batch_rows))
+        changes = diff(current, wanted, DiffContext(desired.partition_specs, config.batch_rows, desired.usings()))
         if changes.empty and not differences and not before_steps and not after_steps:
             return None
         changes = around_data_steps(changes, before_steps, after_steps, current.snapshot)
@@ -362,7 +362,7 @@ def _compare(config: Config, desired: DesiredState, the_target: Target, use_cach
             ScratchDatabase(server, "desired", config.timeouts.connect_timeout_s) as scratch:
         current, wanted, findings = build_and_inspect(config, desired, the_target, scratch, beside)
         lookup.cache.put(lookup.key, wanted.snapshot, findings)
-        statements = diff(current, wanted, DiffContext(desired.partition_specs, config.batch_rows)).statements if fix_sql else ()
+        statements = diff(current, wanted, DiffContext(desired.partition_specs, config.batch_rows, desired.usings())).statements if fix_sql else ()
     return _Comparison(current.snapshot, wanted.snapshot, current.snapshot.differences(wanted.snapshot),
                        tuple(s.sql for s in statements), tuple(findings), False)
 

@@ -16,7 +16,7 @@ from ..errors import DeclaredStateError
 from ..sqltext import jinja_environment
 from .admission import AdmittedStatement, admit
 from .partition_specs import PartitionSpec, read_spec, render_spec
-from .renames import Rename, renames_in
+from .renames import ColumnUsing, Rename, renames_in, usings_in
 
 # Load order: tables first, then their partitions, then views over them, then the policies on all.
 FOLDERS = ("schema", "partitions", "views", "policies")
@@ -63,6 +63,11 @@ class DesiredState:
         """The rename directives of the declared files (renames.py), in load order."""
         return tuple(rename for source in self.sources if source.spec is None
                      for rename in renames_in(source.sql, source.label))
+
+    def usings(self) -> tuple[ColumnUsing, ...]:
+        """How columns whose type a plan changes convert their values (renames.py), in load order."""
+        return tuple(using for source in self.sources if source.spec is None
+                     for using in usings_in(source.sql, source.label))
 
     @property
     def content_hash(self) -> str:

@@ -1,5 +1,6 @@
-"""Stage 1c: rename directives in declared files -> Renames, for the plan to ALTER ... RENAME instead of
-dropping the old object (and its data) and creating the new one.
+"""Stage 1c: directives in declared files. Renames, for the plan to ALTER ... RENAME instead of
+dropping the old object (and its data) and creating the new one; and how a column's values are
+converted when its type changes (ColumnUsing: the expression of ALTER ... TYPE ... USING).
 
 A directive is a comment right before what it renames:
 
@@ -10,8 +11,14 @@ A directive is a comment right before what it renames:
         ...
 
 before a CREATE TABLE, VIEW, MATERIALIZED VIEW, INDEX or POLICY (the object itself), or before a
-column or a constraint inside a CREATE TABLE. Comments and names are read with PostgreSQL's own
-scanner and parser (pglast), never by pattern over the statement.
+column or a constraint inside a CREATE TABLE; and, before a column,
+
+        -- reconcile: using to_timestamp(happened)
+        happened timestamptz NOT NULL,
+
+Comments, names and the expression are read with PostgreSQL's own scanner and parser (pglast),
+never by pattern over the statement; the expression is written back from its parse tree, so it is
+one expression and nothing else.
 """
 
 from __future__ import annotations
@@ -19,13 +26,16 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from pglast import ast, parse_sql
 from pglast import parser as pg_parser
+from pglast.stream import RawStream
 
 from ..errors import DeclaredStateError
 from ..sqltext import quote_ident
 from .admission import line_at
 
 DIRECTIVE = "reconcile: renamed from"
+USING = "reconcile: using"
 _COMMENTS = ("SQL_COMMENT", "C_COMMENT")
 # Statement node -> the kind of object it declares (and a directive before it renames).
 _OBJECTS = {
@@ -62,33 +72,86 @@ class Rename:
         return f"ALTER TABLE {on} RENAME {word} {quote_ident(self.old)} TO {quote_ident(self.new)}"
 
 
+@dataclasses.dataclass(frozen=True)
+class ColumnUsing:
+    """How a declared column's values are converted when the plan changes its type."""
+
+    table: str  # schema.name
+    column: str
+    expression: str  # written back from its parse tree
+    where: str  # file:line of the directive
+
+
 def renames_in(sql: str, label: str) -> tuple[Rename, ...]:
     """The rename directives of a declared file (or its rendering), each tied to what follows it."""
+    return tuple(_tie(text, offset, statements, where) for text, offset, statements, where in _found(sql, label, DIRECTIVE))
+
+
+def usings_in(sql: str, label: str) -> tuple[ColumnUsing, ...]:
+    """The `using` directives of a declared file, each tied to the column that follows it."""
+    found = []
+    for text, offset, statements, where in _found(sql, label, USING):
+        column = _column_at(offset, statements)
+        if column is None:
+            raise DeclaredStateError(f"{where}: '{USING}' must come right before a column in a CREATE TABLE")
+        found.append(ColumnUsing(column[0], column[1], _expression(text, where), where))
+    return tuple(found)
+
+
+def _found(sql: str, label: str, prefix: str):
+    """(directive text after `prefix`, where what follows it starts, the file's statements, file:line)."""
     tokens = [t for t in pg_parser.scan(sql)]
-    directives = [(i, t) for i, t in enumerate(tokens) if t.name in _COMMENTS and _directive(sql, t) is not None]
+    directives = [(i, t) for i, t in enumerate(tokens) if t.name in _COMMENTS and _directive(sql, t, prefix) is not None]
     if not directives:
-        return ()
+        return
     statements = json.loads(pg_parser.parse_sql_json(sql)).get("stmts", [])
     starts = [t.start for t in tokens if t.name not in _COMMENTS]
     for entry in statements:  # where each statement's own text begins, after the comments before it
         entry["first_token"] = next((start for start in starts if start >= entry.get("stmt_location", 0)), None)
-    found = []
     for index, token in directives:
         where = f"{label}:{line_at(sql, token.start)}"
         following = next((t for t in tokens[index + 1:] if t.name not in _COMMENTS), None)
         if following is None:
-            raise DeclaredStateError(f"{where}: '{DIRECTIVE}' must come right before what it renames")
-        found.append(_tie(_directive(sql, token), following.start, statements, where))
-    return tuple(found)
+            what = "what it renames" if prefix == DIRECTIVE else "the column it applies to"
+            raise DeclaredStateError(f"{where}: '{prefix}' must come right before {what}")
+        yield _directive(sql, token, prefix), following.start, statements, where
 
 
-def _directive(sql: str, token) -> str | None:
+def _directive(sql: str, token, prefix: str) -> str | None:
     text = sql[token.start:token.end + 1].strip()
     text = text[2:] if text.startswith("--") else text[2:-2]
     text = text.strip()
-    if not text.startswith(DIRECTIVE):
+    if not text.startswith(prefix):
         return None
-    return text[len(DIRECTIVE):].strip()
+    return text[len(prefix):].strip()
+
+
+def _column_at(offset: int, statements: list) -> tuple[str, str] | None:
+    """(table, column) of the column definition starting at `offset` in a CREATE TABLE."""
+    for entry in statements:
+        [(node_type, node)] = entry["stmt"].items()
+        if node_type != "CreateStmt":
+            continue
+        for element in node.get("tableElts") or ():
+            inner = element.get("ColumnDef")
+            if inner is not None and inner.get("location") == offset:
+                return _relation(node["relation"]), inner["colname"]
+    return None
+
+
+def _expression(text: str, where: str) -> str:
+    """One SQL expression, as its parse tree prints it (a second statement or clause is refused)."""
+    try:
+        statements = parse_sql(f"SELECT {text}")
+    except pg_parser.ParseError as exc:
+        raise DeclaredStateError(f"{where}: using {text!r}: {exc.args[0]}") from None
+    select = statements[0].stmt if len(statements) == 1 else None
+    if (not isinstance(select, ast.SelectStmt) or len(select.targetList or ()) != 1 or select.targetList[0].name
+            or select.fromClause or select.whereClause or select.groupClause or select.havingClause
+            or select.sortClause or select.limitCount or select.lockingClause or select.withClause):
+        raise DeclaredStateError(f"{where}: using {text!r}: expected one expression, such as "
+                                 f"to_timestamp(happened) or amount::numeric(12, 2)")
+    return RawStream()(select.targetList[0].val)
 
 
 def _tie(old_text: str, offset: int, statements: list, where: str) -> Rename:

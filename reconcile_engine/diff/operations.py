@@ -107,8 +107,9 @@ class SchemaDiff:
 @dataclasses.dataclass(frozen=True)
 class DiffContext:
     """What the declared files say beyond the schema that a correction needs: the partition specs
-    (expiring a partition detaches or drops it, as its spec says), and the rows per batch of a copy
-    (conversion.py)."""
+    (expiring a partition detaches or drops it, as its spec says), the rows per batch of a copy
+    (conversion.py), and the USING expressions declared for type changes."""
 
     partition_specs: tuple = ()
     batch_rows: int = 5_000
+    usings: tuple = ()  # declared/renames.ColumnUsing: how a column's values convert to its new type

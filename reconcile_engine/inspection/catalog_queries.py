@@ -95,10 +95,12 @@ QUERIES = {
         SELECT 'column', n.nspname || '.' || c.relname || '.' || a.attname,
                concat_ws(' ', format_type(a.atttypid, a.atttypmod),
                  CASE WHEN a.attcollation <> t.typcollation THEN 'collate ' || co.collname END,
-                 -- PostgreSQL 18 names a column's NOT NULL constraint (none before: just 'not null')
+                 -- PostgreSQL 18 names a column's NOT NULL constraint (none before: just 'not null'); a
+                 -- partition's follows how it became one (created as one, or attached), not a declaration
                  CASE WHEN a.attnotnull THEN 'not null' || coalesce(' named ' || (
                      SELECT nn.conname FROM pg_constraint nn
-                     WHERE nn.conrelid = c.oid AND nn.contype = 'n' AND nn.conkey[1] = a.attnum), '') END,
+                     WHERE nn.conrelid = c.oid AND nn.contype = 'n' AND nn.conkey[1] = a.attnum
+                       AND NOT c.relispartition), '') END,
                  -- a column of a child table (INHERITS, not a partition): from its parent, or its own too
                  CASE WHEN a.attinhcount > 0 AND NOT c.relispartition
                       THEN CASE WHEN a.attislocal THEN 'inherited and local' ELSE 'inherited' END END,

@@ -120,7 +120,7 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         checks = beside.submit(run_preflight, config, target.url, the_plan, original.snapshot)
         copied.result()
         archived = archived_by(the_plan.statements, original.snapshot.fact("partition parent"), config.managed_schemas)
-        rehearsal = rehearse(rest, copy, scratch, current, wanted, config, DiffContext(desired.partition_specs, config.batch_rows),
+        rehearsal = rehearse(rest, copy, scratch, current, wanted, config, DiffContext(desired.partition_specs, config.batch_rows, desired.usings()),
                              reverse_to=original.snapshot, reverse_trailing=needed.reverse_operations,
                              archived=archived)
         copy.drop_in_background()  # both at once

@@ -82,7 +82,7 @@ def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, curre
                     conn.commit()
                 except PlanStatementFailed as failed:
                     raise PlanNotConvergedError(
-                        f"the plan fails on a copy of the target, so it was not written: {failed}"
+                        f"the plan fails on a copy of the target, so it was not written: {failed}{_what_to_declare(failed)}"
                     ) from failed
             finally:
                 conn.close()
@@ -100,6 +100,23 @@ def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, curre
             return result
         reverse, problem = reverse_run.result() if reverse_run is not None else way_back.run()
     return dataclasses.replace(result, reverse=reverse, reverse_problem=problem)
+
+
+# SQLSTATEs of a type change PostgreSQL cannot make by a cast: no cast exists (cannot_coerce), or
+# none it may apply on its own (datatype_mismatch: "cannot be cast automatically").
+NO_CAST = ("42846", "42804")
+
+
+def _what_to_declare(failed: PlanStatementFailed) -> str:
+    """For a type change PostgreSQL cannot make by a cast: the directive that says how."""
+    facts = failed.statement.facts
+    actions = facts.actions if facts.node == "AlterTableStmt" else ()
+    if getattr(failed.error, "pgcode", None) not in NO_CAST or not any(
+            a.subtype == "AT_AlterColumnType" for a in actions):
+        return ""
+    column = next(a.name for a in actions if a.subtype == "AT_AlterColumnType")
+    return (f"; declare how its values convert, right before the column {column} in its CREATE TABLE: "
+            f"'-- reconcile: using <expression>' (e.g. -- reconcile: using to_timestamp({column}))")
 
 
 class _ReverseRehearsal:

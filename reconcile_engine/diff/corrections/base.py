@@ -34,6 +34,11 @@ class Correction:
         return []
 
 
+def only_action(facts):
+    """The one subcommand of an ALTER TABLE of one subcommand (migra writes them so), else None."""
+    return facts.actions[0] if facts.node == "AlterTableStmt" and len(facts.actions) == 1 else None
+
+
 def dotted(*parts: str) -> str:
     return ".".join(parts)
 

@@ -1,12 +1,16 @@
-"""Corrections for columns: a generated column's expression, and defaults that call new functions."""
+"""Corrections for columns: a generated column's expression, defaults that call new functions, and the
+USING expression a type change was declared with."""
 
 from __future__ import annotations
 
 import dataclasses
 
+from pglast import parse_sql
+from pglast.stream import RawStream
+
 from ...sqltext import quote_ident
 from ..statement_facts import operation, qualified
-from .base import Correction, DiffContext, InspectedDatabase, dotted
+from .base import Correction, DiffContext, InspectedDatabase, dotted, only_action
 
 SET_EXPRESSION_SINCE = 17  # ALTER COLUMN ... SET EXPRESSION
 
@@ -23,7 +27,7 @@ class GeneratedColumns(Correction):
         out = []
         for statement in statements:
             facts = statement.facts
-            action = facts.actions[0] if facts.node == "AlterTableStmt" and len(facts.actions) == 1 else None
+            action = only_action(facts)
             column = None
             if action is not None and action.subtype == "AT_ColumnDefault":
                 table = qualified(facts.relation)
@@ -72,5 +76,29 @@ class DefaultsAfterFunctions(Correction):
         return statements
 
 
+class DeclaredUsing(Correction):
+    name = "columns.using"
+    fixes = ("migra converts a column to its new type with a plain cast (USING col::type), which fails for "
+             "bigint -> timestamptz and the like; the declared '-- reconcile: using <expression>' is used")
+
+    def rewrite(self, statements, current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext):
+        usings = {(using.table, using.column): using.expression for using in context.usings}
+        if not usings:
+            return statements
+        out = []
+        for statement in statements:
+            facts = statement.facts
+            action = only_action(facts)
+            expression = usings.get((qualified(facts.relation), action.name)) \
+                if action is not None and action.subtype == "AT_AlterColumnType" else None
+            if expression is None:
+                out.append(statement)
+                continue
+            node = parse_sql(statement.sql)[0].stmt
+            node.cmds[0].def_.raw_default = parse_sql(f"SELECT {expression}")[0].stmt.targetList[0].val
+            out.append(operation(RawStream()(node) + ";", self.name))
+        return out
+
+
 # This object kind's corrections, in the order they run.
-CORRECTIONS = (GeneratedColumns(), DefaultsAfterFunctions())
+CORRECTIONS = (GeneratedColumns(), DefaultsAfterFunctions(), DeclaredUsing())

@@ -7,7 +7,7 @@ from pglast.stream import RawStream
 
 from ..operations import Operation
 from ..statement_facts import operation, qualified
-from .base import Correction, DiffContext, Side, dotted
+from .base import Correction, DiffContext, Side, dotted, only_action
 
 
 class InheritedPartitionObjects(Correction):
@@ -87,7 +87,7 @@ class PartitionedForeignKeys(Correction):
         out, made_valid = [], set()
         for statement in statements:
             facts = statement.facts
-            action = facts.actions[0] if facts.node == "AlterTableStmt" and len(facts.actions) == 1 else None
+            action = only_action(facts)
             table = qualified(facts.relation)
             if (action is not None and action.subtype == "AT_AddConstraint" and action.constraint_type == "CONSTR_FOREIGN"
                     and action.not_valid and (table in partitioned or action.references in partitioned)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...sqltext import quote_part
 from ..statement_facts import qualified
-from .base import Correction, DiffContext, Side, dotted
+from .base import Correction, DiffContext, Side, dotted, only_action
 
 
 class ReplicaIdentity(Correction):
@@ -53,7 +53,7 @@ class NotValidConstraints(Correction):
         out = []
         for statement in statements:
             facts = statement.facts
-            action = facts.actions[0] if facts.node == "AlterTableStmt" and len(facts.actions) == 1 else None
+            action = only_action(facts)
             if action is not None and action.subtype == "AT_ValidateConstraint" and \
                     "NOT VALID" in (constraints.get(f"{qualified(facts.relation)}.{action.name}") or ""):
                 continue
@@ -70,13 +70,17 @@ class NotNullNames(Correction):
         before = current.snapshot.fact("not null name")
         after = desired.snapshot.fact("not null name")
         names = desired.snapshot.fact("qualified name")
+        # A partition's names follow how it became one, and an inherited column's its parent's: the
+        # snapshot does not compare those.
+        partitions, inherited = desired.snapshot.fact("partition parent"), desired.snapshot.fact("inherited column")
         out = []
         for key, wanted in sorted(after.items()):
             table, _, column = key.rpartition(".")
+            if table in partitions or key in inherited:
+                continue
             # A NOT NULL the plan makes gets PostgreSQL's default name (<table>_<column>_not_null).
             made = before.get(key) or f"{table.rpartition('.')[2]}_{column}_not_null"[:63]
-            if made != wanted and table in names and table not in current.snapshot.fact("partition parent") \
-                    and table not in desired.snapshot.fact("partition parent"):
+            if made != wanted and table in names:
                 out.append(f"alter table {names[table]} rename constraint {quote_part(made)} to {quote_part(wanted)};")
         return out
 
