@@ -63,10 +63,6 @@ class Unit:
     statements: tuple  # (number, statement) pairs
     alone: bool
 
-    @property
-    def first(self):
-        return self.statements[0][1]
-
 
 def plan_units(statements) -> list[Unit]:
     """A plan's statements in the order they run: its transactions and its online steps in between."""
