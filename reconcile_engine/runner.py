@@ -170,7 +170,7 @@ def run_on_scratch(conn, statements, label: str, inert: InertFunctions | None = 
         if not conn.autocommit:
             conn.commit()
         if step.batch_rows or getattr(step, "data_step", False):
-            run_in_batches(conn, number, step, label, Batches(step.batch_rows or 2 ** 31 - 1, lambda cur: None))
+            run_in_batches(conn, number, step, label, Batches(step.batch_rows, lambda cur: None))
         else:
             run_online_step(conn, number, step, label)
     if conn.autocommit:
@@ -182,7 +182,7 @@ class Batches:
     """How a statement is run in batches on a connection: the settings each batch's transaction
     begins with, where to resume, and what to record in each batch's transaction."""
 
-    rows: int  # rows per batch, by the table's primary key
+    rows: int  # rows per batch, by the table's primary key; 0: the statement whole, in one transaction
     begin: Callable  # begin(cur): each batch's transaction-local settings
     resume_after: list | None = None  # the key (as text, one per column) the last committed batch ended at
     record_batch: Callable = lambda cur, key: None  # in the batch's transaction: key=None for the last
@@ -199,6 +199,8 @@ def run_in_batches(conn, number: int, statement, label: str, batches: Batches) -
     conn.autocommit = False
     try:
         with conn.cursor() as cur:
+            if not batches.rows:
+                return _one_batch(conn, cur, number, statement, statement.sql, label, batches, None)
             try:
                 shape = shape_of(statement.sql)
                 keys = _primary_key(cur, shape.table)

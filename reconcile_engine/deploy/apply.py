@@ -123,7 +123,7 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
     tracked = len(units) > 1 or (bool(units) and units[0].alone)
     with conn.cursor() as cur:
         done = history.steps_done(cur, name) if tracked else set()
-        data = _data_steps(cur, plan_file, name, rerun_data_steps, done, on_progress)
+        data = _data_steps(cur, plan_file, name, units, rerun_data_steps, done, on_progress)
     timeouts = (f"{config.timeouts.lock_timeout_ms}ms", f"{config.timeouts.statement_timeout_ms}ms")
 
     def begin(cur):
@@ -220,7 +220,7 @@ def _run_alone(conn, unit, name: str, plan_file: PlanFile, data, begin, timeouts
                     history.mark_batch(cur, name, number, key)
 
             run_in_batches(conn, number, step, plan_file.name,
-                           Batches(step.batch_rows or 2 ** 31 - 1, begin, resume, record, on_progress))
+                           Batches(step.batch_rows, begin, resume, record, on_progress))
             return
         else:
             on_progress(f"{plan_file.name}: online step {number}: {step.summary}")
@@ -239,14 +239,15 @@ def _run_alone(conn, unit, name: str, plan_file: PlanFile, data, begin, timeouts
             history.mark_step(cur, name, number)
 
 
-def _data_steps(cur, plan_file: PlanFile, name: str, rerun: bool, done: set[int], on_progress) -> data_steps.Decision:
+def _data_steps(cur, plan_file: PlanFile, name: str, units, rerun: bool, done: set[int],
+                on_progress) -> data_steps.Decision:
     """Which of the plan's data steps ran before (recorded under `name`), said as progress. Those an
     interrupted apply of this plan ran already (`done`, the parts it finished) are not run again."""
     statements = plan_file.plan.statements
     if not any(s.data_step for s in statements):
         return data_steps.Decision(plan_file.name)
-    units = {number: unit.number for unit in plan_units(statements) for number, _ in unit.statements}
-    runs = {n: run for n, run in data_steps.last_runs(cur, name).items() if units.get(n) not in done}
+    unit_of = {number: unit.number for unit in units for number, _ in unit.statements}
+    runs = {n: run for n, run in data_steps.last_runs(cur, name).items() if unit_of.get(n) not in done}
     decision = data_steps.decide(plan_file.name, statements, runs, rerun=rerun and not done)
     for line in decision.progress():
         on_progress(line)
