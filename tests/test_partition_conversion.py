@@ -142,7 +142,7 @@ def test_a_conversion_without_a_primary_key_is_refused_with_the_reason(cli, proj
     code, out, err = cli("plan", "--as-of", AS_OF, "--name", "partition")
 
     assert code == 1
-    assert ("public.aggregated_analytics: cannot be converted to range partitions in place: the target's table "
+    assert ("public.aggregated_analytics: cannot be converted to partitions in place: the target's table "
             "has no primary key") in err
     assert sorted(p.name for p in (project / "migrations").iterdir()) == before
     assert _one(sql, target_url, RELKIND) == "r"

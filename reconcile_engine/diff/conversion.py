@@ -1,5 +1,5 @@
 """Stage 4 (diff), correction `partitions.convert-in-place`: a table declared partitioned that the target
-holds as a plain table (or the reverse), converted in place: same name, every row kept, the application
+holds as a plain table (or the reverse, or partitioned by another key), converted in place: same name, every row kept, the application
 blocked only for a short swap. migra cannot do it (schemainspect crashes comparing a plain table with a
 partitioned one, and a drop + create would lose the rows), so such tables are taken out of migra's
 view and planned here, in parts that apply runs in order (runner.plan_units):
@@ -72,8 +72,9 @@ def find_conversions(current: InspectedDatabase, desired: InspectedDatabase) -> 
     before, after = current.snapshot.fact("relkind"), desired.snapshot.fact("relkind")
     found = []
     for table in sorted(set(before) & set(after)):
-        if {before[table], after[table]} != {"r", "p"}:
-            continue
+        kinds = {before[table], after[table]}
+        if kinds != {"r", "p"} and not (kinds == {"p"} and _partition_key(current, table) != _partition_key(desired, table)):
+            continue  # neither plain <-> partitioned nor partitioned by another key
         old_parents = current.snapshot.fact("partition parent")
         new_parents = desired.snapshot.fact("partition parent")
         if table in old_parents or table in new_parents:
@@ -88,6 +89,11 @@ def find_conversions(current: InspectedDatabase, desired: InspectedDatabase) -> 
     return found
 
 
+def _partition_key(side: InspectedDatabase, table: str) -> str | None:
+    """PARTITION BY's definition (RANGE (day)), as PostgreSQL prints it."""
+    return getattr(_selectable(side, table), "partition_def", None)
+
+
 def _quoted(table: str) -> str:
     """schema.name as schemainspect keys it: each part always double-quoted."""
     return ".".join('"' + part.replace('"', '""') + '"' for part in table.partition(".")[::2])
@@ -98,12 +104,13 @@ def _selectable(side: InspectedDatabase, table: str):
 
 
 def _views_over(side: InspectedDatabase, table: str) -> set[str]:
-    selectable = _selectable(side, table)
-    found = set()
-    for quoted in getattr(selectable, "dependents_all", None) or ():
-        dependent = side.inspected.selectables.get(quoted)
-        if dependent is not None and dependent.relationtype in ("v", "m"):
-            found.add(f"{dependent.schema}.{dependent.name}")
+    """Views and materialized views that read the table, directly or through one another (from the
+    catalog: schemainspect lists no dependents of a partitioned table)."""
+    reads = side.snapshot.fact("reads")
+    found, more = set(), {table}
+    while more:
+        more = {view for view, relations in reads.items() if set(relations or ()) & more} - found
+        found |= more
     return found
 
 
@@ -208,7 +215,7 @@ def _keys_and_columns(conversion: Conversion, current, desired, old, new) -> tup
         missing = ", ".join(sorted(set(new_key) - set(old.columns)))
         why = f"the declared primary key uses {missing}, which the target's table does not have yet: add it first"
     if why:
-        direction = "range partitions" if conversion.to_partitioned else "a plain table"
+        direction = "partitions" if conversion.to_partitioned else "a plain table"
         raise PlanRefusedError(f"{conversion.table}: cannot be converted to {direction} in place: {why}; "
                                f"nothing was planned")
     columns = [name for name, column in new.columns.items() if name in old.columns and not column.is_generated]

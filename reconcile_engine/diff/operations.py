@@ -66,6 +66,7 @@ class Facts:
     bound: str | None = dataclasses.field(default=None, compare=False)  # CREATE TABLE ... PARTITION OF: bounds
     partition_parent: str | None = None  # CREATE TABLE ... PARTITION OF: the parent (schema.name as written)
     partition_by: tuple[str, ...] = ()  # CREATE TABLE ... PARTITION BY: its key columns (when plain columns)
+    column_types: frozenset[str] = frozenset()  # CREATE TABLE: its columns' types (schema.name when qualified)
     new_schema: str | None = None  # ALTER TABLE ... SET SCHEMA: the schema it moves to
     source: str | None = None  # INSERT ... SELECT ... FROM one table: that table (schema.name as written)
     transaction_control: bool = False  # BEGIN, COMMIT, SAVEPOINT...: must run alone

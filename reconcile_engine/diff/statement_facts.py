@@ -202,7 +202,9 @@ def _statement_facts(statement: dict, calls: bool) -> Facts:
         return Facts(node, relation, partition_of=bool(f.get("partbound")), creates=frozenset({qualified(relation)}),
                      functions_called=frozenset(_function_calls(f) if calls else ()), bound=_tree(f.get("partbound")),
                      partition_parent=_rangevar(parents[0]) if f.get("partbound") and parents else None,
-                     partition_by=columns if all(columns) else ())
+                     partition_by=columns if all(columns) else (),
+                     column_types=frozenset(".".join(_svals(e["ColumnDef"].get("typeName", {}).get("names")))
+                                            for e in f.get("tableElts") or () if "ColumnDef" in e))
     if node == "CreateTableAsStmt":
         into = f.get("into") or {}
         relation = _rangevar(into.get("rel"))

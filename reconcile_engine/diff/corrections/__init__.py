@@ -12,6 +12,7 @@ from . import retention
 from . import enums
 from . import sequences
 from . import tables
+from . import functions
 from . import columns
 from . import viewtext
 from . import views
@@ -22,7 +23,7 @@ from . import privileges
 from .base import Correction
 
 # Object kinds in the order their corrections run (rewrites, then additions, each in this order).
-KINDS = (partitions, retention, enums, sequences, tables, columns, viewtext, views, rls, matviews, comments, privileges)
+KINDS = (partitions, retention, enums, sequences, tables, functions, columns, viewtext, views, rls, matviews, comments, privileges)
 
 
 def all_corrections() -> tuple[Correction, ...]:

@@ -1,11 +1,11 @@
-"""Corrections for columns: a generated column's expression, defaults that call new functions, and the
-USING expression a type change was declared with."""
+"""Corrections for columns: a generated column's expression, defaults that call new functions, the
+USING expression a type change was declared with, and the collations of a new table's columns."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from pglast import parse_sql
+from pglast import ast, parse_sql
 from pglast.stream import RawStream
 
 from ...sqltext import quote_ident
@@ -100,5 +100,74 @@ class DeclaredUsing(Correction):
         return out
 
 
+class CollationsOnCreate(Correction):
+    name = "columns.collation-on-create"
+    fixes = ("migra writes a new table's columns without their COLLATE clause (only ADD COLUMN has it), so "
+             "a column declared COLLATE \"POSIX\" (or any other) is created with its type's default")
+
+    def rewrite(self, statements, current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext):
+        out, changed = [], False
+        for statement in statements:
+            facts = statement.facts
+            table = desired.inspected.tables.get(_quoted(qualified(facts.relation))) \
+                if facts.node == "CreateStmt" and not facts.partition_of else None
+            collations = {name: c.collation for name, c in table.columns.items() if c.collation} if table else {}
+            if not collations:
+                out.append(statement)
+                continue
+            node = parse_sql(statement.sql)[0].stmt
+            for element in node.tableElts or ():
+                if isinstance(element, ast.ColumnDef) and element.colname in collations and element.collClause is None:
+                    element.collClause = ast.CollateClause(collname=(ast.String(collations[element.colname]),))
+            out.append(operation(RawStream()(node) + ";", self.name))
+            changed = True
+        return out if changed else statements
+
+
+class StorageSettings(Correction):
+    name = "columns.settings"
+    fixes = ("migra ignores a column's storage, compression, statistics target and options "
+             "(ALTER COLUMN ... SET STORAGE / COMPRESSION / STATISTICS / (n_distinct = ...))")
+
+    def after_migra(self, statements, current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext) -> list[str]:
+        before, after = current.snapshot.fact("column settings"), desired.snapshot.fact("column settings")
+        parents = desired.snapshot.fact("partition parent")
+        names = desired.snapshot.fact("qualified name")
+        columns = desired.snapshot.of_kind("column")
+        out = []
+        for column in sorted(set(before) | set(after)):
+            table, name = column.rsplit(".", 1)
+            if column not in columns or table in parents:  # gone, or a partition's (its parent's recurse)
+                continue
+            had, wanted = before.get(column) or {}, after.get(column) or {}
+            if had == wanted:
+                continue
+            relation = "materialized view" if (wanted or had).get("relkind") == "m" else "table"
+            alter = f"alter {relation} {names[table]} alter column {quote_ident(name)}"
+            if had.get("storage") != wanted.get("storage"):
+                # Back to its type's own (SET STORAGE DEFAULT is PostgreSQL 16+), read on either side.
+                default = wanted.get("type storage") or had.get("type storage")
+                out.append(f"{alter} set storage {wanted.get('storage') or default};")
+            if had.get("compression") != wanted.get("compression"):
+                out.append(f"{alter} set compression {wanted.get('compression') or 'default'};")
+            if had.get("statistics") != wanted.get("statistics"):
+                out.append(f"{alter} set statistics {wanted.get('statistics') if wanted.get('statistics') is not None else -1};")
+            old, new = _options(had.get("options")), _options(wanted.get("options"))
+            if {k: v for k, v in new.items() if old.get(k) != v}:
+                out.append(f"{alter} set ({', '.join(f'{k}={v}' for k, v in sorted(new.items()))});")
+            if set(old) - set(new):
+                out.append(f"{alter} reset ({', '.join(sorted(set(old) - set(new)))});")
+        return out
+
+
+def _options(items) -> dict:
+    return dict(item.split("=", 1) for item in items or ())
+
+
+def _quoted(table: str) -> str:
+    """schema.name as schemainspect keys it: each part double-quoted."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in table.split(".", 1))
+
+
 # This object kind's corrections, in the order they run.
-CORRECTIONS = (GeneratedColumns(), DefaultsAfterFunctions(), DeclaredUsing())
+CORRECTIONS = (GeneratedColumns(), DefaultsAfterFunctions(), DeclaredUsing(), CollationsOnCreate(), StorageSettings())

@@ -6,6 +6,7 @@ from pglast import parse_sql
 from pglast.stream import RawStream
 
 from ..operations import Operation
+from ...sqltext import quote_part
 from ..statement_facts import operation, qualified
 from .base import Correction, DiffContext, Side, dotted, only_action
 
@@ -23,9 +24,18 @@ class InheritedPartitionObjects(Correction):
         after = desired.snapshot.fact("partition parent")
         detached = {t for t, parent in before.items()
                     if after.get(t) != parent and ("table", t) in desired.snapshot.objects}
+        # A partition's own index that the declared state attaches to its parent's index: CREATE INDEX on
+        # the parent attaches a matching index it finds on a partition, so migra must not drop it first.
+        definitions = [{i: d.split(" (attached to ")[0] for i, d in side.snapshot.of_kind("index").items()}
+                       for side in (current, desired)]
+        to_attach = {i: p for i, p in desired.snapshot.fact("attached index").items()
+                     if i not in current.snapshot.fact("attached index")
+                     and definitions[0].get(i) is not None and definitions[0].get(i) == definitions[1].get(i)}
         for side in (current, desired):
             attached = {i: p for i, p in side.snapshot.fact("attached index").items()
                         if side is desired or side.snapshot.fact("index table").get(i) not in detached}
+            if side is current:
+                attached.update(to_attach)
             inherited = {c: v for c, v in side.snapshot.fact("inherited constraint").items()
                          if side is desired or c.rsplit(".", 1)[0] not in detached}
             i = side.inspected
@@ -128,15 +138,18 @@ class PartitionTriggers(Correction):
 class PartitionAttachment(Correction):
     name = "partitions.attachment"
     fixes = ("migra's attach statement is broken (schemainspect has no partition_spec, and names the tables "
-             "the wrong way round): detach first, attach last, keeping every row")
+             "the wrong way round) and it ignores changed bounds: detach first, attach last, keeping every row")
 
     @staticmethod
     def _moving(current: Side, desired: Side) -> list[tuple[str, str | None, str | None]]:
-        """(table, its parent now, its declared parent) for each table that changes parent."""
+        """(table, its parent now, its declared parent) for each table that changes parent or bounds
+        (all detached before any is attached again, so that new bounds may overlap old ones)."""
         before = current.snapshot.fact("partition parent")
         after = desired.snapshot.fact("partition parent")
+        bounds_before = current.snapshot.fact("partition bound")
+        bounds_after = desired.snapshot.fact("partition bound")
         return [(t, before.get(t), after.get(t)) for t in sorted(set(before) | set(after))
-                if before.get(t) != after.get(t)
+                if (before.get(t) != after.get(t) or bounds_before.get(t) != bounds_after.get(t))
                 and ("table", t) in current.snapshot.objects and ("table", t) in desired.snapshot.objects]
 
     def before_migra(self, current: Side, desired: Side, context: DiffContext):
@@ -157,6 +170,70 @@ class PartitionAttachment(Correction):
         bounds = desired.snapshot.fact("partition bound")
         return [f"alter table {names[parent]} attach partition {names[table]} {bounds[table]};"
                 for table, _, parent in self._moving(current, desired) if parent]
+
+
+class AttachedIndexNames(Correction):
+    name = "partitions.attached-index-names"
+    fixes = ("an index created on a partitioned table makes each partition's own index under a generated "
+             "name (p_2025_id_idx) where none matches: the declared partitions' index names are lost")
+
+    def rewrite(self, statements, current: Side, desired: Side, context: DiffContext):
+        children: dict[str, list[str]] = {}
+        for child, parent in sorted(desired.snapshot.fact("attached index").items()):
+            if ("index", child) not in current.snapshot.objects:
+                children.setdefault(parent, []).append(child)
+        if not children:
+            return statements
+        definitions = {i: d.split(" (attached to ")[0] for i, d in desired.snapshot.of_kind("index").items()}
+
+        def made_first(index: str) -> list[Operation]:
+            """The declared partitions' indexes, deepest first: the parent's CREATE INDEX then attaches them."""
+            return [op for child in children.get(index, ()) for op in
+                    made_first(child) + [operation(_recursive_index_definition(definitions[child]) + ";", self.name)]]
+
+        out = []
+        for statement in statements:
+            facts = statement.facts
+            if facts.node == "IndexStmt" and facts.name:
+                schema = qualified(facts.relation).split(".", 1)[0]
+                out += made_first(dotted(schema, facts.name))
+            out.append(statement)
+        return out if len(out) != len(statements) else statements
+
+
+def _not_null(column_definition: str | None) -> bool | None:
+    """From the snapshot's column definition (type, collation, 'not null [named ...]', ..., default last)."""
+    if column_definition is None:
+        return None
+    return " not null" in " " + column_definition.split(" default ", 1)[0]
+
+
+class PartitionColumnsNotNull(Correction):
+    name = "partitions.column-not-null"
+    fixes = ("migra does not compare a partition's columns, so NOT NULL declared on a partition's column "
+             "(and not on its parent's) is neither added nor dropped")
+
+    def after_migra(self, statements, current: Side, desired: Side, context: DiffContext) -> list[str]:
+        parents = desired.snapshot.fact("partition parent")
+        parents_before = current.snapshot.fact("partition parent")
+        before, after = current.snapshot.of_kind("column"), desired.snapshot.of_kind("column")
+        names = desired.snapshot.fact("qualified name")
+        out = []
+        for column, definition in sorted(after.items()):
+            table, name = column.rsplit(".", 1)
+            parent = parents.get(table)
+            if parent is None:
+                continue
+            wanted = _not_null(definition)
+            parent_after = _not_null(after.get(dotted(parent, name)))
+            parent_before = _not_null(before.get(dotted(parent, name)))
+            had = _not_null(before.get(column)) if parents_before.get(table) == parent else None
+            # A new partition (or a newly attached one) takes its parent's; so does one whose parent's changes.
+            will_have = parent_after if had is None or parent_before != parent_after else had
+            if wanted != will_have:
+                out.append(f"alter table {names[table]} alter column {quote_part(name)} "
+                           f"{'set' if wanted else 'drop'} not null;")
+        return out
 
 
 class PartitionsDroppedFirst(Correction):
@@ -199,4 +276,4 @@ def _dropped_tables(statement: Operation) -> list[str]:
 
 # This object kind's corrections, in the order they run.
 CORRECTIONS = (InheritedPartitionObjects(), PartitionedParentKeys(), PartitionedForeignKeys(), PartitionTriggers(),
-               PartitionAttachment(), PartitionsDroppedFirst())
+               PartitionAttachment(), AttachedIndexNames(), PartitionColumnsNotNull(), PartitionsDroppedFirst())

@@ -1,7 +1,7 @@
 """Grants, when privileges are managed (privileges: true): written from our own snapshot.
 
-migra's privilege diff covers table grants only, and not a function's default EXECUTE to PUBLIC,
-so it is left off and every grant is compared here: revoked first (on objects that exist before the
+migra's privilege diff covers table grants only, and not a function's default EXECUTE to PUBLIC nor the
+privileges an owner revoked from itself, so it is left off and every grant is compared here: revoked first (on objects that exist before the
 plan), granted last (on objects that exist after it), all in the plan's one transaction.
 """
 
@@ -10,6 +10,15 @@ from __future__ import annotations
 from ...sqltext import quote_part
 from ..statement_facts import operation
 from .base import DiffContext, Correction, InspectedDatabase
+
+
+# The snapshot's grantee for the owner's own privileges (snapshot rows '<object> TO OWNER'): whoever owns
+# the object. A plan's objects are owned by the role that applies it, which the statements name so.
+OWNER = "OWNER"
+
+
+def _role(grantee: str) -> str:
+    return "CURRENT_USER" if grantee == OWNER else grantee
 
 
 def _split(key: str) -> tuple[str, str]:
@@ -34,8 +43,9 @@ class Grants(Correction):
         if not desired.scope.privileges:
             return False
         before, _after, changed = _changed(current, desired)
-        return [operation(f"revoke all on {target} from {grantee};", self.name)
-                for target, grantee in (_split(key) for key in sorted(k for k in changed if k in before))]
+        return [operation(f"revoke all on {target} from {_role(grantee)};", self.name)
+                for target, grantee in (_split(key) for key in sorted(k for k in changed if k in before))
+                if grantee != OWNER]
 
     def after_migra(self, statements, current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext) -> list[str]:
         if not desired.scope.privileges:
@@ -44,15 +54,20 @@ class Grants(Correction):
         # A function the plan creates gets EXECUTE for PUBLIC by default: revoked when not declared.
         out = [f"revoke all on {target} from PUBLIC;" for target in _new_functions(current, desired)
                if f"{target} TO PUBLIC" not in after]
-        for key in sorted(k for k in changed if k in after):
+        for key in sorted(changed):
             target, grantee = _split(key)
-            privileges = [p.strip() for p in after[key].split(",")]
+            if key not in after and grantee != OWNER:
+                continue
+            if grantee == OWNER:  # also on what the plan creates, whose owner has them all until then
+                out.append(f"revoke all on {target} from {_role(grantee)};")
+            # The owner's row is there only when it lacks privileges: without it, it has them all.
+            privileges = [p.strip() for p in after.get(key, "ALL").split(",") if p.strip()]
             plain = [p for p in privileges if not p.endswith(" WITH GRANT OPTION")]
             with_option = [p.removesuffix(" WITH GRANT OPTION") for p in privileges if p.endswith(" WITH GRANT OPTION")]
             if plain:
-                out.append(f"grant {', '.join(plain)} on {target} to {grantee};")
+                out.append(f"grant {', '.join(plain)} on {target} to {_role(grantee)};")
             if with_option:
-                out.append(f"grant {', '.join(with_option)} on {target} to {grantee} with grant option;")
+                out.append(f"grant {', '.join(with_option)} on {target} to {_role(grantee)} with grant option;")
         return out
 
 

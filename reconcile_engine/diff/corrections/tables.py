@@ -1,11 +1,31 @@
-"""Corrections for tables: replica identity, the columns a child table inherits, and constraints
-declared NOT VALID."""
+"""Corrections for tables: the order new tables are created in, replica identity, the columns a child
+table inherits, constraints declared NOT VALID and PostgreSQL 18's NOT NULL constraint names."""
 
 from __future__ import annotations
 
 from ...sqltext import quote_part
 from ..statement_facts import qualified
 from .base import Correction, DiffContext, Side, dotted, only_action
+
+
+class CreationOrder(Correction):
+    name = "tables.creation-order"
+    fixes = ("migra creates new tables in name order, so a column whose type is the row type of a table "
+             "created later in the plan fails ('type does not exist')")
+
+    def rewrite(self, statements, current: Side, desired: Side, context: DiffContext):
+        statements = list(statements)
+        created = {name: s for s in statements if s.facts.node == "CreateStmt" for name in s.facts.creates}
+        for position, statement in enumerate(statements):
+            if statement.facts.node != "CreateStmt":
+                continue
+            needed = {qualified(t) for t in statement.facts.column_types} & set(created)
+            later = [created[n] for n in sorted(needed) if statements.index(created[n]) > position]
+            if later:  # PostgreSQL allows no cycle of row types, so this ends
+                rest = [s for s in statements if s not in later]
+                index = rest.index(statement)
+                return self.rewrite(rest[:index] + later + rest[index:], current, desired, context)
+        return statements
 
 
 class ReplicaIdentity(Correction):
@@ -86,4 +106,4 @@ class NotNullNames(Correction):
 
 
 # This object kind's corrections, in the order they run.
-CORRECTIONS = (InheritedColumns(), NotValidConstraints(), ReplicaIdentity(), NotNullNames())
+CORRECTIONS = (CreationOrder(), InheritedColumns(), NotValidConstraints(), ReplicaIdentity(), NotNullNames())

@@ -1,5 +1,5 @@
 """Corrections for views and materialized views: options (security_invoker, security_barrier,
-check_option) migra does not compare, and re-creations migra makes for nothing."""
+check_option; a materialized view's storage parameters) migra does not compare, and re-creations migra makes for nothing."""
 
 from __future__ import annotations
 
@@ -78,7 +78,8 @@ def _options(text: str | None) -> dict:
 
 class ViewOptions(Correction):
     name = "views.options"
-    fixes = "migra ignores view options such as security_invoker and security_barrier, and drops them on re-creation"
+    fixes = ("migra ignores the options of views (security_invoker, security_barrier) and of materialized "
+             "views (fillfactor, autovacuum settings), and drops them on re-creation")
 
     def after_migra(self, statements, current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext) -> list[str]:
         before = current.snapshot.fact("view options")
@@ -87,14 +88,15 @@ class ViewOptions(Correction):
         recreated = recreated_relations(statements)
         out = []
         for view, text in sorted(after.items()):
+            kind = "materialized view" if ("materialized view", view) in desired.snapshot.objects else "view"
             wanted = _options(text)
             had = {} if view not in before or view in recreated else _options(before[view])
             changed = {k: v for k, v in wanted.items() if had.get(k) != v}
             removed = sorted(set(had) - set(wanted))
             if changed:
-                out.append(f"alter view {names[view]} set ({', '.join(f'{k}={v}' for k, v in sorted(changed.items()))});")
+                out.append(f"alter {kind} {names[view]} set ({', '.join(f'{k}={v}' for k, v in sorted(changed.items()))});")
             if removed:
-                out.append(f"alter view {names[view]} reset ({', '.join(removed)});")
+                out.append(f"alter {kind} {names[view]} reset ({', '.join(removed)});")
         return out
 
 

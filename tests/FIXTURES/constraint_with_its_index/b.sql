@@ -1,0 +1,5 @@
+CREATE TABLE c (id int NOT NULL, code text NOT NULL);
+CREATE UNIQUE INDEX c_code_idx ON c (code);
+ALTER TABLE c ADD CONSTRAINT c_code_key UNIQUE USING INDEX c_code_idx;
+CREATE UNIQUE INDEX c_pk_idx ON c (id);
+ALTER TABLE c ADD CONSTRAINT c_pkey PRIMARY KEY USING INDEX c_pk_idx;

@@ -1,0 +1,1 @@
+CREATE TABLE tickets (id bigint GENERATED ALWAYS AS IDENTITY, title text);

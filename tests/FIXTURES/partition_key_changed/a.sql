@@ -1,0 +1,3 @@
+CREATE TABLE k (id bigint NOT NULL, day date NOT NULL, region text NOT NULL, PRIMARY KEY (id, day, region)) PARTITION BY RANGE (day);
+CREATE TABLE k_2025 PARTITION OF k FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE VIEW k_eu AS SELECT * FROM k WHERE region = 'eu';

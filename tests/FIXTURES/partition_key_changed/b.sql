@@ -1,0 +1,4 @@
+CREATE TABLE k (id bigint NOT NULL, day date NOT NULL, region text NOT NULL, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+CREATE TABLE k_2025 PARTITION OF k FOR VALUES IN ('eu');
+CREATE TABLE k_rest PARTITION OF k DEFAULT;
+CREATE VIEW k_eu AS SELECT * FROM k WHERE region = 'eu';
