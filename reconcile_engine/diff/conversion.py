@@ -34,7 +34,7 @@ from pglast.stream import RawStream
 from pglast.visitors import Visitor
 
 from ..errors import PlanRefusedError
-from ..inspection.migra_view import InspectedDatabase
+from ..inspection.migra_view import InspectedDatabase, key_of
 from ..sqltext import dollar_quoted, quote_literal, quote_part
 from .operations import Operation
 from .statement_facts import operation, qualified, read_facts
@@ -94,13 +94,8 @@ def _partition_key(side: InspectedDatabase, table: str) -> str | None:
     return getattr(_selectable(side, table), "partition_def", None)
 
 
-def _quoted(table: str) -> str:
-    """schema.name as schemainspect keys it: each part always double-quoted."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in table.partition(".")[::2])
-
-
 def _selectable(side: InspectedDatabase, table: str):
-    return side.inspected.selectables.get(_quoted(table))
+    return side.inspected.selectables.get(key_of(table))
 
 
 def _views_over(side: InspectedDatabase, table: str) -> set[str]:
@@ -115,7 +110,7 @@ def _views_over(side: InspectedDatabase, table: str) -> set[str]:
 
 
 def _referencing(side: InspectedDatabase, table: str) -> set[str]:
-    quoted = _quoted(table)
+    quoted = key_of(table)
     return {f"{c.schema}.{c.table_name}.{c.name}" for c in side.inspected.constraints.values()
             if c.is_fk and c.quoted_full_foreign_table_name == quoted and f"{c.schema}.{c.table_name}" != table}
 

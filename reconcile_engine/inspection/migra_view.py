@@ -12,6 +12,11 @@ from ..connections import sqlalchemy_connection
 from .snapshot import CatalogSnapshot, Scope, read_snapshot
 
 
+def key_of(relation: str) -> str:
+    """schema.name as schemainspect keys its relations: each part double-quoted."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in relation.split(".", 1))
+
+
 @dataclasses.dataclass
 class InspectedDatabase:
     """Both views of one database: schemainspect's (what migra diffs) and our CatalogSnapshot."""

@@ -8,6 +8,7 @@ import dataclasses
 from pglast import ast, parse_sql
 from pglast.stream import RawStream
 
+from ...inspection.migra_view import key_of
 from ...sqltext import quote_ident
 from ..statement_facts import operation, qualified
 from .base import Correction, DiffContext, InspectedDatabase, dotted, only_action
@@ -109,7 +110,7 @@ class CollationsOnCreate(Correction):
         out, changed = [], False
         for statement in statements:
             facts = statement.facts
-            table = desired.inspected.tables.get(_quoted(qualified(facts.relation))) \
+            table = desired.inspected.tables.get(key_of(qualified(facts.relation))) \
                 if facts.node == "CreateStmt" and not facts.partition_of else None
             collations = {name: c.collation for name, c in table.columns.items() if c.collation} if table else {}
             if not collations:
@@ -162,11 +163,6 @@ class StorageSettings(Correction):
 
 def _options(items) -> dict:
     return dict(item.split("=", 1) for item in items or ())
-
-
-def _quoted(table: str) -> str:
-    """schema.name as schemainspect keys it: each part double-quoted."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in table.split(".", 1))
 
 
 # This object kind's corrections, in the order they run.
