@@ -34,6 +34,7 @@ from .config import Config, load_config
 from .connections import connected
 from .declared.data_steps import read_data_steps
 from .declared.files import DesiredState, load_desired_state
+from .declared.inference import with_inferred
 from .declared.new_project import NewProject, init_project
 from .deploy import data_steps, history
 from .deploy.apply import ApplyResult, apply_plans, pending_plans
@@ -84,8 +85,10 @@ class Project:
 
 
 def load_project(path: str | Path = ".", config_file: str | Path | None = None) -> Project:
-    """Read the project's reconcile.yaml (or `config_file`); raises ConfigError when it is wrong."""
-    return Project(load_config(Path(path), Path(config_file) if config_file else None))
+    """Read the project's reconcile.yaml (or `config_file`), with what its declared files create or name
+    (declared/inference.py); raises ConfigError when it is wrong, RefusedStatementError when a declared
+    statement is refused."""
+    return Project(with_inferred(load_config(Path(path), Path(config_file) if config_file else None)))
 
 
 def init(path: str | Path = ".", *, preset: str = "plain") -> NewProject:

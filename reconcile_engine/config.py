@@ -48,6 +48,12 @@ class Config:
     ignore: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
     extensions: tuple[str, ...] = ()
+    # Inferred from the declared files (declared/inference.py), never read from reconcile.yaml: the
+    # schemas they create (also in managed_schemas), the extensions they create (so never made
+    # beforehand in a scratch database) and the roles they name, each with the file:line naming it.
+    declared_schemas: tuple[str, ...] = ()
+    declared_extensions: tuple[str, ...] = ()
+    referenced_roles: tuple[tuple[str, str], ...] = ()
     scratch_mode: str = "auto"
     scratch_server_url: str | None = None
     embedded_dir: Path = Path(".reconcile")

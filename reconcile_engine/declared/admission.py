@@ -10,6 +10,7 @@ server, changes who is running, or reaches outside the database. The README list
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
 from pglast import parser as pg_parser
@@ -21,8 +22,8 @@ from ..errors import DeclaredStateError, RefusedStatementError
 RUNS_QUERIES = ("it runs a query or changes rows; declared files only define objects (a data change "
                 "belongs in a reviewed data step: reconcile plan --data-before/--data-after FILE)")
 DATABASES = "databases belong to the server, not to the schema; reconcile makes and drops its own scratch databases"
-ROLES = ("roles are global to the server: create them outside reconcile and list the ones the schema "
-         "needs under roles: in reconcile.yaml")
+ROLES = ("roles are global to the server: create them outside reconcile (the roles a declared file grants "
+         "to or names in a policy are then found on the target)")
 SERVER = "it changes the server, for every database on it"
 SESSION = "it changes who runs the statements that follow"
 RUNS_CODE = "it runs code while the declared state is built"
@@ -135,6 +136,8 @@ def line_at(text: str, index: int) -> int:
     return text.count("\n", 0, max(0, index)) + 1
 
 
+# Kept: the files are admitted when the project is loaded (inference.py) and again when they are built.
+@functools.lru_cache(maxsize=8192)
 def admit(sql: str, label: str) -> tuple[AdmittedStatement, ...]:
     """The statements of `sql` (a declared file, or its rendering), each admitted or refused.
 

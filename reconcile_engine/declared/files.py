@@ -118,6 +118,16 @@ def load_desired_state(config: Config, as_of: dt.date) -> DesiredState:
             f"{project / REQUIRED_FOLDER}: folder not found; a project declares its tables in {REQUIRED_FOLDER}/ "
             f"(is --project pointing at the right folder?)"
         )
+    sources = read_sources(config, as_of)
+    if not sources:
+        raise DeclaredStateError(f"{project}: no declared .sql, .sql.j2 or partition files found")
+    return DesiredState(tuple(sources), as_of)
+
+
+def read_sources(config: Config, as_of: dt.date | None) -> list[SqlSource]:
+    """The declared files in load order, rendered. Without `as_of`, partition specs are left out: they
+    render only partitions of tables declared in schema/, and need a date to place their window."""
+    project = config.project_dir
     sources: list[SqlSource] = []
     for folder in FOLDERS:
         directory = project / folder
@@ -128,8 +138,9 @@ def load_desired_state(config: Config, as_of: dt.date) -> DesiredState:
             name = path.name
             try:
                 if folder == "partitions" and name.endswith((".yaml", ".yml")):
-                    spec = read_spec(path, display)
-                    sources.append(SqlSource(display, render_spec(spec, as_of), rendered=True, spec=spec))
+                    if as_of is not None:
+                        spec = read_spec(path, display)
+                        sources.append(SqlSource(display, render_spec(spec, as_of), rendered=True, spec=spec))
                 elif name.endswith(".sql.j2"):
                     sources.append(SqlSource(display, _render_template(path, display, project, config.vars), rendered=True))
                 elif name.endswith(".sql"):
@@ -138,6 +149,4 @@ def load_desired_state(config: Config, as_of: dt.date) -> DesiredState:
                 raise DeclaredStateError(f"{display}: not UTF-8 text") from exc
             except OSError as exc:
                 raise DeclaredStateError(f"{display}: cannot read: {exc.strerror}") from exc
-    if not sources:
-        raise DeclaredStateError(f"{project}: no declared .sql, .sql.j2 or partition files found")
-    return DesiredState(tuple(sources), as_of)
+    return sources

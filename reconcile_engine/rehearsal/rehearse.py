@@ -37,7 +37,9 @@ class Rehearsal:
 
 def copy_target(copy: ScratchDatabase, target_url: str, target_snapshot: CatalogSnapshot, config: Config) -> None:
     """Fill a scratch database with the target's schema (no data), to rehearse on. Independent of
-    the declared state, so it can be made while the desired database is being built."""
+    the declared state, so it can be made while the desired database is being built. The target's
+    extensions come first, in their schemas: its dump leaves them out, and uses their types."""
+    copy.copy_target_extensions(config)
     present = tuple(s for s in config.scope.schemas if ("schema", s) in target_snapshot.objects)
     if all(kind == "schema" or (kind == "comment" and key.startswith("SCHEMA "))
            for kind, key in target_snapshot.objects):

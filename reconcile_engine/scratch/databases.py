@@ -14,15 +14,17 @@ import signal
 import threading
 
 import psycopg2
+import psycopg2.errors
 
 from ..config import Config
 from ..connections import connect, connected, describe, first_line, with_database
 from ..declared.admission import line_at
 from ..declared.files import DesiredState, SqlSource
+from ..declared.inference import infer
 from ..errors import DeclaredStateError, ScratchError
 from ..runner import execute_batched
 from ..servers import EmbeddedServer, Target
-from ..sqltext import quote_ident
+from ..sqltext import quote_ident, quote_literal
 from .build_role import BuildRole, check_login, create_build_role, drop_build_role, may_create_roles
 from .inert import InertFunctions
 from .schema_dump import dump_schemas, run_dump
@@ -131,6 +133,7 @@ class ScratchDatabase:
         self._signals = _TerminateAsInterrupt()
         self._dropping: threading.Thread | None = None
         self._defaults_set: set = set()  # the target's default privileges adopted so far (prepare)
+        self._config: Config | None = None  # set by prepare: what load_desired makes beforehand
         self._drop_error: Exception | None = None
 
     def _admin(self):
@@ -202,12 +205,15 @@ class ScratchDatabase:
     # -- preparing the scratch database -------------------------------------------------------
 
     def prepare(self, config: Config) -> None:
-        """What the declared state needs before anything of it is loaded: roles, extensions, the
-        external schemas, and the default privileges the deploy role's new objects get on the target."""
+        """What both the declared state and a copy of the target need before anything is loaded: roles,
+        the external schemas, and the default privileges the deploy role's new objects get on the
+        target. (The extensions differ: load_desired makes those listed in reconcile.yaml, the copy
+        those of the target, copy_target_extensions.)"""
         environment = self.server.environment
+        self._config = config
         self._create_roles(config.roles, "listed under roles: in reconcile.yaml")
+        self._create_roles(environment.roles, "named by a declared file")
         self._create_roles(sorted(environment.grantees), "granted to by the target's privileges")
-        self._create_extensions([(e, None) for e in config.extensions], "listed under extensions: in reconcile.yaml")
         if environment.external_schemas:
             self._load_external(environment)
         self._adopt_default_privileges(before_load=True)
@@ -225,24 +231,83 @@ class ScratchDatabase:
                 cur.execute(f"CREATE ROLE {quote_ident(role)} NOLOGIN")
 
     def _create_extensions(self, extensions, why: str) -> None:
-        """A superuser admin makes the extensions (some need a superuser), else the build role does,
-        which can make the trusted ones."""
+        """(extension, schema or None, version or None): made by the build role, which then owns them as
+        the deploy role owns what its plans create (so a rehearsed DROP EXTENSION runs as it will on
+        the target); one it may not make (not trusted) by a superuser admin."""
         if not extensions:
             return
-        by_admin = self.server.builder is None or self.server.admin_is_superuser
-        conn = connect(with_database(self.server.admin_url, self.name), self.connect_timeout_s) if by_admin \
-            else self.connect()
+        admin = self.server.builder is not None and self.server.admin_is_superuser
+        conn = self.connect()
         try:
             with conn.cursor() as cur:
-                for extension, schema in extensions:
-                    where = f" WITH SCHEMA {quote_ident(schema)}" if schema else ""
+                for extension, schema, version in extensions:
+                    statement = f"CREATE EXTENSION IF NOT EXISTS {quote_ident(extension)}"
+                    if schema:
+                        statement += f" WITH SCHEMA {quote_ident(schema)}"
+                    if version:
+                        statement += f" VERSION {quote_literal(version)}"
                     try:
-                        cur.execute(f"CREATE EXTENSION IF NOT EXISTS {quote_ident(extension)}{where}")
+                        try:
+                            cur.execute(statement)
+                        except psycopg2.errors.InsufficientPrivilege:
+                            if not admin:
+                                raise
+                            with connected(with_database(self.server.admin_url, self.name),
+                                           self.connect_timeout_s) as by_admin, by_admin.cursor() as admin_cur:
+                                admin_cur.execute(statement)
                     except psycopg2.Error as exc:
                         raise ScratchError(f"extension {extension!r} ({why}) cannot be created in the "
                                            f"scratch database: {first_line(exc)}") from exc
         finally:
             conn.close()
+
+    def _declared_extensions(self, desired: DesiredState) -> None:
+        """Before the declared files run: the extensions reconcile.yaml lists that no declared file
+        creates (one that does makes its own, so it never meets one made here: "already exists").
+        Where the target has one, it is made as there (its schema, its version), so that the declared
+        state keeps it as it is; else where CREATE EXTENSION puts it."""
+        config = self._config
+        if config is None or not config.extensions:
+            return
+        created = {name for name, _ in infer(desired.sources, config).extensions}
+        wanted = [name for name in config.extensions if name not in created]
+        if not wanted:
+            return
+        environment = self.server.environment
+        with connected(self.url, self.connect_timeout_s) as conn, conn.cursor() as cur:
+            cur.execute("SELECT nspname FROM pg_namespace")
+            schemas = {row[0] for row in cur.fetchall()}
+            extensions = []
+            for name in wanted:
+                on_target = environment.extension(name)
+                if on_target is None:
+                    extensions.append((name, None, None))
+                    continue
+                _, schema, version = on_target
+                if schema not in schemas and schema in config.scope.schemas:
+                    # A managed schema the declared files create later (their CREATE SCHEMA would then
+                    # fail): made where CREATE EXTENSION puts it instead.
+                    extensions.append((name, None, version))
+                    continue
+                # Outside the managed schemas, a schema of the target's environment: made here too.
+                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+                extensions.append((name, schema, version))
+        self._create_extensions(extensions, "listed under extensions: in reconcile.yaml")
+
+    def copy_target_extensions(self, config: Config) -> None:
+        """The target's extensions that the copy of its managed schemas needs, before its dump is loaded
+        (pg_dump --schema leaves extensions out): those in the managed schemas, and those the declared
+        state uses elsewhere (listed under extensions:, or created by a declared file); each in its
+        schema, at its version, so that the copy is faithful."""
+        named = set(config.extensions) | set(config.declared_extensions)
+        wanted = [(name, schema, version) for name, schema, version in self.server.environment.extensions
+                  if schema in config.scope.schemas or name in named]
+        if not wanted:
+            return
+        with connected(self.url, self.connect_timeout_s) as conn, conn.cursor() as cur:
+            for schema in sorted({schema for _, schema, _ in wanted}):
+                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        self._create_extensions(wanted, "installed on the target")
 
     def _load_external(self, environment: TargetEnvironment) -> None:
         """The external schemas: their extensions, then their definitions: the target's, dumped, or,
@@ -251,7 +316,8 @@ class ScratchDatabase:
         with connected(self.url, self.connect_timeout_s) as conn, conn.cursor() as cur:
             for schema in environment.external_schemas:
                 cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
-        self._create_extensions(environment.external_extensions, "in an external schema on the target")
+        self._create_extensions([(name, schema, None) for name, schema in environment.external_extensions],
+                                "in an external schema on the target")
         conn = self.connect()
         try:
             with conn.cursor() as cur:
@@ -288,8 +354,10 @@ class ScratchDatabase:
                     cur.execute(entry.on_existing())
 
     def load_desired(self, desired: DesiredState) -> None:
-        """Run the admitted declared statements, inert; then put the functions' bodies back; then what
-        the target would have given them (its default privileges and grants)."""
+        """Make the extensions the declared files need but do not create; run the admitted declared
+        statements, inert; then put the functions' bodies back; then what the target would have given
+        them (its default privileges and grants)."""
+        self._declared_extensions(desired)
         conn = self.connect()
         try:
             with conn.cursor() as cur:

@@ -4,8 +4,9 @@ files are not built again in a scratch database for every drift check.
 An entry is keyed by everything that shapes the snapshot: the declared files' content and the
 as-of date (DesiredState.content_hash), the full version of the server that builds the scratch
 database, the managed schemas, ignore globs, external schemas, roles, extensions and ignored lint
-findings from reconcile.yaml, the target's default privileges and grants (the lint sees them), and
-the engine's own source. A changed input is a different key, never a stale entry.
+findings from reconcile.yaml, the schemas, extensions and roles inferred from the declared files
+(declared/inference.py), the target's default privileges and grants (the lint sees them), and the
+engine's own source. A changed input is a different key, never a stale entry.
 
 A cached snapshot is only a shortcut to "nothing to do": when the target differs from it, the
 commands build the desired state as before, so a wrong entry could not produce a wrong plan.
@@ -79,6 +80,10 @@ def cache_key(desired: DesiredState, config: Config, server_version: str, target
         "ignore": list(config.scope.ignore),  # what the snapshot leaves out
         "roles": list(config.roles),
         "extensions": list(config.extensions),
+        # inferred from the declared files (declared/inference.py): their schemas are in "schemas" above
+        "declared_schemas": list(config.declared_schemas),
+        "declared_extensions": list(config.declared_extensions),
+        "referenced_roles": sorted({role for role, _ in config.referenced_roles}),
         "lint_ignored": sorted(f"{rule}\0{obj}" for rule, obj in config.lint_ignored),
         "tenant_columns": list(config.tenant_columns),
         "external_schemas": list(config.external_schemas),

@@ -1,8 +1,10 @@
 """Stage 2: what a scratch database must have from the target besides the declared state, read once
 per run: the external schemas the declared state references but never owns (Supabase's auth.uid()),
-the extensions in them, the default privileges that the deploy role's new objects get, and the
-grants already on the target's objects. With them, what is built, linted and tested in a scratch
-database behaves as it will on the target.
+the extensions in them, the target's other extensions (a faithful copy of the target has them, in
+their schemas, before its dump is loaded), the roles the declared files name that the target has,
+the default privileges that the deploy role's new objects get, and the grants already on the
+target's objects. With them, what is built, linted and tested in a scratch database behaves as it
+will on the target.
 """
 
 from __future__ import annotations
@@ -75,6 +77,15 @@ class TargetEnvironment:
     external_files: tuple[SqlSource, ...] = ()  # or, without a target, external/<schema>.sql
     default_privileges: tuple[DefaultPrivilege, ...] = ()
     grants: tuple[ObjectGrant, ...] = ()  # only when grants are not managed (else the declared ones hold)
+    # The target's extensions outside pg_catalog and the external schemas: (extension, schema, version).
+    extensions: tuple[tuple[str, str, str], ...] = ()
+    # Roles the declared files name (config.referenced_roles, not under roles:) that the target has, or
+    # without a target all of them: made on a scratch server that is not the target's.
+    roles: tuple[str, ...] = ()
+
+    def extension(self, name: str) -> tuple[str, str, str] | None:
+        """(extension, schema, version) of `name` on the target, or None."""
+        return next((e for e in self.extensions if e[0] == name), None)
 
     @property
     def grantees(self) -> set[str]:
@@ -125,6 +136,17 @@ _EXTERNAL = """
 """
 
 
+# pg_catalog's (plpgsql) come with every database.
+_EXTENSIONS = """
+    SELECT e.extname, n.nspname, e.extversion
+    FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+    WHERE n.nspname <> 'pg_catalog' AND NOT n.nspname = ANY(%(external)s)
+    ORDER BY 1
+"""
+
+_ROLES = "SELECT rolname FROM pg_roles WHERE rolname = ANY(%(roles)s)"
+
+
 def _read_privileges(config: Config, cur) -> tuple[tuple[DefaultPrivilege, ...], tuple[ObjectGrant, ...]]:
     schemas = {"schemas": list(config.managed_schemas)}
     cur.execute(_DEFAULT_PRIVILEGES, schemas)
@@ -147,13 +169,25 @@ def privileges_digest(config: Config, target_url: str) -> str:
 
 
 def read_target_environment(config: Config, target_url: str) -> TargetEnvironment:
-    """Read-only: the target's external schemas (dumped), default privileges and grants."""
+    """Read-only: the target's external schemas (dumped), extensions, the roles the declared files name,
+    default privileges and grants."""
     with connected(target_url, config.timeouts.connect_timeout_s) as conn, conn.cursor() as cur:
         defaults, grants = _read_privileges(config, cur)
         present: dict[str, list[str]] = {}
         if config.external_schemas:
             cur.execute(_EXTERNAL, {"schemas": list(config.external_schemas)})
             present = dict(cur.fetchall())
+        cur.execute(_EXTENSIONS, {"external": list(config.external_schemas)})
+        target_extensions = tuple(cur.fetchall())
+        named = [(role, where) for role, where in config.referenced_roles if role not in config.roles]
+        cur.execute(_ROLES, {"roles": [role for role, _ in named]})
+        on_target = {row[0] for row in cur.fetchall()}
+    for role, where in named:
+        if role not in on_target:
+            # Found now rather than when the file is loaded: on a scratch server of its own the role
+            # may exist, and the plan would pass its rehearsal, then fail on the target.
+            raise ScratchError(f"role {role!r} (named in {where}) does not exist on the target's server; "
+                               f"create it there first")
     missing = [schema for schema in config.external_schemas if schema not in present]
     if missing:
         # What is planned against them must apply on the target: a definition from elsewhere would let
@@ -165,12 +199,15 @@ def read_target_environment(config: Config, target_url: str) -> TargetEnvironmen
     dumped = dump_schemas(target_url, config.external_schemas,
                           f"the external schemas ({', '.join(config.external_schemas)})") if present else ""
     extensions = tuple((extension, schema) for schema in config.external_schemas for extension in present[schema])
-    return TargetEnvironment(config.external_schemas, extensions, dumped, (), defaults, grants)
+    return TargetEnvironment(config.external_schemas, extensions, dumped, (), defaults, grants, target_extensions,
+                             tuple(role for role, _ in named))
 
 
 def without_target(config: Config) -> TargetEnvironment:
-    """For commands that run without a target (policy tests): the external schemas from files."""
-    return TargetEnvironment(config.external_schemas, external_files=external_files(config))
+    """For commands that run without a target (policy tests, on a server of their own): the external
+    schemas from files, and every role the declared files name."""
+    roles = tuple(role for role, _ in config.referenced_roles if role not in config.roles)
+    return TargetEnvironment(config.external_schemas, external_files=external_files(config), roles=roles)
 
 
 def external_files(config: Config) -> tuple[SqlSource, ...]:
