@@ -27,11 +27,36 @@ def _split(key: str) -> tuple[str, str]:
     return target, grantee
 
 
-def _changed(current: InspectedDatabase, desired: InspectedDatabase) -> tuple[dict, dict, set]:
-    before = current.snapshot.of_kind("grant")
-    after = desired.snapshot.of_kind("grant")
-    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
-    return before, after, changed
+def _changed(before: dict, after: dict) -> set:
+    return {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+
+
+def revokes(before: dict, after: dict) -> list[str]:
+    """What goes first: every changed grant of an object that exists before (snapshot 'grant' objects:
+    '<object> TO <grantee>' -> privileges), revoked (the owner's own are redone after, in grants)."""
+    return [f"revoke all on {target} from {_role(grantee)};"
+            for target, grantee in (_split(key) for key in sorted(k for k in _changed(before, after) if k in before))
+            if grantee != OWNER]
+
+
+def grants(before: dict, after: dict) -> list[str]:
+    """What goes last: every changed grant as it must be after."""
+    out = []
+    for key in sorted(_changed(before, after)):
+        target, grantee = _split(key)
+        if key not in after and grantee != OWNER:
+            continue
+        if grantee == OWNER:  # also on what the plan creates, whose owner has them all until then
+            out.append(f"revoke all on {target} from {_role(grantee)};")
+        # The owner's row is there only when it lacks privileges: without it, it has them all.
+        privileges = [p.strip() for p in after.get(key, "ALL").split(",") if p.strip()]
+        plain = [p for p in privileges if not p.endswith(" WITH GRANT OPTION")]
+        with_option = [p.removesuffix(" WITH GRANT OPTION") for p in privileges if p.endswith(" WITH GRANT OPTION")]
+        if plain:
+            out.append(f"grant {', '.join(plain)} on {target} to {_role(grantee)};")
+        if with_option:
+            out.append(f"grant {', '.join(with_option)} on {target} to {_role(grantee)} with grant option;")
+    return out
 
 
 class Grants(Correction):
@@ -42,33 +67,16 @@ class Grants(Correction):
         """Revoking what changes comes first (before migra's statements); granting, last."""
         if not desired.scope.privileges:
             return False
-        before, _after, changed = _changed(current, desired)
-        return [operation(f"revoke all on {target} from {_role(grantee)};", self.name)
-                for target, grantee in (_split(key) for key in sorted(k for k in changed if k in before))
-                if grantee != OWNER]
+        return [operation(sql, self.name)
+                for sql in revokes(current.snapshot.of_kind("grant"), desired.snapshot.of_kind("grant"))]
 
     def after_migra(self, statements, current: InspectedDatabase, desired: InspectedDatabase, context: DiffContext) -> list[str]:
         if not desired.scope.privileges:
             return []
-        _before, after, changed = _changed(current, desired)
+        after = desired.snapshot.of_kind("grant")
         # A function the plan creates gets EXECUTE for PUBLIC by default: revoked when not declared.
-        out = [f"revoke all on {target} from PUBLIC;" for target in _new_functions(current, desired)
-               if f"{target} TO PUBLIC" not in after]
-        for key in sorted(changed):
-            target, grantee = _split(key)
-            if key not in after and grantee != OWNER:
-                continue
-            if grantee == OWNER:  # also on what the plan creates, whose owner has them all until then
-                out.append(f"revoke all on {target} from {_role(grantee)};")
-            # The owner's row is there only when it lacks privileges: without it, it has them all.
-            privileges = [p.strip() for p in after.get(key, "ALL").split(",") if p.strip()]
-            plain = [p for p in privileges if not p.endswith(" WITH GRANT OPTION")]
-            with_option = [p.removesuffix(" WITH GRANT OPTION") for p in privileges if p.endswith(" WITH GRANT OPTION")]
-            if plain:
-                out.append(f"grant {', '.join(plain)} on {target} to {_role(grantee)};")
-            if with_option:
-                out.append(f"grant {', '.join(with_option)} on {target} to {_role(grantee)} with grant option;")
-        return out
+        return [f"revoke all on {target} from PUBLIC;" for target in _new_functions(current, desired)
+                if f"{target} TO PUBLIC" not in after] + grants(current.snapshot.of_kind("grant"), after)
 
 
 def _new_functions(current: InspectedDatabase, desired: InspectedDatabase) -> list[str]:
