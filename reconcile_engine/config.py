@@ -16,6 +16,8 @@ CONFIG_FILE_NAME = "reconcile.yaml"
 SCRATCH_MODES = ("auto", "target-server", "server", "embedded")
 # The tool keeps its history here; it is never diffed and never touched by a plan.
 TOOL_SCHEMA = "reconcile"
+# Where a table converted to (or from) partitions is built beside the live one, gone once swapped in.
+CONVERSION_SCHEMA = "reconcile_conversion"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)?\s*$")
 _DURATION_FACTORS_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, None: 1000}
@@ -238,11 +240,11 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
 
     managed = _string_list(top.get("managed_schemas", ["public"]), f"{name}: managed_schemas") or ("public",)
     excluded = _string_list(top.get("excluded_schemas"), f"{name}: excluded_schemas")
-    overlap = set(managed) & (set(excluded) | {TOOL_SCHEMA})
+    overlap = set(managed) & (set(excluded) | {TOOL_SCHEMA, CONVERSION_SCHEMA})
     if overlap:
         raise ConfigError(
             f"{name}: managed_schemas: {', '.join(sorted(overlap))} is excluded "
-            f"(excluded_schemas, or the tool's own schema '{TOOL_SCHEMA}')"
+            f"(excluded_schemas, or the tool's own schemas '{TOOL_SCHEMA}' and '{CONVERSION_SCHEMA}')"
         )
     external = _string_list(top.get("external_schemas"), f"{name}: external_schemas")
     clash = set(external) & (set(managed) | set(excluded) | {TOOL_SCHEMA, "pg_catalog", "information_schema"})

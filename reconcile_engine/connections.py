@@ -17,6 +17,9 @@ import psycopg2.extensions
 from .errors import DatabaseError
 
 
+CANCEL_AGAIN_AFTER_S = 1.0
+
+
 def _wait_interruptibly(conn) -> None:
     """Wait for libpq in Python, so Ctrl-C (and SIGTERM, see scratch.py) reaches us mid-statement.
 
@@ -29,19 +32,31 @@ def _wait_interruptibly(conn) -> None:
             state = conn.poll()
             if state == psycopg2.extensions.POLL_OK:
                 break
+            # Once interrupted, the cancel is sent again each second: one that reaches the server
+            # before the statement does (the interrupt came while it was being sent) cancels nothing.
+            timeout = CANCEL_AGAIN_AFTER_S if interrupted else None
             if state == psycopg2.extensions.POLL_READ:
-                select.select([conn.fileno()], [], [])
-            elif state == psycopg2.extensions.POLL_WRITE:
-                select.select([], [conn.fileno()], [])
+                ready = select.select([conn.fileno()], [], [], timeout)
+            else:
+                ready = select.select([], [conn.fileno()], [], timeout)
+            if interrupted and not any(ready):
+                _cancel(conn)
         except KeyboardInterrupt:
-            conn.cancel()
             interrupted = True
+            _cancel(conn)
         except psycopg2.extensions.QueryCanceledError:
             if interrupted:
                 raise KeyboardInterrupt from None
             raise
     if interrupted:
         raise KeyboardInterrupt
+
+
+def _cancel(conn) -> None:
+    try:
+        conn.cancel()
+    except psycopg2.Error:  # still connecting: no statement runs yet, so nothing to cancel
+        raise KeyboardInterrupt from None
 
 
 def cancel_statements_on_interrupt() -> None:

@@ -218,6 +218,7 @@ def test_inferred_schemas_extensions_and_roles_enter_the_cache_key(tmp_path):
     ("information_schema", "information_schema is PostgreSQL's own schema"),
     ("pg_toast", "pg_toast is PostgreSQL's own schema"),
     ("reconcile", "reconcile is reconcile's own schema (the history of what was applied)"),
+    ("reconcile_conversion", "reconcile_conversion is reconcile's own schema (where a table converted"),
     ("pgboss", "pgboss is listed under excluded_schemas: in reconcile.yaml, so reconcile never touches it"),
     ("auth", "auth is listed under external_schemas: in reconcile.yaml"),
 ])

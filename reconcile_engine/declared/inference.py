@@ -17,7 +17,7 @@ import json
 
 from pglast import parser as pg_parser
 
-from ..config import TOOL_SCHEMA, Config
+from ..config import CONVERSION_SCHEMA, TOOL_SCHEMA, Config
 from ..errors import RefusedStatementError
 from .admission import line_at
 from .files import REQUIRED_FOLDER, SqlSource, read_sources
@@ -99,6 +99,8 @@ def _never_managed(name: str, config: Config) -> str | None:
         return f"{name} is PostgreSQL's own schema"
     if name == TOOL_SCHEMA:
         return f"{name} is reconcile's own schema (the history of what was applied)"
+    if name == CONVERSION_SCHEMA:
+        return f"{name} is reconcile's own schema (where a table converted to partitions is built)"
     if name in config.excluded_schemas:
         return f"{name} is listed under excluded_schemas: in reconcile.yaml, so reconcile never touches it"
     if name in config.external_schemas:

@@ -33,6 +33,7 @@ from pglast import parse_sql
 from pglast.stream import RawStream
 from pglast.visitors import Visitor
 
+from ..config import CONVERSION_SCHEMA
 from ..errors import PlanRefusedError
 from ..inspection.migra_view import InspectedDatabase, key_of
 from ..sqltext import dollar_quoted, quote_literal, quote_part
@@ -40,7 +41,7 @@ from .operations import Operation
 from .statement_facts import operation, qualified, read_facts
 
 NAME = "partitions.convert-in-place"
-SHADOW_SCHEMA = "reconcile_conversion"  # where the new table is built; gone once the last swap ran
+SHADOW_SCHEMA = CONVERSION_SCHEMA  # where the new table is built; gone once the last swap ran
 SWAP_LOCK_TIMEOUT = "500ms"  # the longest the application queues behind the swap's lock request
 MIRROR_TRIGGER = "reconcile_mirror"
 
