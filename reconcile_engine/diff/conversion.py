@@ -1,8 +1,9 @@
 """Stage 4 (diff), correction `partitions.convert-in-place`: a table declared partitioned that the target
-holds as a plain table (or the reverse, or partitioned by another key), converted in place: same name, every row kept, the application
-blocked only for a short swap. migra cannot do it (schemainspect crashes comparing a plain table with a
-partitioned one, and a drop + create would lose the rows), so such tables are taken out of migra's
-view and planned here, in parts that apply runs in order (runner.plan_units):
+holds as a plain table (or the reverse, or partitioned by another key), converted in place: same name,
+every row kept, the application blocked only for a short swap. migra cannot do it (schemainspect
+crashes comparing a plain table with a partitioned one, and a drop + create would lose the rows), so
+such tables are taken out of migra's view and planned here, in parts that apply runs in order
+(runner.plan_units):
 
 1. in the plan's transaction: the declared table (with its partitions, keys, indexes and checks) built
    beside the live one, in the schema `reconcile_conversion`, and a trigger on the live table that

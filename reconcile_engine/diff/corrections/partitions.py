@@ -5,8 +5,8 @@ from __future__ import annotations
 from pglast import parse_sql
 from pglast.stream import RawStream
 
-from ..operations import Operation
 from ...sqltext import quote_part
+from ..operations import Operation
 from ..statement_facts import operation, qualified
 from .base import Correction, DiffContext, Side, dotted, only_action
 

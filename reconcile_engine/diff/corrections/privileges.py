@@ -1,8 +1,9 @@
 """Grants, when privileges are managed (privileges: true): written from our own snapshot.
 
 migra's privilege diff covers table grants only, and not a function's default EXECUTE to PUBLIC nor the
-privileges an owner revoked from itself, so it is left off and every grant is compared here: revoked first (on objects that exist before the
-plan), granted last (on objects that exist after it), all in the plan's one transaction.
+privileges an owner revoked from itself, so it is left off and every grant is compared here: revoked
+first (on objects that exist before the plan), granted last (on objects that exist after it), all in
+the plan's one transaction. The same two lists (revokes, grants) give the rehearsal copy the target's.
 """
 
 from __future__ import annotations

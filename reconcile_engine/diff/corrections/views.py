@@ -1,5 +1,6 @@
 """Corrections for views and materialized views: options (security_invoker, security_barrier,
-check_option; a materialized view's storage parameters) migra does not compare, and re-creations migra makes for nothing."""
+check_option; a materialized view's storage parameters) migra does not compare, and re-creations
+migra makes for nothing."""
 
 from __future__ import annotations
 
