@@ -1,0 +1,2 @@
+CREATE EXTENSION IF NOT EXISTS citext;
+CREATE TABLE profiles (id int PRIMARY KEY, email citext UNIQUE);
