@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from conftest import _execute as sql_rows
 
 from reconcile_engine.cli import run
 
@@ -387,6 +388,13 @@ def test_missing_role_on_the_target_server_is_a_clear_error(cli, project, target
     assert scratch_databases(target_url) == 0
 
 
+def _sweep_after(pid, url):
+    for (name,) in sql_rows(url, f"SELECT datname FROM pg_database WHERE datname LIKE 'reconcile\\_scratch\\_%\\_{pid}\\_%'"):
+        sql_rows(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    for (name,) in sql_rows(url, f"SELECT rolname FROM pg_roles WHERE rolname LIKE 'reconcile\\_build\\_{pid}\\_%'"):
+        sql_rows(url, f'DROP ROLE IF EXISTS "{name}"')
+
+
 def test_interrupt_drops_the_scratch_database(project, target_url):
     import signal
     import time
@@ -397,7 +405,8 @@ def test_interrupt_drops_the_scratch_database(project, target_url):
         "CREATE TABLE slow_2020 PARTITION OF slow FOR VALUES FROM (('2020-01-01' || pg_sleep(60)::text)::date) "
         "TO ('2021-01-01');\n")
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "reconcile.py"), "plan", "--project", str(project), "--database-url", target_url],
+        [sys.executable, "-X", "faulthandler", str(REPO / "reconcile.py"), "plan", "--project", str(project),
+         "--database-url", target_url],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -408,9 +417,19 @@ def test_interrupt_drops_the_scratch_database(project, target_url):
         assert scratch_databases(target_url) == 2
         time.sleep(0.5)  # into the slow statement
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
+        try:
+            out, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Where it hangs: every thread's stack (faulthandler, on SIGABRT), and what the server runs.
+            activity = scalar(target_url, "SELECT string_agg(datname || ': ' || state || ': ' || left(query, 80), E'\\n') "
+                                          "FROM pg_stat_activity WHERE datname LIKE 'reconcile_scratch_%'")
+            process.send_signal(signal.SIGABRT)
+            _, err = process.communicate(timeout=30)
+            pytest.fail(f"an interrupted plan did not stop within 60 s; server: {activity}; stacks: {err[-6000:]}")
     finally:
         process.kill()
+        if process.wait() != 1:  # killed: what it left must not fail the tests that count scratch databases
+            _sweep_after(process.pid, target_url)
 
     assert process.returncode == 1
     assert "interrupted" in err and "Traceback" not in err
