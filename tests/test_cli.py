@@ -408,6 +408,9 @@ def test_interrupt_drops_the_scratch_database(project, target_url):
         [sys.executable, "-X", "faulthandler", str(REPO / "reconcile.py"), "plan", "--project", str(project),
          "--database-url", target_url],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As from a terminal: a test run started in the background (CI's `&`) ignores SIGINT, and a
+        # child would inherit that, and with it Python would never raise KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60
