@@ -105,6 +105,28 @@ def connect(url: str, connect_timeout_s: int = 10, autocommit: bool = True,
     return conn
 
 
+# A session that changes the target: its server checks every second, while a statement runs, that the
+# client is still there (PostgreSQL 14+), and ends a transaction left idle for a minute, so that a killed
+# apply's statement, its table locks and the apply lock end with it rather than when the statement would.
+CLIENT_CHECK_INTERVAL = "1s"
+IDLE_IN_TRANSACTION_TIMEOUT = "60s"
+CLIENT_CHECK_SINCE = 14
+
+
+def connect_to_change(url: str, connect_timeout_s: int = 10) -> psycopg2.extensions.connection:
+    """An autocommit session for apply, rollback and maintain (see CLIENT_CHECK_INTERVAL)."""
+    conn = connect(url, connect_timeout_s, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET idle_in_transaction_session_timeout = %s", (IDLE_IN_TRANSACTION_TIMEOUT,))
+            if server_major(conn) >= CLIENT_CHECK_SINCE:
+                cur.execute("SET client_connection_check_interval = %s", (CLIENT_CHECK_INTERVAL,))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 @contextlib.contextmanager
 def connected(url: str, connect_timeout_s: int = 10, autocommit: bool = True):
     """A connection closed on leaving the block, whatever happens in it."""

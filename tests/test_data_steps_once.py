@@ -203,3 +203,27 @@ def test_an_apply_killed_during_a_data_step_records_nothing(cli, project, target
     assert code == 0, err
     assert (_one(sql, target_url, AUDIT_ROWS), _one(sql, target_url, COUNTER)) == (1, 1)
     assert _one(sql, target_url, RECORDS) == 2
+
+
+def test_a_killed_apply_s_statement_ends_with_it_on_the_server(cli, project, target_url, sql):
+    """No lock outlives its client: the server checks every second that apply is still there
+    (client_connection_check_interval), so a killed apply's 30-second step, its row locks and the apply
+    lock end within seconds, not when the statement would have."""
+    _first_plan_with_counters(cli, project, sql, target_url)
+    _plan_with_data_steps(cli, project, "UPDATE counters SET v = v + 1 WHERE pg_sleep(30) IS NOT NULL;\n")
+    process = subprocess.Popen([sys.executable, str(REPO / "reconcile.py"), "apply", "--project", str(project),
+                                "--database-url", target_url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE counters%pg_sleep%'"
+    deadline = time.monotonic() + 120
+    while _one(sql, target_url, sleeping) == 0:
+        assert process.poll() is None and time.monotonic() < deadline, "apply never reached its data step"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    killed = time.monotonic()
+    while _one(sql, target_url, sleeping):
+        assert time.monotonic() - killed < 5, "the killed apply's statement went on on the server"
+        time.sleep(0.1)
+
+    # Its row is free (NOWAIT would raise on a lock still held) and nothing of the step was committed.
+    assert _one(sql, target_url, COUNTER + " FOR UPDATE NOWAIT") == 0

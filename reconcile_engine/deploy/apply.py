@@ -8,7 +8,7 @@ import time
 
 
 from ..config import Config
-from ..connections import connect
+from ..connections import connect_to_change
 from ..errors import ApplyFailedError, DestructiveNotApprovedError, LockTimeoutError, StalePlanError
 from ..inspection.snapshot import take_snapshot
 from ..planning.hazards import classify
@@ -58,7 +58,7 @@ def apply_plans(config: Config, target_url: str, plans: list[PlanFile], *, allow
                 rerun_data_steps: bool = False) -> ApplyResult:
     """Apply the pending plans in name order. rerun_data_steps: run again the data steps recorded as
     run by an earlier apply of the same plan (since rolled back), which are otherwise skipped."""
-    conn = connect(target_url, config.timeouts.connect_timeout_s, autocommit=True)
+    conn = connect_to_change(target_url, config.timeouts.connect_timeout_s)
     try:
         with conn.cursor() as cur:
             acquire_apply_lock(cur, config.timeouts.apply_lock_wait_ms)

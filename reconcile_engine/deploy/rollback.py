@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Callable
 
 from ..config import Config
-from ..connections import connect
+from ..connections import connect_to_change
 from ..errors import NothingToRollBackError, StalePlanError
 from ..planning import planfile
 from . import history
@@ -32,7 +32,7 @@ def rollback_last(config: Config, target_url: str, migrations, *, allow_destruct
     only 'maintain' ran since: then `rehearse_after_maintain(reverse_plan, label)` gives the
     fingerprint the reverse reaches from the target as it is (maintain's partitions are part of the
     state the rollback returns to)."""
-    conn = connect(target_url, config.timeouts.connect_timeout_s, autocommit=True)
+    conn = connect_to_change(target_url, config.timeouts.connect_timeout_s)
     try:
         with conn.cursor() as cur:
             acquire_apply_lock(cur, config.timeouts.apply_lock_wait_ms)

@@ -9,7 +9,7 @@ import hashlib
 import time
 
 from ..config import Config
-from ..connections import connect
+from ..connections import connect_to_change
 from ..deploy import history
 from ..deploy.advisory_lock import acquire_apply_lock
 from ..diff.statement_facts import operation
@@ -39,7 +39,7 @@ def maintain_partitions(config: Config, target_url: str, specs, as_of, *, verifi
     apply lock, recorded in the history. The caller has checked that the target matches the declared
     state but for those partitions (api.maintain), when its fingerprint was `verified_fingerprint`:
     under the lock it must still be, so nothing changed between that check and this change."""
-    conn = connect(target_url, config.timeouts.connect_timeout_s, autocommit=True)
+    conn = connect_to_change(target_url, config.timeouts.connect_timeout_s)
     try:
         with conn.cursor() as cur:
             acquire_apply_lock(cur, config.timeouts.apply_lock_wait_ms)
