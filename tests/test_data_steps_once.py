@@ -177,21 +177,29 @@ def test_a_failed_data_step_records_nothing_and_runs_once_fixed(cli, project, ta
     assert _one(sql, target_url, RECORDS) == 2
 
 
+SLEEPING = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE counters%pg_sleep%'"
+
+
+def _apply_killed_in_its_sleeping_step(project, target_url, sql):
+    """Start apply, wait until its data step sleeps on the server, kill it (SIGKILL); returns when it died."""
+    process = subprocess.Popen([sys.executable, str(REPO / "reconcile.py"), "apply", "--project", str(project),
+                                "--database-url", target_url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while _one(sql, target_url, SLEEPING) == 0:
+        assert process.poll() is None and time.monotonic() < deadline, "apply never reached its data step"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+
 def test_an_apply_killed_during_a_data_step_records_nothing(cli, project, target_url, sql):
     _first_plan_with_counters(cli, project, sql, target_url)
     # The second step sleeps on the target's one counter row (on the rehearsal's empty copy, never).
     path, _ = _plan_with_data_steps(cli, project, "INSERT INTO audit_log (note) VALUES ('velocity renamed');\n"
                                                   "UPDATE counters SET v = v + 1 WHERE pg_sleep(2) IS NOT NULL;\n")
-    process = subprocess.Popen([sys.executable, str(REPO / "reconcile.py"), "apply", "--project", str(project),
-                                "--database-url", target_url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE counters%pg_sleep%'"
+    _apply_killed_in_its_sleeping_step(project, target_url, sql)
     deadline = time.monotonic() + 120
-    while _one(sql, target_url, sleeping) == 0:
-        assert process.poll() is None and time.monotonic() < deadline, "apply never reached its data step"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
-    while _one(sql, target_url, sleeping):  # the server ends the session once the step returns
+    while _one(sql, target_url, SLEEPING):  # the server ends the session once the step returns
         assert time.monotonic() < deadline
         time.sleep(0.1)
 
@@ -211,17 +219,9 @@ def test_a_killed_apply_s_statement_ends_with_it_on_the_server(cli, project, tar
     lock end within seconds, not when the statement would have."""
     _first_plan_with_counters(cli, project, sql, target_url)
     _plan_with_data_steps(cli, project, "UPDATE counters SET v = v + 1 WHERE pg_sleep(30) IS NOT NULL;\n")
-    process = subprocess.Popen([sys.executable, str(REPO / "reconcile.py"), "apply", "--project", str(project),
-                                "--database-url", target_url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE counters%pg_sleep%'"
-    deadline = time.monotonic() + 120
-    while _one(sql, target_url, sleeping) == 0:
-        assert process.poll() is None and time.monotonic() < deadline, "apply never reached its data step"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    _apply_killed_in_its_sleeping_step(project, target_url, sql)
     killed = time.monotonic()
-    while _one(sql, target_url, sleeping):
+    while _one(sql, target_url, SLEEPING):
         assert time.monotonic() - killed < 5, "the killed apply's statement went on on the server"
         time.sleep(0.1)
 
