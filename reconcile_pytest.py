@@ -15,7 +15,6 @@ and no server is started until a test asks for a database.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import secrets
 import shutil
@@ -130,7 +129,7 @@ def _build(folder: Path, url: str, work: Path) -> None:
 
     project = api.load_project(folder).writing_to(work / "migrations", work / "engine")
     # No cache look-up: an empty database never matches a cached desired state.
-    api.plan(project, url, name="pytest", as_of=dt.date.today(), use_cache=False)
+    api.plan(project, url, name="pytest", as_of=project.config.today(), use_cache=False)
     api.apply(project, url)
 
 

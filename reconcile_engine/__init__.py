@@ -1,7 +1,8 @@
 """reconcile: declarative schema-as-code for PostgreSQL, as a library.
 
 The public API (api.py), one function per command, each returning a typed result (results.py):
-init, load_project, pull, plan, rehearse, apply, rollback, drift, maintain, lint, policy_tests, status; errors
+init, load_project, pull, plan, rehearse, apply, rollback, repair, drift, maintain, lint, policy_tests, status;
+errors
 are the ReconcileError family (errors.py). The pipeline, one subpackage per stage:
   declared (files -> desired SQL) -> scratch (build it) -> inspection -> diff (migra + corrections)
   -> planning (plan, hazards, online steps, plan file) -> rehearsal -> deploy (apply, rollback, history);
@@ -11,12 +12,13 @@ security lint, squawk and policy tests; adoption writes the declared files from 
 """
 
 from .api import (
-    Project, apply, drift, init, lint, load_project, maintain, plan, policy_tests, pull, rehearse, rollback, status,
+    Project, apply, drift, init, lint, load_project, maintain, plan, policy_tests, pull, rehearse, repair, rollback,
+    status,
 )
 from .errors import ReconcileError
 from .version import __version__
 
 __all__ = [
     "Project", "ReconcileError", "__version__", "apply", "drift", "init", "lint", "load_project", "maintain", "plan",
-    "policy_tests", "pull", "rehearse", "rollback", "status",
+    "policy_tests", "pull", "rehearse", "repair", "rollback", "status",
 ]

@@ -38,7 +38,9 @@ from .declared.inference import with_inferred
 from .declared.new_project import NewProject, init_project
 from .deploy import data_steps, history
 from .deploy.apply import ApplyResult, apply_plans, pending_plans
+from .deploy.repair import repair_plan
 from .deploy.rollback import rollback_last
+from .deploy.unfinished import UnfinishedApply, unfinished_applies
 from .diff.migra_diff import diff
 from .diff.operations import DiffContext
 from .errors import DeclaredStateError, PendingPlansError, PlanFileError, StalePlanError
@@ -53,7 +55,8 @@ from .planning.online import make_online
 from .rehearsal.rollback_rehearsal import rehearse_on_target_copy
 from .rehearsal.proof import build_and_inspect, desired_database, lint_findings, prove, scratch_space_for
 from .results import (
-    DriftReport, LintFinding, LintReport, PlanResult, PolicyTestReport, PullResult, RollbackResult, StatusReport,
+    DriftReport, LintFinding, LintReport, PlanResult, PolicyTestReport, PullResult, RepairResult, RollbackResult,
+    StatusReport,
 )
 from .scratch.databases import ScratchDatabase, ScratchServer, build_role_on
 from .scratch.desired_cache import CachedDesiredState, DesiredStateCache, cache_key, scratch_server_version
@@ -128,10 +131,16 @@ def _pending(config: Config, target: Target) -> tuple[list[history.HistoryEntry]
     return entries, pending_plans(_plan_files(config), history.applied_plan_names(entries))
 
 
+def _unfinished(config: Config, target: Target, plans: list[planfile.PlanFile]) -> tuple[UnfinishedApply, ...]:
+    with connected(target.url, config.timeouts.connect_timeout_s) as conn, conn.cursor() as cur:
+        return unfinished_applies(cur, plans)
+
+
 def _declared_and_target(project: Project, target: str | None, as_of: dt.date | None):
-    """The project's config, its declared state as of the date (today by default), and the target."""
+    """The project's config, its declared state as of the date (by default today, in the config's
+    calendar: see Config.today), and the target."""
     config = project.config
-    return config, load_desired_state(config, as_of or dt.date.today()), resolve_target(config, target)
+    return config, load_desired_state(config, as_of or config.today()), resolve_target(config, target)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,6 +283,22 @@ def rollback(project: Project, target: str | None = None, *, allow_destructive: 
     return RollbackResult(the_target.name, done, config.migrations_dir)
 
 
+def repair(project: Project, target: str | None = None, *, plan: str | None = None, record: bool = False,
+           use_cache: bool = True) -> RepairResult:
+    """What an apply that began and did not finish left (the plan named, else the only such one), and how
+    the target differs from the declared files; with record=True, that plan is recorded as applied with
+    what it left, so that apply stops resuming it and the next plan starts from the truth. Raises
+    NothingToRepairError when no apply began and stopped."""
+    config = project.config
+    the_target = resolve_target(config, target)
+    left = repair_plan(config, the_target.url, _plan_files(config), plan, record=record,
+                       git_commit=_git_commit(project.path), applied_by=_who())
+    desired = load_desired_state(config, config.today())
+    compared = _compare(config, desired, the_target, use_cache, fix_sql=False)
+    return RepairResult(the_target.name, left,
+                        tuple(d.describe() for d in compared.differences))
+
+
 def policy_tests(project: Project, target: str | None = None, *, as_of: dt.date | None = None) -> PolicyTestReport:
     """Policy tests (policies/tests/*.yaml) on the declared state, on a server where creating the
     test's role harms nothing: scratch.server_url, else an embedded server (never the target's).
@@ -284,7 +309,7 @@ def policy_tests(project: Project, target: str | None = None, *, as_of: dt.date 
     explicit = target or os.environ.get("DATABASE_URL") or config.database_url
     environment = read_target_environment(config, resolve_target(config, explicit).url) if explicit \
         else without_target(config)
-    as_of = as_of or dt.date.today()
+    as_of = as_of or config.today()
     test_files = read_tests(config.project_dir, as_of)
     if not test_files:
         raise DeclaredStateError(f"no policy tests: add YAML files under {config.project_dir / 'policies' / 'tests'}")
@@ -314,6 +339,7 @@ def drift(project: Project, target: str | None = None, *, as_of: dt.date | None 
     desired-state cache is refreshed). DriftReport.in_sync is the verdict."""
     config, desired, the_target = _declared_and_target(project, target, as_of)
     entries, pending = _pending(config, the_target)
+    unfinished = _unfinished(config, the_target, pending)
     compared = _compare(config, desired, the_target, use_cache)
     current_snapshot, declared_fingerprint = compared.target, compared.declared.fingerprint
     missing = missing_partitions(desired.partition_specs, desired.as_of, current_snapshot)
@@ -328,7 +354,9 @@ def drift(project: Project, target: str | None = None, *, as_of: dt.date | None 
         declared_fingerprint=declared_fingerprint,
         declared_state="cached" if compared.cached else "built",
         last_applied_fingerprint=last_after,
-        changed_outside_reconcile=last_after is not None and fingerprint != last_after,
+        # An apply that began and did not finish changed it: reconcile's own change, said as such.
+        changed_outside_reconcile=last_after is not None and fingerprint != last_after and not unfinished,
+        unfinished_applies=tuple(u.describe() for u in unfinished),
         pending_plans=tuple(p.name for p in pending),
         pending_plans_explain_differences=bool(pending) and pending[0].plan.fingerprint_before == fingerprint
         and pending[-1].plan.fingerprint_after == declared_fingerprint,
@@ -409,7 +437,7 @@ def lint(project: Project, plan_files=(), target: str | None = None, *, as_of: d
     paths = [Path(p) for p in plan_files] or planfile.list_plans(project.migrations)
     findings: list[LintFinding] = []
     if not plan_files:
-        desired = load_desired_state(config, as_of or dt.date.today())
+        desired = load_desired_state(config, as_of or config.today())
         desired.admit()
         with desired_database(config, desired, resolve_target(config, target)) as scratch:
             findings += [LintFinding("declared state", f.rule, f.message, object=f.object)
@@ -428,7 +456,8 @@ def status(project: Project, target: str | None = None) -> StatusReport:
     # Pending plans apply would refuse: edited since their rehearsal.
     unsealed = {p.name: problem for p in pending if (problem := p.seal_problem()) is not None}
     return StatusReport(the_target.name, tuple(entries), tuple(p.name for p in pending), unsealed,
-                        config.migrations_dir, _data_steps_ran(config, the_target) if entries else {})
+                        config.migrations_dir, _data_steps_ran(config, the_target) if entries else {},
+                        _unfinished(config, the_target, pending))
 
 
 def _data_steps_ran(config: Config, target: Target) -> dict[int, int] | None:
@@ -445,7 +474,7 @@ def pull(project: Project, target: str | None = None, *, force: bool = False,
     nothing, where declared files that hold something else exist, unless force=True (overwrite them,
     and remove the declared files pull did not write)."""
     config = project.config
-    as_of = as_of or dt.date.today()
+    as_of = as_of or config.today()
     the_target = resolve_target(config, target)
     pulled = pull_schema(config, the_target.url, as_of, force)
     files = pulled.files

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
+import re
+import signal
 import sys
 import traceback
 from pathlib import Path
 
+import psycopg2
+
 from . import api, render
-from .connections import cancel_statements_on_interrupt, redact
+from .connections import cancel_statements_on_interrupt, first_line, redact
 from .declared.new_project import PRESETS
-from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, ReconcileError, UsageError
+from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, ReconcileError, StopRequested, UsageError
 from .version import __version__
 
 
@@ -24,11 +29,22 @@ class _Parser(argparse.ArgumentParser):
                          if " " in self.prog else f"{message} (see 'reconcile --help')")
 
 
+# Only YYYY-MM-DD: Python 3.11's fromisoformat also takes 20261126 and 2026-W48-4, forms a reader of
+# the command (or of the plan header it is recorded in) could take for something else.
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _date(text: str) -> dt.date:
     try:
+        if not _ISO_DATE.fullmatch(text):
+            raise ValueError(text)
         return dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+AS_OF_HELP = ("date (YYYY-MM-DD) that places partition windows (default: today in the timezone: of "
+              "reconcile.yaml, else in UTC)")
 
 
 NO_CACHE_HELP = ("build the declared state in a scratch database even if the one cached under .reconcile/cache "
@@ -46,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--verbose", action="store_true", help="show a traceback on unexpected errors")
 
     parser = _Parser(prog="reconcile", description="Declarative schema-as-code for PostgreSQL. "
-                     "Exit codes: 0 ok, 2 changes or drift, 1 error.")
+                     "Exit codes: 0 ok; 1 error, refusal or interruption (one line says which, and what to run next); "
+                     "2 changes or drift; 3 a bug in reconcile.")
     parser.add_argument("--version", action="version", version=f"reconcile {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
@@ -56,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--name", default="plan", help="name part of the plan file (default: plan)")
     plan.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     plan.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when there are changes")
-    plan.add_argument("--as-of", type=_date, help="date that places partition windows (default: today)")
+    plan.add_argument("--as-of", type=_date, help=AS_OF_HELP)
     plan.add_argument("--data-before", action="append", type=Path, metavar="SQL_FILE",
                       help="hand-written data statements to run before the schema changes (repeatable)")
     plan.add_argument("--data-after", action="append", type=Path, metavar="SQL_FILE",
@@ -81,9 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--allow-destructive", action="store_true",
                           help="roll back even if the reverse drops data written since (a column added by the plan)")
 
+    repair = commands.add_parser("repair", parents=[common], help="show what an apply that began and did not "
+                                 "finish left and, with --yes, record the plan as applied with it, so that apply "
+                                 "stops resuming it and the next plan starts from the truth")
+    repair.add_argument("plan", nargs="?", metavar="PLAN",
+                        help="the plan file (default: the only one an apply began and did not finish)")
+    repair.add_argument("--yes", action="store_true", help="record it (without: show what it left, record nothing)")
+
     drift = commands.add_parser("drift", parents=[common], help="compare the target with the declared files; "
                                 "exit 2 on drift")
-    drift.add_argument("--as-of", type=_date, help="date that places partition windows (default: today)")
+    drift.add_argument("--as-of", type=_date, help=AS_OF_HELP)
     drift.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
 
     lint = commands.add_parser("lint", parents=[common], help="squawk on plan files (default: every plan "
@@ -92,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     maintain = commands.add_parser("maintain", parents=[common], help="for cron: create the current and "
                                    "upcoming declared partitions (additive only, no reviewed plan)")
-    maintain.add_argument("--as-of", type=_date, help="date that places partition windows (default: today)")
+    maintain.add_argument("--as-of", type=_date, help=AS_OF_HELP)
 
     commands.add_parser("test", parents=[common], help="run the policy tests (policies/tests/*.yaml) on the "
                         "declared state; exit 1 if any fails")
@@ -103,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "schema (adopting an existing database); refuses to overwrite other files")
     pull.add_argument("--force", action="store_true", help="overwrite declared files that differ, and remove the "
                       "declared files pull does not write (in schema/, views/, policies/, partitions/)")
-    pull.add_argument("--as-of", type=_date, help="date that places partition windows (default: today)")
+    pull.add_argument("--as-of", type=_date, help=AS_OF_HELP)
 
     init = commands.add_parser("init", parents=[common], help="write a new project in --project (default: the "
                                "current folder): the declared folders, migrations/ and a commented reconcile.yaml")
@@ -125,6 +149,25 @@ def _say(text: str) -> None:
 
 def _warn(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+class _Notes(logging.Handler):
+    """What the engine did on the side (leftovers.py: what a sweep removed), as `note:` lines on standard
+    error, the stream of the moment (a test may have replaced it since the handler was installed)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _warn(f"note: {redact(record.getMessage())}")
+        except Exception:
+            self.handleError(record)
+
+
+def _notes_to_stderr() -> None:
+    engine = logging.getLogger("reconcile_engine")  # every module's logger (__name__) is under it
+    if not any(isinstance(handler, _Notes) for handler in engine.handlers):  # run() may run again
+        engine.addHandler(_Notes(logging.INFO))
+    engine.setLevel(logging.INFO)
+    engine.propagate = False
 
 
 def _dispatch(ns: argparse.Namespace) -> int:
@@ -155,6 +198,9 @@ def _dispatch(ns: argparse.Namespace) -> int:
     elif ns.command == "rollback":
         result = api.rollback(project, url, allow_destructive=ns.allow_destructive, on_progress=progress)
         exit_code = EXIT_OK
+    elif ns.command == "repair":
+        result = api.repair(project, url, plan=ns.plan, record=ns.yes)
+        exit_code = EXIT_OK
     elif ns.command == "drift":
         result = api.drift(project, url, as_of=as_of, use_cache=use_cache)
         exit_code = EXIT_OK if result.in_sync else EXIT_CHANGES
@@ -182,6 +228,8 @@ def _dispatch(ns: argparse.Namespace) -> int:
 def run(args: list[str]) -> int:
     verbose = "--verbose" in args
     cancel_statements_on_interrupt()  # this process is ours: Ctrl-C cancels the statement on the server
+    _notes_to_stderr()
+    previous_sigterm = _stop_on_sigterm()
     try:
         ns = build_parser().parse_args(args)
         return _dispatch(ns)
@@ -194,8 +242,17 @@ def run(args: list[str]) -> int:
         if verbose and exc.__cause__ is not None:
             print(redact("".join(traceback.format_exception(exc.__cause__))), file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted; scratch databases were dropped, nothing was applied", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # An apply, rollback or maintain that began says itself what it committed (ApplyInterruptedError).
+        cause = "stopped by SIGTERM" if isinstance(exc, StopRequested) else "interrupted (SIGINT, Ctrl-C)"
+        print(f"error: {cause}; scratch databases were dropped, nothing was applied", file=sys.stderr)
+        return EXIT_ERROR
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        # A session lost where no stage said more (apply, rollback and maintain do): not a bug. What
+        # reads the target changed nothing; what changes it says so itself.
+        command = f"'reconcile {args[0]}'" if args and not args[0].startswith("-") else "the command"
+        print(f"error: the connection to the database was lost ({redact(first_line(exc))}); {command} stopped "
+              f"before its end: run it again", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # a bug, or a library error not yet translated at its boundary
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -204,3 +261,19 @@ def run(args: list[str]) -> int:
         if verbose:
             print(redact(traceback.format_exc()), file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _raise_stop(signum, frame):
+    raise StopRequested
+
+
+def _stop_on_sigterm():
+    """SIGTERM (a CI job cancelled, a deploy killed by its orchestrator) stops the command as Ctrl-C does:
+    the statement cancelled, scratch databases dropped, and one line saying what was committed."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_stop)
+    except ValueError:  # not the main thread (a library caller's): leave its signals alone
+        return None

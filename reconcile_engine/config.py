@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import fnmatch
 import re
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -70,6 +72,8 @@ class Config:
     # Rows per batch of a data step and of the copy of a table converted to partitions, each batch its
     # own short transaction (written into the plan, where the reviewer sees it).
     batch_rows: int = 5_000
+    # The IANA time zone whose calendar gives the default as-of date (None: UTC), see today().
+    timezone: str | None = None
 
     @property
     def scope(self):
@@ -79,6 +83,34 @@ class Config:
 
     def path(self, relative: Path | str) -> Path:
         return (self.project_dir / relative).resolve()
+
+    def today(self) -> dt.date:
+        """The default as-of date, which places partition windows: the current date in `timezone:`,
+        else in UTC; never the machine's local date, so that a CI runner in UTC-12 and a cron host in
+        UTC+14 place the same window at the same instant."""
+        return current_date(self.timezone)
+
+
+def current_date(timezone: str | None = None) -> dt.date:
+    """The current date in the IANA time zone `timezone` (None: UTC)."""
+    return dt.datetime.now(ZoneInfo(timezone) if timezone else dt.timezone.utc).date()
+
+
+TIMEZONE_EXAMPLE = "UTC, Europe/Paris or America/New_York"
+
+
+def _timezone(value: Any, where: str) -> str | None:
+    """An IANA time zone name that this machine's zone database knows (None: unset, UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value:
+        try:
+            ZoneInfo(value)
+            return value
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            pass  # a name the zone database lacks, or a path that is no zone's name: said below
+    raise ConfigError(f"{where}: unknown time zone {value!r}; expected an IANA time zone name such as "
+                      f"{TIMEZONE_EXAMPLE} (the calendar of the default as-of date; UTC when unset)")
 
 
 def _duration_ms(value: Any, where: str) -> int:
@@ -138,7 +170,7 @@ def _mapping(value: Any, where: str, allowed: tuple[str, ...]) -> dict:
 _TOP_KEYS = (
     "database_url", "managed_schemas", "excluded_schemas", "roles", "extensions",
     "scratch", "embedded_dir", "migrations_dir", "timeouts", "vars", "privileges", "lint", "online",
-    "external_schemas", "ignore", "batch_rows",
+    "external_schemas", "ignore", "batch_rows", "timezone",
 )
 
 
@@ -287,4 +319,5 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
         tenant_columns=_tenant_columns(top.get("lint"), name),
         online=online,
         batch_rows=batch_rows,
+        timezone=_timezone(top.get("timezone"), f"{name}: timezone"),
     )

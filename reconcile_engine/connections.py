@@ -26,7 +26,7 @@ def _wait_interruptibly(conn) -> None:
     Like psycopg2.extras.wait_select, the statement is cancelled on the server; unlike it, the
     interrupt is raised again afterwards, so the command stops instead of reporting a failed statement.
     """
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None  # raised again once the statement stopped (SIGTERM's kind too)
     while True:
         try:
             state = conn.poll()
@@ -40,23 +40,23 @@ def _wait_interruptibly(conn) -> None:
             else:
                 ready = select.select([], [conn.fileno()], [], timeout)
             if interrupted and not any(ready):
-                _cancel(conn)
-        except KeyboardInterrupt:
-            interrupted = True
-            _cancel(conn)
+                _cancel(conn, interrupted)
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+            _cancel(conn, exc)
         except psycopg2.extensions.QueryCanceledError:
             if interrupted:
-                raise KeyboardInterrupt from None
+                raise interrupted from None
             raise
     if interrupted:
-        raise KeyboardInterrupt
+        raise interrupted
 
 
-def _cancel(conn) -> None:
+def _cancel(conn, interrupt: KeyboardInterrupt) -> None:
     try:
         conn.cancel()
     except psycopg2.Error:  # still connecting: no statement runs yet, so nothing to cancel
-        raise KeyboardInterrupt from None
+        raise interrupt from None
 
 
 def cancel_statements_on_interrupt() -> None:
@@ -65,7 +65,8 @@ def cancel_statements_on_interrupt() -> None:
     psycopg2.extensions.set_wait_callback(_wait_interruptibly)
 
 
-_URL_PASSWORD = re.compile(r"(postgres(?:ql)?(?:\+\w+)?://[^:/@\s]*:)([^@\s]*)(@)")
+# Up to the last '@' before the path: a password holding an unencoded '@' is hidden whole.
+_URL_PASSWORD = re.compile(r"(postgres(?:ql)?(?:\+\w+)?://[^:/@\s]*:)([^/\s]*)(@)")
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)(\S+)", re.IGNORECASE)
 
 
@@ -79,9 +80,36 @@ def describe(url: str) -> str:
     """A short, password-free name for a database: user@host:port/db."""
     parts = urlsplit(url)
     host = parts.hostname or "local socket"
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # not a number (see check_url): left out, as it may be part of a password
+        port = ""
     user = f"{parts.username}@" if parts.username else ""
     return f"{user}{host}{port}{parts.path or '/'}"
+
+
+def check_url(url: str) -> None:
+    """Refuse a database URL that libpq would read otherwise than it is meant, before it is used: its
+    error would name a part of the password as the host ('could not translate host name') or as the
+    port. libpq ends the user and password at the first '@' or '/', so either one left unencoded in a
+    password moves the rest of it into the host, the port or the database name. The messages name the
+    database only by describe(), and only where no part of a password can be in it."""
+    if "://" not in url:
+        return  # a key=value connection string: libpq's own errors name no password
+    parts = urlsplit(url)
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    encode = "a password p@ss/word is written p%40ss%2Fword"
+    if "@" in credentials:
+        raise DatabaseError(f"cannot connect to {describe(url)}: the database URL holds more than one '@' before "
+                            f"its host; percent-encode '@' as %40 in a password or user name ({encode})")
+    if "@" in parts.path:
+        raise DatabaseError(f"cannot connect: the database URL holds an '@' after a '/'; percent-encode '/' as "
+                            f"%2F and '@' as %40 in a password ({encode}) or in a database name")
+    # Several hosts are allowed (host1:5432,host2:5432); '[...]' holds an IPv6 address's colons.
+    ports = [host.rpartition("]")[2].partition(":")[2] for host in hosts.split(",")]
+    if any(port and not (port.isascii() and port.isdigit()) for port in ports):
+        raise DatabaseError(f"cannot connect to {describe(url)}: the port in the database URL must be a number, "
+                            f"as in postgresql://user@host:5432/db")
 
 
 def server_major(conn) -> int:
@@ -97,6 +125,7 @@ def connect(url: str, connect_timeout_s: int = 10, autocommit: bool = True,
             settings: str | None = None) -> psycopg2.extensions.connection:
     """settings: libpq options for the session, e.g. '-c synchronous_commit=off'."""
     extra = {"options": settings} if settings else {}
+    check_url(url)
     try:
         conn = psycopg2.connect(url, connect_timeout=connect_timeout_s, application_name="reconcile", **extra)
     except psycopg2.Error as exc:
@@ -146,6 +175,7 @@ def with_database(url: str, database: str) -> str:
 def libpq_environment(url: str) -> tuple[str, dict[str, str]]:
     """`url` without its password, and the environment that gives the password to a libpq program
     (pg_dump): its arguments are in every process listing, its environment is not."""
+    check_url(url)
     parts = urlsplit(url)
     # In the netloc the password is percent-encoded; parse_qsl has decoded the query's already.
     password = unquote(parts.password) if parts.password is not None else None
@@ -181,6 +211,7 @@ def sqlalchemy_connection(url: str, connect_timeout_s: int = 10):
     import sqlalchemy
     from sqlalchemy.pool import NullPool
 
+    check_url(url)
     engine = sqlalchemy.create_engine(
         sqlalchemy_url(url), poolclass=NullPool,
         connect_args={"connect_timeout": connect_timeout_s, "application_name": "reconcile"},
@@ -196,3 +227,21 @@ def sqlalchemy_connection(url: str, connect_timeout_s: int = 10):
             conn.close()
     finally:
         engine.dispose()
+
+
+def connection_lost(conn) -> bool:
+    """The session is gone (server restart, pg_terminate_backend, network): psycopg2 marks the
+    connection closed when an operation found it broken."""
+    return bool(conn.closed)
+
+
+def roll_back_if_alive(conn) -> None:
+    """Roll back an open transaction after an error, unless the session is gone (then the server
+    rolled it back itself, and touching the connection would only raise 'connection already closed')."""
+    if connection_lost(conn):
+        return
+    try:
+        if not conn.autocommit:
+            conn.rollback()
+    except psycopg2.Error:
+        pass  # it broke on the way: the server rolls back what the session left

@@ -101,6 +101,33 @@ class LockTimeoutError(ReconcileError):
     """Another apply held the advisory lock for longer than the configured wait."""
 
 
+class ApplyInterruptedError(ReconcileError):
+    """An apply stopped before its end (Ctrl-C, SIGTERM, the connection to the target lost): the
+    message says which of the plan's steps are committed and which command continues."""
+
+
+class NothingToRepairError(ReconcileError):
+    """repair was asked for, but no apply began and stopped (or several did and none was named)."""
+
+
+class HistoryUnavailableError(ReconcileError):
+    """reconcile's own tables on the target (history, progress, data steps) could not be read or
+    written: locked by another session past lock_timeout, or not granted to the role. The remedy
+    (statements to run, a session to end) comes last in the message, so that it can be copied."""
+
+    def __init__(self, problem: str, remedy: str, details: list[str] | None = None):
+        super().__init__(f"{problem}; to fix: {remedy}", details)
+        self.problem, self.remedy = problem, remedy
+
+    def after(self, prefix: str, outcome: str) -> "HistoryUnavailableError":
+        """The same, with what the command that stopped left (before the remedy)."""
+        return HistoryUnavailableError(f"{prefix}{self.problem}; {outcome}", self.remedy, self.details)
+
+
+class StopRequested(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt so that what cleans up after Ctrl-C cleans up after it too."""
+
+
 class PullConflictError(ReconcileError):
     """pull would overwrite or leave beside its files declared files that hold something else (or
     write through a link); nothing was changed."""

@@ -7,10 +7,9 @@ import json
 
 from .planning import planfile
 from .results import (
-    ApplyResult, DriftReport, LintReport, MaintainResult, NewProject, PlanResult, PolicyTestReport, RollbackResult,
-    StatusReport,
+    ApplyResult, DriftReport, LintReport, MaintainResult, NewProject, PlanResult, PolicyTestReport, PullResult,
+    RepairResult, RollbackResult, StatusReport,
 )
-from .results import PullResult
 from .inspection.security_drift import SECURITY
 
 FORMATS = ("text", "json", "markdown")
@@ -78,6 +77,28 @@ def _rollback(result: RollbackResult, *, markdown: bool) -> str:
             f"remove it from {result.migrations_dir}/ (git revert), or fix the declared files and plan anew.")
 
 
+def _repair(result: RepairResult, *, markdown: bool) -> str:
+    left = result.repair
+    bullet = "- " if markdown else "  "
+    lines = [f"{left.plan} on {result.target}: an apply began and did not finish. Its steps:"]
+    lines += [f"{bullet}{s.number}. {'committed' if s.committed else 'not done'}: {s.description}" for s in left.steps]
+    if left.found_fingerprint == left.expected_fingerprint:
+        lines.append("The target is where the plan promised to end (fingerprint "
+                     f"{left.found_fingerprint[:19]}…).")
+    else:
+        lines.append(f"The target is not where the plan promised to end (fingerprint {left.found_fingerprint[:19]}…, "
+                     f"promised {left.expected_fingerprint[:19]}…).")
+    lines += _section("It differs from the declared files in (the next 'reconcile plan' covers these):",
+                      result.differences, bullet) or ["It matches the declared files."]
+    if left.recorded:
+        lines.append(f"\nRecorded {left.plan} as applied with what it left: 'reconcile apply' no longer resumes it; "
+                     f"run 'reconcile plan' for the rest.")
+    else:
+        lines.append(f"\nNothing recorded: run 'reconcile repair {left.plan} --yes' to record it as applied with what "
+                     f"it left (its unfinished steps are given up), then 'reconcile plan'.")
+    return "\n".join(lines)
+
+
 def _policy_tests(result: PolicyTestReport, *, markdown: bool) -> str:
     lines = [f"{'ok  ' if o.passed else 'FAIL'} {o.file}: {o.test}" + (f"\n     {o.detail}" if o.detail else "")
              for o in result.outcomes]
@@ -124,6 +145,8 @@ def _drift(report: DriftReport, *, markdown: bool) -> str:
     # for them), in markdown right under the heading.
     flagged = [f"{bullet}**SECURITY**: {line}" if markdown else f"SECURITY: {line}" for line in security]
     out = headline + flagged if markdown else flagged + headline
+    out += _section("Applies that began and did not finish (part of the differences are their committed steps):",
+                    report.unfinished_applies, bullet)
     if report.pending_plans:
         explained = " (they account for every difference)" if report.pending_plans_explain_differences else ""
         out += _section(f"Reviewed plans not yet applied{explained}:", report.pending_plans, bullet)
@@ -159,10 +182,14 @@ def _status(report: StatusReport, *, markdown: bool) -> str:
             f"{f'  {ran} data step(s) run' if (ran := (report.data_steps_ran or {}).get(e.id)) else ''}"
             for e in report.applied]
     out.append(f"Pending ({len(report.pending)}):")
+    unfinished = {u.plan: u for u in report.unfinished}
     for name in report.pending:
         edited = report.edited_since_rehearsal.get(name)
         out.append(f"{bullet}{name}" + (f"  (apply refuses it: {edited}; run 'reconcile rehearse "
                                         f"{report.migrations_dir}/{name}')" if edited else ""))
+        if name in unfinished:
+            out.append(f"{bullet}  {unfinished.pop(name).describe().split(': ', 1)[1]}")
+    out += [f"{bullet}{u.describe()}" for u in unfinished.values()]  # plan files no longer under migrations/
     return "\n".join(out)
 
 
@@ -194,7 +221,7 @@ def _pull(result: PullResult, *, markdown: bool) -> str:
 
 _RENDERERS = {
     NewProject: _new_project,
-    PlanResult: _plan, ApplyResult: _apply, RollbackResult: _rollback, PolicyTestReport: _policy_tests,
+    PlanResult: _plan, ApplyResult: _apply, RollbackResult: _rollback, RepairResult: _repair, PolicyTestReport: _policy_tests,
     MaintainResult: _maintain, LintReport: _lint, DriftReport: _drift, StatusReport: _status,
     PullResult: _pull,
 }

@@ -16,6 +16,7 @@ from .declared.new_project import NewProject
 from .deploy.apply import AppliedPlan, ApplyResult
 from .deploy.data_steps import SkippedDataStep
 from .deploy.history import HistoryEntry
+from .deploy.repair import Repair
 from .inspection.security_drift import SECURITY, DriftDifference
 from .lifecycle.maintain import MaintainResult
 from .planning.build import Plan
@@ -77,6 +78,19 @@ class RollbackResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class RepairResult:
+    """What an unfinished apply left (deploy/repair.py), whether it is now recorded, and how the target
+    still differs from the declared files (what the next plan covers)."""
+
+    target: str
+    repair: Repair
+    differences: tuple[str, ...]  # target vs declared, after what the apply left
+
+    def to_dict(self) -> dict:
+        return {"target": self.target, **self.repair.to_dict(), "differences": list(self.differences)}
+
+
+@dataclasses.dataclass(frozen=True)
 class DriftReport:
     """The target against the declared state, without writing anything. in_sync is the verdict: the
     declared files are the truth, so a target changed outside reconcile to exactly what they say is in
@@ -98,6 +112,9 @@ class DriftReport:
     not_compared: tuple[str, ...]
     lint_warnings: tuple[str, ...]
     ignore: tuple[str, ...] = ()  # reconcile.yaml's ignore: globs (also in not_compared), shown even in sync
+    # Applies that began and did not finish (deploy/unfinished.py): their committed steps are differences
+    # reconcile made, not changes made outside it.
+    unfinished_applies: tuple[str, ...] = ()
 
     @property
     def in_sync(self) -> bool:
@@ -170,6 +187,7 @@ class StatusReport:
     migrations_dir: str = "migrations"
     # History id -> how many data steps that apply ran; None when the target's record is not readable.
     data_steps_ran: dict | None = dataclasses.field(default_factory=dict)
+    unfinished: tuple = ()  # deploy.unfinished.UnfinishedApply: pending plans an apply began
 
     def to_dict(self) -> dict:
         return {
@@ -179,6 +197,7 @@ class StatusReport:
                         for e in self.applied],
             "pending": list(self.pending),
             "edited_since_rehearsal": dict(self.edited_since_rehearsal),
+            "unfinished": [u.to_dict() for u in self.unfinished],
         }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg2
 
@@ -277,4 +278,32 @@ class PlanStatementFailed(Exception):
         self.committed_through = committed_through
         message = (getattr(exc.diag, "message_primary", None) or first_line(exc)).strip()
         summary = getattr(statement, "summary", None) or statement.sql.strip().splitlines()[0][:80]
-        super().__init__(f"{label}: statement {number} ({summary}) failed: {message}")
+        where = _failing_line(statement, exc)
+        super().__init__(f"{label}: statement {number} ({summary}) failed{f' at {where}' if where else ''}: {message}")
+
+
+def _failing_line(statement, exc) -> str | None:
+    """Where in a statement of several lines the server says it failed: the plan file's line when the
+    statement was read from one, else the line within the statement; None when the server gives no
+    position, or the text it ran is not the statement as written (a batch of a data step, an inert form)."""
+    position = getattr(exc.diag, "statement_position", None)
+    query = getattr(getattr(exc, "cursor", None), "query", None)
+    if not position or not str(position).isdigit() or query is None:
+        return None
+    ran = query.decode("utf-8", "replace") if isinstance(query, bytes) else str(query)
+    if ran != statement.sql:
+        return None
+    # The position counts characters from 1, as Python's indexes do from 0.
+    line_within = statement.sql.count("\n", 0, int(position) - 1)
+    source_file, source_line = getattr(statement, "source_file", None), getattr(statement, "source_line", None)
+    if source_file is not None and source_line is not None:
+        return f"{_shown(Path(source_file))}:{source_line + line_within}"
+    return f"line {line_within + 1} of the statement" if "\n" in statement.sql.strip() else None
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it from here: relative to the current folder when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd())) if path.is_absolute() else str(path)
+    except (ValueError, OSError):
+        return str(path)

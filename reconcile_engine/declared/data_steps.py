@@ -11,6 +11,7 @@ from ..config import Config
 from ..diff.operations import Operation
 from ..diff.statement_facts import operation
 from ..errors import DeclaredStateError
+from .files import not_utf8
 
 
 def read_data_steps(paths, config: Config, where: str) -> list[Operation]:
@@ -24,6 +25,8 @@ def read_data_steps(paths, config: Config, where: str) -> list[Operation]:
             slices = pg_parser.split(text, with_parser=True, only_slices=True)
         except OSError as exc:
             raise DeclaredStateError(f"{display}: cannot read the data step: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise not_utf8(Path(config.project_dir, path), display) from exc
         except pg_parser.ParseError as exc:
             line = text.count("\n", 0, exc.args[1]) + 1 if len(exc.args) > 1 else "?"
             raise DeclaredStateError(f"{display}:{line}: {exc.args[0]}") from exc

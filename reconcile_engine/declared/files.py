@@ -90,6 +90,23 @@ def _render_template(path: Path, display: str, project_dir: Path, variables: dic
         raise DeclaredStateError(f"{display}: template error: {exc}") from exc
 
 
+def not_utf8(path: Path, display: str) -> DeclaredStateError:
+    """The error for a declared file that is not UTF-8, naming the line of its first byte that is not
+    and where in the line (an editor's column may differ after other multi-byte characters)."""
+    try:
+        data = path.read_bytes()
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        return DeclaredStateError(f"{display}:{line}: not UTF-8: byte 0x{data[exc.start]:02x} at position "
+                                  f"{exc.start - line_start + 1} of the line; save the file as UTF-8")
+    except OSError:
+        pass
+    # The file itself is UTF-8: what is not is a file its template includes.
+    return DeclaredStateError(f"{display}: not UTF-8 text (in a file it includes); save it as UTF-8")
+
+
 EXTERNAL_FOLDER = "external"
 
 
@@ -106,7 +123,7 @@ def read_external_definition(config: Config, schema: str) -> SqlSource | None:
     try:
         return SqlSource(display, path.read_text(encoding="utf-8"), rendered=False)
     except UnicodeDecodeError as exc:
-        raise DeclaredStateError(f"{display}: not UTF-8 text") from exc
+        raise not_utf8(path, display) from exc
     except OSError as exc:
         raise DeclaredStateError(f"{display}: cannot read: {exc.strerror}") from exc
 
@@ -146,7 +163,7 @@ def read_sources(config: Config, as_of: dt.date | None) -> list[SqlSource]:
                 elif name.endswith(".sql"):
                     sources.append(SqlSource(display, path.read_text(encoding="utf-8"), rendered=False))
             except UnicodeDecodeError as exc:
-                raise DeclaredStateError(f"{display}: not UTF-8 text") from exc
+                raise not_utf8(path, display) from exc
             except OSError as exc:
                 raise DeclaredStateError(f"{display}: cannot read: {exc.strerror}") from exc
     return sources

@@ -8,15 +8,18 @@ import time
 
 
 from ..config import Config
-from ..connections import connect_to_change
-from ..errors import ApplyFailedError, DestructiveNotApprovedError, LockTimeoutError, StalePlanError
+from ..connections import connect_to_change, connection_lost, describe, first_line, roll_back_if_alive
+from ..errors import (
+    ApplyFailedError, ApplyInterruptedError, DestructiveNotApprovedError, HistoryUnavailableError, LockTimeoutError,
+    StalePlanError, StopRequested,
+)
 from ..inspection.snapshot import take_snapshot
 from ..planning.hazards import classify
 from ..planning.planfile import PlanFile
 from ..runner import Batches, PlanStatementFailed, plan_units, run_in_batches, run_online_step, run_statements
 from ..version import __version__
 from . import data_steps, history
-from .advisory_lock import acquire_apply_lock
+from .advisory_lock import lock_for_change
 
 @dataclasses.dataclass(frozen=True)
 class AppliedPlan:
@@ -60,19 +63,30 @@ def apply_plans(config: Config, target_url: str, plans: list[PlanFile], *, allow
     run by an earlier apply of the same plan (since rolled back), which are otherwise skipped."""
     conn = connect_to_change(target_url, config.timeouts.connect_timeout_s)
     try:
-        with conn.cursor() as cur:
-            acquire_apply_lock(cur, config.timeouts.apply_lock_wait_ms)
-            history.ensure_table(cur)
-            applied_names = history.applied_plan_names(history.read(cur))
+        try:
+            with conn.cursor() as cur:
+                lock_for_change(cur, config.timeouts)
+                history.ensure_table(cur)
+                applied_names = history.applied_plan_names(history.read(cur))
+        except HistoryUnavailableError as exc:
+            raise exc.after("", "nothing was applied (run 'reconcile apply' again once fixed)") from exc
         pending = pending_plans(plans, applied_names)
         for plan_file in pending:  # every one before any runs: an edited second plan stops the first too
             plan_file.check_sealed(f"{config.migrations_dir}/{plan_file.name}")
         done = []
         for plan_file in pending:
             on_progress(f"applying {plan_file.name} ({len(plan_file.plan.statements)} statements)")
-            done.append(_apply_one(conn, config, plan_file, allow_destructive, git_commit, applied_by, on_progress,
-                                   rerun_data_steps=rerun_data_steps))
+            try:
+                done.append(_apply_one(conn, config, plan_file, allow_destructive, git_commit, applied_by,
+                                       on_progress, rerun_data_steps=rerun_data_steps))
+            except ApplyInterruptedError as exc:
+                if done:  # the plans before it are applied: say so on the same line
+                    raise ApplyInterruptedError(f"{exc} ({', '.join(a.name for a in done)} applied before it)") from exc
+                raise
         return ApplyResult(tuple(done), len(plans) - len(pending))
+    except KeyboardInterrupt as exc:  # before any plan began (the lock, the history): nothing changed
+        raise ApplyInterruptedError(f"{_cause(exc, describe(target_url))} before any plan began; nothing was "
+                                    f"applied: run 'reconcile apply' again") from exc
     finally:
         conn.close()  # closing the session releases the advisory lock
 
@@ -133,9 +147,13 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
                     "set_config('row_security', 'off', true)", timeouts)
 
     checked = bool(done)  # an apply that resumes checked the plan against the target when it began
+    committed_units = set(done)  # by this apply or an earlier one (said if it stops)
+    info = conn.info  # named while the session is alive: a lost one is said with it
+    target = f"{info.user}@{info.host}:{info.port}/{info.dbname}"
+    committing = False
     if done:
         finished = sum(unit.number in done for unit in units)
-        on_progress(f"{plan_file.name}: resuming its online steps ({finished} of its {len(units)} parts were "
+        on_progress(f"{plan_file.name}: resuming its online steps ({finished} of its {len(units)} steps were "
                     f"done by an earlier apply)")
     try:
         with conn.cursor() as cur:
@@ -154,12 +172,16 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
                         conn.commit()
                 if unit.alone:
                     _run_alone(conn, unit, name, plan_file, data, begin, timeouts, tracked, on_progress)
+                    committed_units.add(unit.number)
                     continue
                 _run_transaction(conn, cur, plan_file, unit, begin, data.skip, functools.partial(_record_data_step, name),
                                  resumable=tracked and unit is not units[0])
                 if tracked:
                     history.mark_step(cur, name, unit.number)
+                committing = True
                 conn.commit()
+                committing = False
+                committed_units.add(unit.number)
             if conn.autocommit:
                 conn.autocommit = False
             begin(cur)
@@ -187,15 +209,67 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
             ran = sum(s.data_step for s in plan.statements) - len(data.skipped)
             if ran:
                 data_steps.link(cur, name, history_id)
+        committing = True
         conn.commit()
         return AppliedPlan(plan_file.name, len(plan.statements), duration_ms, ran, data.skipped)
-    except BaseException:
-        if not conn.closed and not conn.autocommit:
-            conn.rollback()
-        raise
+    except BaseException as exc:
+        lost = connection_lost(conn)
+        roll_back_if_alive(conn)
+        if not (lost or isinstance(exc, (KeyboardInterrupt, HistoryUnavailableError))):
+            raise
+        where = _where_it_stopped(plan_file, units, committed_units, tracked, committing and lost,
+                                  "reconcile rollback" if rolls_back is not None else "reconcile apply")
+        if isinstance(exc, HistoryUnavailableError):
+            raise exc.after(f"{plan_file.name}: ", where) from exc
+        raise ApplyInterruptedError(f"{plan_file.name}: {_cause(exc, target)}; {where}") from exc
     finally:
-        if not conn.closed:
+        if not connection_lost(conn):
             conn.autocommit = True
+
+
+def _cause(exc: BaseException, target: str) -> str:
+    """Why an apply stopped, in a few words: a signal, or the session lost (with the server's reason)."""
+    if isinstance(exc, StopRequested):
+        return "stopped by SIGTERM"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (SIGINT, Ctrl-C)"
+    reason = exc
+    while reason.__cause__ is not None:  # the driver's error under apply's own
+        reason = reason.__cause__
+    reason = getattr(reason, "error", reason)  # runner.PlanStatementFailed holds it
+    return f"the connection to {target} was lost ({first_line(reason)})"
+
+
+def _where_it_stopped(plan_file: PlanFile, units, finished: set[int], tracked: bool, commit_unknown: bool,
+                      again: str = "reconcile apply") -> str:
+    """What of the plan is committed when it stopped, and the command that continues."""
+    if not tracked:
+        if commit_unknown:
+            return ("the connection was lost while its transaction committed: 'reconcile status' shows whether it "
+                    f"is recorded as applied; '{again}' applies it if not")
+        if any(s.commit_after for s in plan_file.plan.statements):
+            return ("what ran before its last 'commit here' line passed stays committed, the rest was rolled back: "
+                    "run 'reconcile drift', then plan again")
+        return f"its transaction was rolled back, nothing of it was applied: run '{again}' again"
+    total = len(units)
+    stopped_at = next((index for index, unit in enumerate(units) if unit.number not in finished), None)
+    if stopped_at is None:
+        return (f"all {total} of its steps are committed, but it is not recorded as applied yet: run '{again}' "
+                f"again, which checks the result and records it")
+    committed = f"steps 1-{stopped_at} of {total} are committed" if stopped_at else f"none of its {total} steps is committed"
+    return (f"{committed}, step {stopped_at + 1} ({describe_unit(units[stopped_at])}) did not finish: run "
+            f"'{again}' again, which resumes from step {stopped_at + 1} (or 'reconcile repair' to keep "
+            f"what it left)")
+
+
+def describe_unit(unit) -> str:
+    """A step of a plan as status and the messages name it."""
+    first = unit.statements[0][1]
+    if unit.alone:
+        return f"online step, statement {unit.number}: {first.summary}"
+    last = unit.statements[-1][0]
+    span = f"statement {unit.number}" if last == unit.number else f"statements {unit.number}-{last}"
+    return f"{span} in one transaction, from {first.summary}"
 
 
 def _run_alone(conn, unit, name: str, plan_file: PlanFile, data, begin, timeouts, tracked: bool, on_progress) -> None:

@@ -11,11 +11,13 @@ import datetime as dt
 import hashlib
 
 import psycopg2
+import psycopg2.errors
 
 from ..config import TOOL_SCHEMA
 from ..connections import first_line
 from ..errors import DatabaseError
 from ..planning.planfile import canonical_sql
+from .own_tables import on_own_tables
 
 TABLE = f"{TOOL_SCHEMA}.data_steps"
 
@@ -80,6 +82,7 @@ def _readable(cur) -> bool:
     return cur.fetchone()[0]
 
 
+@on_own_tables
 def last_runs(cur, plan_file: str) -> dict[int, DataStepRun]:
     """The latest recorded run of each of the plan's data steps, by statement number."""
     if not _readable(cur):
@@ -127,22 +130,27 @@ def decide(plan_name: str, statements, runs: dict[int, DataStepRun], *, rerun: b
     return Decision(plan_name, tuple(skipped), tuple(changed), tuple(again))
 
 
+@on_own_tables
 def record(cur, plan_file: str, number: int, statement) -> None:
     """Record a data step that just ran, on the cursor of its transaction."""
     try:
         cur.execute(f"INSERT INTO {TABLE} (plan_file, statement, sql_sha256) VALUES (%s, %s, %s)",
                     (plan_file, number, sql_sha256(statement)))
+    except (psycopg2.errors.LockNotAvailable, psycopg2.errors.InsufficientPrivilege):
+        raise  # said by on_own_tables
     except psycopg2.Error as exc:
         raise DatabaseError(f"{plan_file}: cannot record data step {number} in {TABLE}: {first_line(exc)}; "
                             f"its transaction was rolled back") from exc
 
 
+@on_own_tables
 def link(cur, plan_file: str, history_id: int) -> None:
     """Name the apply (its history row) that ran the steps recorded in this transaction."""
     cur.execute(f"UPDATE {TABLE} SET history_id = %s WHERE plan_file = %s AND history_id IS NULL",
                 (history_id, plan_file))
 
 
+@on_own_tables
 def counts_by_apply(cur) -> dict[int, int] | None:
     """How many data steps each apply (history row id) ran; None when there is no record this role may
     read (a target last applied to by an older reconcile, or a reader granted only the history)."""

@@ -6,11 +6,13 @@ import dataclasses
 import datetime as dt
 
 import psycopg2
+import psycopg2.errors
 
 from ..config import TOOL_SCHEMA
 from ..connections import first_line
 from ..errors import DatabaseError
 from . import data_steps
+from .own_tables import on_own_tables
 
 TABLE = f"{TOOL_SCHEMA}.history"
 PROGRESS = f"{TOOL_SCHEMA}.progress"
@@ -72,21 +74,45 @@ class HistoryEntry:
         return not self.plan_file.startswith(("maintain ", "rollback/"))
 
 
+# What a complete set of reconcile's tables has (ensure_table), checked from the catalog first: ALTER
+# TABLE takes an ACCESS EXCLUSIVE lock even when IF NOT EXISTS finds the column, which would queue every
+# reader of the history (status, drift) behind it, and needs the tables' owner.
+_COMPLETE = f"""
+SELECT count(*) = 7 FROM pg_attribute
+WHERE NOT attisdropped AND (
+       (attrelid = to_regclass('{TABLE}') AND attname IN ('rolled_back_at', 'applied_as') AND
+        (attname <> 'applied_as' OR atthasdef))
+    OR (attrelid = to_regclass('{PROGRESS}') AND attname IN ('done', 'resume_after'))
+    OR (attrelid = to_regclass('{data_steps.TABLE}') AND attname = 'history_id')
+    OR (attrelid = to_regclass('{TOOL_SCHEMA}.history_plan_in_effect') AND attnum = 1)
+    OR (attrelid = to_regclass('{TOOL_SCHEMA}.data_steps_plan_statement') AND attnum = 1))
+"""
+# How long making or completing the tables may wait for a lock on them (another session reading them).
+ENSURE_LOCK_TIMEOUT = "10s"
+
+
+@on_own_tables
 def ensure_table(cur) -> None:
     """The history table (and the record of data steps run), made on first use, or completed on a target
     an older reconcile applied to; a deploy role that may not make them is told how."""
+    cur.execute(_COMPLETE)
+    if cur.fetchone()[0]:
+        return
     try:
-        cur.execute(_CREATE + data_steps.CREATE)
+        cur.execute(f"SELECT set_config('lock_timeout', '{ENSURE_LOCK_TIMEOUT}', true);" + _CREATE + data_steps.CREATE)
     except psycopg2.errors.InsufficientPrivilege as exc:
         raise DatabaseError(
             f"cannot create the history table {TABLE}: {first_line(exc)}; once, as the database's owner: "
             f"GRANT CREATE ON DATABASE <this database> TO <the deploy role> (or create the schema "
             f"{TOOL_SCHEMA} with the deploy role as its owner)"
         ) from exc
+    except psycopg2.errors.LockNotAvailable:
+        raise  # said by on_own_tables
     except psycopg2.Error as exc:
         raise DatabaseError(f"cannot create the history table {TABLE}: {first_line(exc)}") from exc
 
 
+@on_own_tables
 def read(cur) -> list[HistoryEntry]:
     """Applied plans, oldest first; empty when the target has never been applied to."""
     cur.execute("SELECT to_regclass(%s)", (TABLE,))
@@ -106,17 +132,43 @@ def applied_plan_names(entries: list[HistoryEntry]) -> set[str]:
     return {e.plan_file for e in entries if e.rolled_back_at is None}
 
 
+@dataclasses.dataclass(frozen=True)
+class StepsRecorded:
+    """What reconcile.progress holds for a plan whose apply began and is not recorded as applied."""
+
+    plan_file: str
+    steps_done: frozenset[int]  # numbers of the units done (0: checked against the target and began)
+    last_at: dt.datetime  # when the last of them was done (or a batch of one)
+
+
+@on_own_tables
+def unfinished(cur) -> list[StepsRecorded]:
+    """Plans an apply began and did not finish (interrupted, or running now), oldest first; none known
+    when there is no such table (no apply yet) or this role may not read it (a reader granted the
+    history alone)."""
+    cur.execute("SELECT CASE WHEN to_regclass(%s) IS NULL THEN false "
+                "ELSE has_table_privilege(to_regclass(%s), 'SELECT') END", (PROGRESS, PROGRESS))
+    if not cur.fetchone()[0]:
+        return []
+    cur.execute(f"SELECT plan_file, coalesce(array_agg(step) FILTER (WHERE done), '{{}}'), max(done_at) "
+                f"FROM {PROGRESS} GROUP BY plan_file ORDER BY max(done_at)")
+    return [StepsRecorded(name, frozenset(steps), last) for name, steps, last in cur.fetchall()]
+
+
+@on_own_tables
 def steps_done(cur, plan_file: str) -> set[int]:
     cur.execute(f"SELECT step FROM {PROGRESS} WHERE plan_file = %s AND done",
                 (plan_file,))
     return {row[0] for row in cur.fetchall()}
 
 
+@on_own_tables
 def mark_step(cur, plan_file: str, step: int) -> None:
     cur.execute(f"INSERT INTO {PROGRESS} (plan_file, step) VALUES (%s, %s) ON CONFLICT (plan_file, step) "
                 f"DO UPDATE SET done = true, done_at = now(), resume_after = NULL", (plan_file, step))
 
 
+@on_own_tables
 def mark_batch(cur, plan_file: str, step: int, key: list | None) -> None:
     """In a batch's transaction: how far a step run in batches got (key None: its last batch, so done)."""
     if key is None:
@@ -127,6 +179,7 @@ def mark_batch(cur, plan_file: str, step: int, key: list | None) -> None:
                 (plan_file, step, key))
 
 
+@on_own_tables
 def resume_point(cur, plan_file: str, step: int) -> list | None:
     """The key the last committed batch of a step reached, if it was interrupted."""
     cur.execute(f"SELECT resume_after FROM {PROGRESS} WHERE plan_file = %s AND step = %s AND NOT done",
@@ -135,16 +188,19 @@ def resume_point(cur, plan_file: str, step: int) -> list | None:
     return row[0] if row else None
 
 
+@on_own_tables
 def clear_steps(cur, plan_file: str) -> None:
     cur.execute(f"DELETE FROM {PROGRESS} WHERE plan_file = %s", (plan_file,))
 
 
+@on_own_tables
 def mark_rolled_back(cur, plan_file: str) -> None:
     # Only the row in effect: an earlier apply of the same plan keeps the time of its own rollback.
     cur.execute(f"UPDATE {TABLE} SET rolled_back_at = now() WHERE plan_file = %s AND rolled_back_at IS NULL",
                 (plan_file,))
 
 
+@on_own_tables
 def record(cur, *, plan_file, plan_sha256, fingerprint_before, fingerprint_after, git_commit,
            applied_by, duration_ms, statement_count, tool_version) -> int:
     """Record an applied plan (or a maintain run, or a rollback); returns its row's id."""

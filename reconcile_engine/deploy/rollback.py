@@ -11,7 +11,7 @@ from ..connections import connect_to_change
 from ..errors import NothingToRollBackError, StalePlanError
 from ..planning import planfile
 from . import history
-from .advisory_lock import acquire_apply_lock
+from .advisory_lock import lock_for_change
 from .apply import AppliedPlan, _apply_one
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +35,7 @@ def rollback_last(config: Config, target_url: str, migrations, *, allow_destruct
     conn = connect_to_change(target_url, config.timeouts.connect_timeout_s)
     try:
         with conn.cursor() as cur:
-            acquire_apply_lock(cur, config.timeouts.apply_lock_wait_ms)
+            lock_for_change(cur, config.timeouts)
             history.ensure_table(cur)
             in_effect = [e for e in history.read(cur) if e.rolled_back_at is None and not e.plan_file.startswith("rollback/")]
         plans = [e for e in in_effect if e.is_plan]

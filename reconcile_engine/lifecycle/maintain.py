@@ -9,11 +9,11 @@ import hashlib
 import time
 
 from ..config import Config
-from ..connections import connect_to_change
+from ..connections import connect_to_change, connection_lost, roll_back_if_alive
 from ..deploy import history
-from ..deploy.advisory_lock import acquire_apply_lock
+from ..deploy.advisory_lock import lock_for_change
 from ..diff.statement_facts import operation
-from ..errors import ApplyFailedError, StalePlanError
+from ..errors import ApplyFailedError, ApplyInterruptedError, StalePlanError, StopRequested
 from ..inspection.snapshot import take_snapshot
 from ..runner import PlanStatementFailed, run_statements
 from ..version import __version__
@@ -42,7 +42,7 @@ def maintain_partitions(config: Config, target_url: str, specs, as_of, *, verifi
     conn = connect_to_change(target_url, config.timeouts.connect_timeout_s)
     try:
         with conn.cursor() as cur:
-            acquire_apply_lock(cur, config.timeouts.apply_lock_wait_ms)
+            lock_for_change(cur, config.timeouts)
             history.ensure_table(cur)  # a database adopted with pull has had no apply yet
         started = time.monotonic()
         conn.autocommit = False
@@ -82,8 +82,15 @@ def maintain_partitions(config: Config, target_url: str, specs, as_of, *, verifi
                     statement_count=len(statements), tool_version=__version__,
                 )
             conn.commit()
-        except BaseException:
-            conn.rollback()
+        except BaseException as exc:
+            lost = connection_lost(conn)
+            roll_back_if_alive(conn)
+            if lost or isinstance(exc, KeyboardInterrupt):
+                cause = ("stopped by SIGTERM" if isinstance(exc, StopRequested) else "interrupted (SIGINT, Ctrl-C)"
+                         if isinstance(exc, KeyboardInterrupt) else "the connection to the target was lost")
+                raise ApplyInterruptedError(f"maintain {cause}; its transaction was not committed, nothing was "
+                                            f"changed: run 'reconcile maintain' again (it makes only what is "
+                                            f"missing)") from exc
             raise
         moved = sum(stranded.get((m.spec.table, m.partition.name), 0) for m in missing)
         return MaintainResult(tuple(m.partition.name for m in missing), moved, tuple(name for _, name in expired))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 
 from ..diff.operations import Facts, Operation, SchemaDiff
 from ..inspection.snapshot import NOT_COMPARED, CatalogSnapshot
@@ -31,6 +32,10 @@ class PlannedStatement:
     online_step: bool = False  # runs on its own, outside the plan's transactions (online.py, runner.plan_units)
     batch_rows: int = 0  # > 0: an online step run in batches of this many rows (runner.run_in_batches)
     commit_reason: str = ""  # why the plan commits after it, when commit_after (shown in the plan file)
+    # Read back from a plan file (planfile.read): the file and the line of it its SQL begins on, so that a
+    # failure is named by the file's line (runner.PlanStatementFailed); None for a statement just planned.
+    source_file: Path | None = dataclasses.field(default=None, compare=False)
+    source_line: int | None = dataclasses.field(default=None, compare=False)
 
     @property
     def data_step(self) -> bool:

@@ -298,9 +298,11 @@ def _sections(path: Path, text: str):
 
 def _parse(path: Path, text: str) -> tuple[Plan, _Seal]:
     header, summary, body, slices, as_of, approved = _sections(path, text)
+    body_line = text.split(STATEMENTS_MARK, 1)[0].count("\n") + 1  # the file's line the body begins on
     statements, recorded = [], []
     for number, piece in enumerate(slices):
         sql = body[piece].strip() + ";"
+        begins = piece.start + len(body[piece]) - len(body[piece].lstrip())
         facts = read_facts(sql)  # the boundary: a statement read back from the file
         classification = classify(sql, facts)
         following = body[piece.stop:slices[number + 1].start if number + 1 < len(slices) else len(body)]
@@ -315,7 +317,8 @@ def _parse(path: Path, text: str) -> tuple[Plan, _Seal]:
                                            commit_after=COMMIT_MARK in following,
                                            online_step=ONLINE_MARK in preceding,
                                            batch_rows=int(batch.group(1)) if batch else 0,
-                                           commit_reason=commit.group(1) if commit else ""))
+                                           commit_reason=commit.group(1) if commit else "",
+                                           source_file=path, source_line=body_line + body.count("\n", 0, begins)))
     seal = _Seal(header.get(CHECKSUM_KEY), summary, tuple(recorded))
     return Plan(
         statements=tuple(statements),

@@ -4,8 +4,10 @@ Declared files are untrusted input, and the scratch databases often live on the 
 reached with the deploy role. So what they hold runs as a role made for the run alone: no superuser,
 no CREATEDB, no CREATEROLE, no REPLICATION, no BYPASSRLS, owner of the run's scratch databases and of
 nothing else; its random password reaches the server only as a SCRAM verifier (never in a log), it
-expires within hours, and it is dropped when the run ends, on Ctrl-C and SIGTERM too. Whatever a
-declared statement could still do, it can do only inside reconcile's scratch space.
+expires within hours, and it is dropped when the run ends, on Ctrl-C and SIGTERM too; its COMMENT
+names the run that made it, so that when a run is killed with SIGKILL the next one drops it
+(leftovers.py). Whatever a declared statement could still do, it can do only inside reconcile's
+scratch space.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ import psycopg2
 from ..connections import connect, connected, describe, first_line, with_database, without_credentials
 from ..errors import DatabaseError, ScratchError
 from ..sqltext import quote_ident
+# The role's name prefix and its VALID UNTIL are what the sweep of leftovers goes by, so they live there.
+from .leftovers import ROLE_PREFIX, VALID_FOR, identity_comment
 
-ROLE_PREFIX = "reconcile_build_"
-VALID_FOR = dt.timedelta(hours=12)  # a run killed with SIGKILL leaves a role that soon cannot log in
 SCRAM_ITERATIONS = 4096
 
 
@@ -63,18 +65,20 @@ def may_create_roles(admin_url: str, connect_timeout_s: int) -> tuple[bool, bool
 def create_build_role(admin_url: str, superuser: bool, connect_timeout_s: int) -> BuildRole:
     role = BuildRole(f"{ROLE_PREFIX}{os.getpid()}_{secrets.token_hex(4)}", secrets.token_hex(24))
     until = (dt.datetime.now(dt.timezone.utc) + VALID_FOR).isoformat()
-    conn = connect(admin_url, connect_timeout_s)
+    # One transaction: the role never exists without the comment that says whose it is.
+    conn = connect(admin_url, connect_timeout_s, autocommit=False)
     try:
         with conn.cursor() as cur:
-            _drop_expired(cur)
             cur.execute(
                 f"CREATE ROLE {quote_ident(role.name)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT "
                 f"NOREPLICATION NOBYPASSRLS PASSWORD %s VALID UNTIL %s",
                 (scram_verifier(role.password), until),
             )
+            cur.execute(f"COMMENT ON ROLE {quote_ident(role.name)} IS %s", (identity_comment(),))
             if not superuser:
                 # CREATE DATABASE ... OWNER needs the creator to be able to become the owner.
                 cur.execute(f"GRANT {quote_ident(role.name)} TO CURRENT_USER")
+        conn.commit()
     except psycopg2.Error as exc:
         raise ScratchError(f"cannot create the temporary role that builds the declared state on "
                            f"{describe(admin_url)}: {first_line(exc)}") from exc
@@ -105,13 +109,3 @@ def drop_build_role(admin_url: str, role: BuildRole, connect_timeout_s: int) -> 
     finally:
         conn.close()
 
-
-def _drop_expired(cur) -> None:
-    """Roles of runs that were killed before they could drop theirs: expired, so unused. Best effort."""
-    cur.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s AND rolvaliduntil < now()",
-                (ROLE_PREFIX.replace("_", r"\_") + "%",))
-    for (name,) in cur.fetchall():
-        try:
-            cur.execute(f"DROP ROLE {quote_ident(name)}")
-        except psycopg2.Error:
-            pass  # still owns something, or another run drops it: not this run's business

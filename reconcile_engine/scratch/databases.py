@@ -1,7 +1,8 @@
 """Stage 2: scratch databases. The desired state is built in one; rehearsals run in another.
 
-A scratch database is always dropped: on success, on error and on Ctrl-C. What runs in it runs as
-the run's temporary build role (buildrole.py), inert (inert.py).
+A scratch database is always dropped: on success, on error and on Ctrl-C; one a run killed with
+SIGKILL leaves, the next run drops (leftovers.py: each names its run in its COMMENT). What runs in it
+runs as the run's temporary build role (buildrole.py), inert (inert.py).
 """
 
 from __future__ import annotations
@@ -21,16 +22,15 @@ from ..connections import connect, connected, describe, first_line, with_databas
 from ..declared.admission import line_at
 from ..declared.files import DesiredState, SqlSource
 from ..declared.inference import infer
-from ..errors import DeclaredStateError, ScratchError
+from ..errors import DeclaredStateError, ScratchError, StopRequested
 from ..runner import execute_batched
 from ..servers import EmbeddedServer, Target
 from ..sqltext import quote_ident, quote_literal
 from .build_role import BuildRole, check_login, create_build_role, drop_build_role, may_create_roles
 from .inert import InertFunctions
+from .leftovers import SCRATCH_PREFIX, identity_comment, sweep
 from .schema_dump import dump_schemas, run_dump
 from .target_environment import TargetEnvironment, read_target_environment
-
-SCRATCH_PREFIX = "reconcile_scratch_"
 
 
 @dataclasses.dataclass
@@ -59,12 +59,14 @@ def scratch_space(config: Config, target: Target):
 
 @contextlib.contextmanager
 def build_role_on(server: ScratchServer, connect_timeout_s: int):
-    """`server` with a temporary build role made on it (buildrole.py), dropped at the end.
+    """`server` with a temporary build role made on it (buildrole.py), dropped at the end; first, what
+    runs that are gone left on it is dropped (leftovers.py).
 
     On the target's server a role that cannot create roles is refused: the declared state would run
     as the deploy role itself. Elsewhere (scratch.mode server or embedded: servers that hold nothing
     else) such a role builds as itself."""
     with _TerminateAsInterrupt():
+        sweep(server.admin_url, connect_timeout_s)
         superuser, creates_roles = may_create_roles(server.admin_url, connect_timeout_s)
         if not creates_roles and server.same_server_as_target:
             raise ScratchError(
@@ -111,7 +113,7 @@ class _TerminateAsInterrupt:
 
     @staticmethod
     def _raise(signum, frame):
-        raise KeyboardInterrupt
+        raise StopRequested
 
     def __exit__(self, *exc):
         if self.previous is not None:
@@ -147,6 +149,11 @@ class ScratchDatabase:
         try:
             with conn.cursor() as cur:
                 cur.execute(f"CREATE DATABASE {quote_ident(self.name)}{owner} TEMPLATE template0")
+                try:  # whose it is, so that the next run drops it if this one is killed (leftovers.py)
+                    cur.execute(f"COMMENT ON DATABASE {quote_ident(self.name)} IS %s", (identity_comment(),))
+                except psycopg2.Error:
+                    cur.execute(f"DROP DATABASE {quote_ident(self.name)}")
+                    raise
         except psycopg2.Error as exc:
             self._signals.__exit__(None, None, None)
             raise ScratchError(
