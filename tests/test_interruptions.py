@@ -284,3 +284,41 @@ def test_repair_refuses_when_nothing_began(cli, project, target_url, sql, args, 
     assert code == 1
     assert message in _one_clear_line(err)
     assert sql(target_url, "SELECT plan_file, applied_at FROM reconcile.history") == before
+
+
+def test_maintain_stopped_while_it_waits_for_its_lock_changes_nothing(cli, project, target_url, sql):
+    """maintain's one transaction, stopped by SIGTERM while its CREATE TABLE … PARTITION OF waits for the
+    parent (another session holds it in SHARE mode): rolled back whole, said so, and a new run makes it."""
+    code, _, err = cli("plan", "--as-of", "2025-06-01")
+    assert code == 0, err
+    code, _, err = cli("apply")
+    assert code == 0, err
+    (project / "reconcile.yaml").write_text((project / "reconcile.yaml").read_text()
+                                            + "\ntimeouts:\n  lock_timeout: 60s\n")
+    import psycopg2
+
+    holder = psycopg2.connect(target_url)
+    try:
+        holder.cursor().execute("LOCK TABLE aggregated_analytics IN SHARE MODE")
+        process = subprocess.Popen([sys.executable, str(REPO / "reconcile.py"), "maintain", "--as-of", "2026-01-02",
+                                    "--project", str(project), "--database-url", target_url],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not sql(target_url, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                  "AND query LIKE 'CREATE TABLE%aggregated_analytics_2027%'"):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        code, err = _stopped(process)
+    finally:
+        holder.rollback()
+        holder.close()
+
+    assert code == 1
+    line = _one_clear_line(err)
+    assert line == ("error: maintain stopped by SIGTERM; its transaction was rolled back, nothing was changed: run "
+                    "'reconcile maintain' again (it makes only what is missing)"), line
+    assert _one(sql, target_url, "SELECT to_regclass('public.aggregated_analytics_2027') IS NULL")
+    code, out, err = cli("maintain", "--as-of", "2026-01-02")
+    assert code == 0, err
+    assert "aggregated_analytics_2027" in out

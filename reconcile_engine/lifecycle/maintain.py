@@ -86,10 +86,14 @@ def maintain_partitions(config: Config, target_url: str, specs, as_of, *, verifi
             lost = connection_lost(conn)
             roll_back_if_alive(conn)
             if lost or isinstance(exc, KeyboardInterrupt):
-                cause = ("stopped by SIGTERM" if isinstance(exc, StopRequested) else "interrupted (SIGINT, Ctrl-C)"
-                         if isinstance(exc, KeyboardInterrupt) else "the connection to the target was lost")
-                raise ApplyInterruptedError(f"maintain {cause}; its transaction was not committed, nothing was "
-                                            f"changed: run 'reconcile maintain' again (it makes only what is "
+                # An interrupt closes the session too (psycopg2 drops a connection whose wait was broken).
+                if isinstance(exc, KeyboardInterrupt):
+                    cause = "stopped by SIGTERM" if isinstance(exc, StopRequested) else "interrupted (SIGINT, Ctrl-C)"
+                    outcome = f"maintain {cause}; its transaction was rolled back, nothing was changed"
+                else:  # perhaps while it committed: then its partitions exist, and a new run sees them
+                    outcome = ("maintain stopped: the connection to the target was lost; what it had not "
+                               "committed the server rolled back")
+                raise ApplyInterruptedError(f"{outcome}: run 'reconcile maintain' again (it makes only what is "
                                             f"missing)") from exc
             raise
         moved = sum(stranded.get((m.spec.table, m.partition.name), 0) for m in missing)
