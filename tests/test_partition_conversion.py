@@ -117,6 +117,12 @@ def test_an_apply_killed_during_the_copy_resumes_without_duplicates(cli, project
     copied = _one(sql, target_url, "SELECT count(*) FROM reconcile_conversion.aggregated_analytics")
     assert 0 < copied < ROWS  # killed half-way
     assert _one(sql, target_url, RELKIND) == "r"  # nothing swapped
+    # repair would leave the copy and its mirror trigger behind: refused, nothing recorded.
+    code, out, err = cli("repair", "--yes")
+    assert code == 1
+    assert "its partition conversion did not finish (reconcile_conversion holds the copy of aggregated_analytics" in err
+    assert "DROP SCHEMA reconcile_conversion CASCADE" in err
+    assert _one(sql, target_url, "SELECT count(*) FROM reconcile.history") == 1
 
     with AppProbe(target_url, APPLICATION, interval=0.05) as probe:
         code, out, err = cli("apply", "--allow-destructive")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from ..config import Config
+from ..config import CONVERSION_SCHEMA, Config
 from ..connections import connect_to_change, roll_back_if_alive
 from ..errors import NothingToRepairError
 from ..inspection.snapshot import take_snapshot
@@ -75,6 +75,22 @@ def choose(cur, plans: list[PlanFile], name: str | None) -> PlanFile:
     return plan_file
 
 
+def _refuse_an_unfinished_conversion(cur, plan: str) -> None:
+    """A partition conversion given up half-way leaves its shadow table, and the trigger that mirrors
+    the live table's writes into it, in CONVERSION_SCHEMA: recording the plan would leave them behind
+    (the trigger slowing every write, and no later plan can copy the target with it)."""
+    cur.execute("SELECT string_agg(c.relname, ', ' ORDER BY c.relname) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'p')",
+                (CONVERSION_SCHEMA,))
+    tables = cur.fetchone()[0]
+    if tables:
+        raise NothingToRepairError(
+            f"{plan}: its partition conversion did not finish ({CONVERSION_SCHEMA} holds the copy of {tables}, "
+            f"kept up to date by a trigger on the live table); repair changed nothing: finish it with 'reconcile "
+            f"apply', or give it up first with DROP SCHEMA {CONVERSION_SCHEMA} CASCADE (the copy and its trigger "
+            f"go; the live table keeps every row), then repair")
+
+
 def repair_plan(config: Config, target_url: str, plans: list[PlanFile], name: str | None, *, record: bool,
                 git_commit: str | None, applied_by: str) -> Repair:
     """Under the apply lock: what the unfinished apply of the plan left; with `record`, record it in the
@@ -86,6 +102,7 @@ def repair_plan(config: Config, target_url: str, plans: list[PlanFile], name: st
             lock_for_change(cur, config.timeouts)
             plan_file = choose(cur, plans, name)
             if record:
+                _refuse_an_unfinished_conversion(cur, plan_file.name)
                 history.ensure_table(cur)  # complete, as apply would have it, before writing to it
         conn.autocommit = False
         with conn.cursor() as cur:
