@@ -1,7 +1,8 @@
 """reconcile: declarative schema-as-code for PostgreSQL, as a library.
 
 The public API (api.py), one function per command, each returning a typed result (results.py):
-init, load_project, pull, plan, rehearse, apply, rollback, repair, drift, maintain, lint, policy_tests, status;
+init, load_project, pull, plan, rehearse, apply, rollback, repair, drift, maintain, lint, policy_tests, status,
+check;
 errors
 are the ReconcileError family (errors.py). The pipeline, one subpackage per stage:
   declared (files -> desired SQL) -> scratch (build it) -> inspection -> diff (migra + corrections)
@@ -12,13 +13,13 @@ security lint, squawk and policy tests; adoption writes the declared files from 
 """
 
 from .api import (
-    Project, apply, drift, init, lint, load_project, maintain, plan, policy_tests, pull, rehearse, repair, rollback,
+    Project, apply, check, drift, init, lint, load_project, maintain, plan, policy_tests, pull, rehearse, repair, rollback,
     status,
 )
 from .errors import ReconcileError
 from .version import __version__
 
 __all__ = [
-    "Project", "ReconcileError", "__version__", "apply", "drift", "init", "lint", "load_project", "maintain", "plan",
+    "Project", "ReconcileError", "__version__", "apply", "check", "drift", "init", "lint", "load_project", "maintain", "plan",
     "policy_tests", "pull", "rehearse", "repair", "rollback", "status",
 ]

@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--database-url", help="target database (default: $DATABASE_URL, then reconcile.yaml, "
                                                "then an embedded server under .reconcile/)")
     common.add_argument("--format", choices=render.FORMATS, default="text",
-                        help="text (default), json, or markdown (for a pull request comment)")
+                        help="text (default), json, markdown (for a pull request comment), or prometheus "
+                             "(drift only: gauges for node-exporter's textfile collector)")
     common.add_argument("--verbose", action="store_true", help="show a traceback on unexpected errors")
 
     parser = _Parser(prog="reconcile", description="Declarative schema-as-code for PostgreSQL. "
@@ -79,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--data-after", action="append", type=Path, metavar="SQL_FILE",
                       help="hand-written data statements to run after the schema changes (repeatable)")
     plan.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
+    plan.add_argument("--baseline", action="store_true",
+                      help="without the target: write migrations/baselines/<stamp>_baseline.sql, the declared "
+                           "state built from an empty database (proven equal to the replay of every plan), which "
+                           "'check' replays in place of the plans it covers")
 
     rehearse = commands.add_parser("rehearse", parents=[common], help="rehearse a plan file as it is now (after "
                                    "a hand edit) and, when it reaches the declared state, rewrite its header "
@@ -113,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     lint = commands.add_parser("lint", parents=[common], help="squawk on plan files (default: every plan "
                                "under migrations/); exit 2 when it finds something")
     lint.add_argument("plans", nargs="*", type=Path, metavar="PLAN")
+    lint.add_argument("--no-database", action="store_true",
+                      help="connect to nothing (a pre-commit hook): admit the declared files as plan does, "
+                           "refusing what is not a definition with its file:line, and squawk on the plans; "
+                           "the security rules, which need the declared state built, are left out")
 
     maintain = commands.add_parser("maintain", parents=[common], help="for cron: create the current and "
                                    "upcoming declared partitions (additive only, no reviewed plan)")
@@ -120,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("test", parents=[common], help="run the policy tests (policies/tests/*.yaml) on the "
                         "declared state; exit 1 if any fails")
+
+    check = commands.add_parser("check", parents=[common], help="for CI, without the target: replay the "
+                                "committed plans on a scratch server and check they reach the declared files; "
+                                "exit 1 on any failure")
+    check.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
 
     commands.add_parser("status", parents=[common], help="which plans are applied and which are pending")
 
@@ -172,6 +186,9 @@ def _notes_to_stderr() -> None:
 
 def _dispatch(ns: argparse.Namespace) -> int:
     """Run the command through the API, print its result, and say how it ended as an exit code."""
+    if ns.format == "prometheus" and ns.command not in render.PROMETHEUS_COMMANDS:
+        raise UsageError(f"--format prometheus is for {', '.join(render.PROMETHEUS_COMMANDS)} only, not "
+                         f"{ns.command} (see 'reconcile {ns.command} --help')")
     if ns.command == "init":  # before there is a project to load
         _say(render.render(api.init(ns.project, preset=ns.preset), ns.format))
         return EXIT_OK
@@ -183,8 +200,11 @@ def _dispatch(ns: argparse.Namespace) -> int:
     progress = _say if ns.format == "text" else _warn
     context = {}
     if ns.command == "plan":
+        if ns.baseline and (ns.dry_run or ns.data_before or ns.data_after or ns.as_of):
+            raise UsageError("--baseline takes none of --dry-run, --data-before, --data-after, --as-of (its as-of "
+                             "date is the newest plan's)")
         result = api.plan(project, url, name=ns.name, as_of=as_of, write=not ns.dry_run, data_before=ns.data_before,
-                          data_after=ns.data_after, use_cache=use_cache)
+                          data_after=ns.data_after, use_cache=use_cache, baseline=ns.baseline)
         context = {"project_dir": project.path, "written": "wrote"}
         exit_code = EXIT_CHANGES if ns.detailed_exitcode and result.changes else EXIT_OK
     elif ns.command == "rehearse":
@@ -207,8 +227,11 @@ def _dispatch(ns: argparse.Namespace) -> int:
     elif ns.command == "test":
         result = api.policy_tests(project, url, as_of=as_of)
         exit_code = EXIT_ERROR if result.failed else EXIT_OK
+    elif ns.command == "check":  # never the target: url is not passed
+        result = api.check(project, use_cache=use_cache)
+        exit_code = EXIT_OK if result.ok else EXIT_ERROR
     elif ns.command == "lint":
-        result = api.lint(project, ns.plans, url, as_of=as_of)
+        result = api.lint(project, ns.plans, url, as_of=as_of, database=not ns.no_database)
         exit_code = EXIT_CHANGES if result.findings else EXIT_OK
     elif ns.command == "pull":
         result = api.pull(project, url, force=ns.force, as_of=as_of)

@@ -131,3 +131,8 @@ class StopRequested(KeyboardInterrupt):
 class PullConflictError(ReconcileError):
     """pull would overwrite or leave beside its files declared files that hold something else (or
     write through a link); nothing was changed."""
+
+
+class BaselineError(ReconcileError):
+    """A baseline was not written: the committed plans do not replay, or the state they reach is not
+    the declared state the baseline would build."""

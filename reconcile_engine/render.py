@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 
+from . import render_markdown, render_prometheus
 from .planning import planfile
 from .results import (
-    ApplyResult, DriftReport, LintReport, MaintainResult, NewProject, PlanResult, PolicyTestReport, PullResult,
+    ApplyResult, CheckReport, DriftReport, LintReport, MaintainResult, NewProject, PlanResult, PolicyTestReport,
+    PullResult,
     RepairResult, RollbackResult, StatusReport,
 )
 from .inspection.security_drift import SECURITY
 
-FORMATS = ("text", "json", "markdown")
+FORMATS = ("text", "json", "markdown", "prometheus")
+PROMETHEUS_COMMANDS = ("drift",)  # the commands whose result --format prometheus renders
 
 
 def render(result, format: str, **context) -> str:
@@ -20,6 +23,10 @@ def render(result, format: str, **context) -> str:
     written; lint: plans_given)."""
     if format == "json":
         return json.dumps(result.to_dict(), indent=2)
+    if format == "prometheus":
+        return render_prometheus.drift(result)
+    if format == "markdown" and type(result) in _MARKDOWN:
+        return _MARKDOWN[type(result)](result, **context)
     renderer = _RENDERERS[type(result)]
     return renderer(result, markdown=format == "markdown", **context)
 
@@ -44,14 +51,6 @@ def _plan(result: PlanResult, *, markdown: bool, project_dir=None, written: str 
             verdict = "No changes: the target matches the declared state."
         return verdict + _ignored(result.ignore)
     where = result.file.relative_to(project_dir) if result.file and project_dir else result.file
-    if markdown:
-        destructive = result.plan.destructive
-        lines = [f"### reconcile plan for {result.target}",
-                 f"{len(result.plan.statements)} statement(s), rehearsed on a copy of the target: converged."
-                 + (f" **{len(destructive)} destructive**, approval needed." if destructive else ""),
-                 f"File: `{where}`" if where else "Not written (dry run).", "",
-                 "```sql", planfile.render(result.plan).rstrip(), "```"]
-        return "\n".join(lines)
     return "\n".join([
         planfile.render(result.plan),
         f"-- rehearsed on a copy of {result.target}: converged",
@@ -121,7 +120,10 @@ def _maintain(result: MaintainResult, *, markdown: bool) -> str:
 
 def _lint(result: LintReport, *, markdown: bool) -> str:
     if not result.findings:
-        return (f"No findings in {'the declared state and ' if result.declared_state_checked else ''}"
+        checked = ("the declared state and " if result.declared_state_checked else
+                   "the declared files (admitted; no database, no security rules) and "
+                   if result.declared_files_admitted else "")
+        return (f"No findings in {checked}"
                 f"{len(result.plans_checked)} plan(s).")
     return "\n".join(("- " if markdown else "") + f.describe() for f in result.findings)
 
@@ -137,14 +139,11 @@ def _drift(report: DriftReport, *, markdown: bool) -> str:
                       if report.changed_outside_reconcile else "")
         return (f"In sync: {report.target} matches the declared state (as of {report.as_of}).{reconciled}"
                 + _ignored(report.ignore))
-    bullet = "- " if markdown else "  - "
+    bullet = "  - "  # markdown: render_markdown.drift
     security = [d.description for d in report.differences if d.severity == SECURITY]
-    headline = [("### " if markdown else "")
-                + f"Drift: {report.target} does not match the declared state (as of {report.as_of})."]
-    # Weakened tenant isolation comes before everything else: in text its first lines (a pager greps
-    # for them), in markdown right under the heading.
-    flagged = [f"{bullet}**SECURITY**: {line}" if markdown else f"SECURITY: {line}" for line in security]
-    out = headline + flagged if markdown else flagged + headline
+    # Weakened tenant isolation comes before everything else: its first lines (a pager greps for them).
+    out = [f"SECURITY: {line}" for line in security]
+    out.append(f"Drift: {report.target} does not match the declared state (as of {report.as_of}).")
     out += _section("Applies that began and did not finish (part of the differences are their committed steps):",
                     report.unfinished_applies, bullet)
     if report.pending_plans:
@@ -160,10 +159,7 @@ def _drift(report: DriftReport, *, markdown: bool) -> str:
                     [d.description for d in report.differences if d.severity != SECURITY], bullet)
     if report.fix_sql:
         out.append("\nSQL that would bring the target to the declared state (run 'reconcile plan' to get a reviewed plan):")
-        if markdown:
-            out += ["```sql", *report.fix_sql, "```"]
-        else:
-            out += ["  " + sql.replace("\n", "\n  ") for sql in report.fix_sql]
+        out += ["  " + sql.replace("\n", "\n  ") for sql in report.fix_sql]
     out.append(f"\nNot compared: {'; '.join(report.not_compared)}.")
     return "\n".join(out)
 
@@ -219,7 +215,21 @@ def _pull(result: PullResult, *, markdown: bool) -> str:
     return "\n".join(lines)
 
 
+# Results whose markdown is a pull request comment of its own (render_markdown.py).
+_MARKDOWN = {PlanResult: render_markdown.plan, DriftReport: render_markdown.drift,
+             CheckReport: render_markdown.check}
+
+def _check(result: CheckReport, *, markdown: bool) -> str:
+    start = f"from {result.baseline}, then " if result.baseline else "from an empty database: "
+    replayed = (f"replayed {start}{len(result.plans_replayed)} plan(s), {result.statements_replayed} statement(s)")
+    if result.ok:
+        return f"check passed: {replayed}; they reach the declared state."
+    return "\n".join([*(f.message for f in result.failures),
+                      f"check failed: {len(result.failures)} failure(s); {replayed}."])
+
+
 _RENDERERS = {
+    CheckReport: _check,
     NewProject: _new_project,
     PlanResult: _plan, ApplyResult: _apply, RollbackResult: _rollback, RepairResult: _repair, PolicyTestReport: _policy_tests,
     MaintainResult: _maintain, LintReport: _lint, DriftReport: _drift, StatusReport: _status,

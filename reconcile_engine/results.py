@@ -22,7 +22,8 @@ from .lifecycle.maintain import MaintainResult
 from .planning.build import Plan
 
 __all__ = [
-    "AppliedPlan", "ApplyResult", "DriftDifference", "DriftReport", "LintReport", "MaintainResult", "NewProject",
+    "AppliedPlan", "ApplyResult", "CheckFailure", "CheckReport", "DriftDifference", "DriftReport", "LintReport",
+    "MaintainResult", "NewProject",
     "Outcome", "Plan", "PlanResult",
     "PolicyTestReport", "PullResult", "RollbackResult", "SkippedDataStep", "StatusReport",
 ]
@@ -115,6 +116,9 @@ class DriftReport:
     # Applies that began and did not finish (deploy/unfinished.py): their committed steps are differences
     # reconcile made, not changes made outside it.
     unfinished_applies: tuple[str, ...] = ()
+    # When the last reviewed plan was applied (ISO 8601, UTC; None: never), for a monitor's age gauge.
+    last_plan_applied_at: str | None = None
+    stranded_row_count: int = 0  # the rows stranded_rows describes, summed
 
     @property
     def in_sync(self) -> bool:
@@ -152,7 +156,8 @@ class LintFinding:
 class LintReport:
     findings: tuple[LintFinding, ...]
     plans_checked: tuple[str, ...]
-    declared_state_checked: bool
+    declared_state_checked: bool  # built in a scratch database and checked by the security rules
+    declared_files_admitted: bool = False  # read and admitted (lint --no-database: without the build)
 
     def to_dict(self) -> dict:
         report: dict = {"declared state": []} if self.declared_state_checked else {}
@@ -218,3 +223,30 @@ class PullResult:
     def to_dict(self) -> dict:
         return {f.name: list(value) if isinstance(value := getattr(self, f.name), tuple) else value
                 for f in dataclasses.fields(self)}
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckFailure:
+    kind: str  # "not-planned", "does-not-apply", "checksum", "same-timestamp", "different-bases", "squawk", "lint"
+    subject: str  # what is at fault, as the user names it: "migrations/<file>.sql", "schema/<file>.sql", or an object
+    message: str  # the one line, naming the command that fixes it
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckReport:
+    """What `check` found: the committed plans replayed on a scratch database (from the newest baseline,
+    if any) and compared with the declared state; ok when nothing failed."""
+
+    plans_replayed: tuple[str, ...]  # plan file names, in the order replayed
+    baseline: str | None  # the baseline the replay started from, if any
+    statements_replayed: int
+    failures: tuple[CheckFailure, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "plans_replayed": list(self.plans_replayed), "baseline": self.baseline,
+                "statements_replayed": self.statements_replayed,
+                "failures": [dataclasses.asdict(f) for f in self.failures]}

@@ -11,8 +11,8 @@ def test_markdown_plan_and_drift_for_a_pull_request_comment(cli):
 
     code, out, _ = cli("drift", "--format", "markdown")
     assert code == 2
-    assert out.startswith("### Drift: ") and "- table public.organizations: only in declared" in out
-    assert "```sql\n" in out
+    assert out.startswith("### Drift: ") and "| table | public.organizations | schema |" in out
+    assert "<details><summary>SQL that would bring" in out and "```sql\n" in out
 
 
 def test_with_json_the_progress_of_apply_goes_to_stderr(cli):

@@ -37,6 +37,7 @@ class Finding:
     rule: str
     message: str
     help: str
+    level: str = "Warning"  # squawk's: "Error" (a statement it cannot parse, say) or "Warning"
 
     def describe(self) -> str:
         return f"{self.rule}: {self.message}" + (f" ({self.help})" if self.help else "")
@@ -84,5 +85,6 @@ def squawk(statements, pg_major: int | None = None) -> list[Finding]:
         if item.get("rule_name") in LIVE_TABLE_RULES and \
                 created_by.get(target_table(statements[index].facts), index) < index:
             continue  # a table an earlier statement created is new and empty
-        findings.append(Finding(index + 1, item.get("rule_name", "?"), item.get("message", ""), item.get("help") or ""))
+        findings.append(Finding(index + 1, item.get("rule_name", "?"), item.get("message", ""), item.get("help") or "",
+                                item.get("level") or "Warning"))
     return findings

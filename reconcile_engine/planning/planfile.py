@@ -37,6 +37,7 @@ ONLINE_MARK = "-- reconcile: online step"
 BATCH_MARK = "-- reconcile: in batches of"  # ... N rows by its table's primary key, each batch its own transaction
 DATA_MARK = "DATA STEP"
 PREFLIGHT_MARK = "-- preflight:"  # one header line per pre-flight check counted on the target's rows
+BASELINE_KEY = "baseline-covers"  # a baseline's header: the newest plan whose state it builds from empty
 
 
 def _is_data(statement) -> bool:
@@ -75,10 +76,13 @@ def statement_digest(statement, summary_line: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-def plan_checksum(plan: Plan, digests) -> str:
-    # The pre-flight lines are sealed too (only when there are some: older plans keep their checksum).
+def plan_checksum(plan: Plan, digests, covers: str | None = None) -> str:
+    # The pre-flight lines are sealed too (only when there are some: older plans keep their checksum);
+    # so is a baseline's '-- baseline-covers:' (which plans 'check' skips for it).
     checks = [f"{PREFLIGHT_MARK} {outcome.text}" for outcome in plan.preflight]
-    seal = "\n".join([plan.fingerprint_before, plan.fingerprint_after, plan.as_of.isoformat(), *digests, *checks])
+    covered = [f"{BASELINE_KEY}: {covers}"] if covers is not None else []
+    seal = "\n".join([plan.fingerprint_before, plan.fingerprint_after, plan.as_of.isoformat(), *digests, *checks,
+                      *covered])
     return "sha256:" + hashlib.sha256(seal.encode()).hexdigest()
 
 
@@ -95,7 +99,8 @@ def _terminated(sql: str) -> str:
     return sql + ";"
 
 
-def render(plan: Plan) -> str:
+def render(plan: Plan, covers: str | None = None) -> str:
+    """The plan file's text; `covers`: for a baseline, the plan it covers up to."""
     summary_lines = [_summary_line(s) for s in plan.statements]
     digests = [statement_digest(s, line) for s, line in zip(plan.statements, summary_lines)]
     lines = [
@@ -105,7 +110,8 @@ def render(plan: Plan) -> str:
         f"-- as-of: {plan.as_of.isoformat()}",
         f"-- fingerprint-before: {plan.fingerprint_before}",
         f"-- fingerprint-after: {plan.fingerprint_after}",
-        f"-- {CHECKSUM_KEY}: {plan_checksum(plan, digests)}",
+        f"-- {CHECKSUM_KEY}: {plan_checksum(plan, digests, covers)}",
+        *([f"-- {BASELINE_KEY}: {covers}"] if covers is not None else []),
         f"-- corrections: {', '.join(plan.corrections_used) or 'none'}",
         f"-- rollback: {plan.rollback_note}",
         f"-- not compared: {'; '.join(plan.not_compared)}",
@@ -161,6 +167,7 @@ class _Seal:
     checksum: str | None
     summary_lines: dict[int, str]
     statement_digests: tuple[str | None, ...]
+    covers: str | None = None  # a baseline's '-- baseline-covers:'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +189,11 @@ class PlanFile:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def baseline_covers(self) -> str | None:
+        """For a baseline (migrations/baselines/), the plan whose state it builds, as its header says."""
+        return self._parsed[1].covers
 
     def check_sealed(self, shown: str) -> None:
         """Refuse a plan whose statements are not the ones its rehearsal proved: edited since, or
@@ -206,7 +218,7 @@ class PlanFile:
                 first = canonical_sql(statement.sql).splitlines()[0][:80]
                 return f"statement {number} ({first}) {'was added' if recorded is None else 'was changed'} after its rehearsal"
             digests.append(digest)
-        if plan_checksum(plan, digests) != seal.checksum:
+        if plan_checksum(plan, digests, seal.covers) != seal.checksum:
             return ("it no longer matches the checksum written when it was rehearsed (a statement removed, or a "
                     "fingerprint, the as-of date or the summary edited)")
         return None
@@ -241,6 +253,26 @@ def write_rollback(reverse: Plan, migrations: Path, plan_name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     reverse = dataclasses.replace(reverse, rollback_note=f"this file rolls back {plan_name} ('reconcile rollback')")
     path.write_text(render(reverse), encoding="utf-8")
+    return path
+
+
+BASELINE_FOLDER = "baselines"  # migrations/baselines/<stamp>_baseline.sql: read by 'check', never applied
+
+
+def write_baseline(plan: Plan, migrations: Path, covers: str) -> Path:
+    """A baseline under migrations/baselines/, created anew: never over an existing file, nor through a
+    symbolic link (mode 'x' refuses both), nor into a baselines folder that is a link."""
+    folder = migrations / BASELINE_FOLDER
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise PlanFileError(f"{folder}: not a folder of the project (a symbolic link?); baselines are written "
+                            f"only into migrations/{BASELINE_FOLDER}/ itself")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / file_name(plan.created_at, "baseline", list_plans(folder))
+    try:
+        with path.open("x", encoding="utf-8") as handle:
+            handle.write(render(plan, covers))
+    except FileExistsError as exc:
+        raise PlanFileError(f"{path}: already exists; nothing was written") from exc
     return path
 
 
@@ -319,7 +351,7 @@ def _parse(path: Path, text: str) -> tuple[Plan, _Seal]:
                                            batch_rows=int(batch.group(1)) if batch else 0,
                                            commit_reason=commit.group(1) if commit else "",
                                            source_file=path, source_line=body_line + body.count("\n", 0, begins)))
-    seal = _Seal(header.get(CHECKSUM_KEY), summary, tuple(recorded))
+    seal = _Seal(header.get(CHECKSUM_KEY), summary, tuple(recorded), header.get(BASELINE_KEY))
     return Plan(
         statements=tuple(statements),
         as_of=as_of,

@@ -301,6 +301,12 @@ class ScratchDatabase:
                 extensions.append((name, schema, version))
         self._create_extensions(extensions, "listed under extensions: in reconcile.yaml")
 
+    def create_listed_extensions(self, desired: DesiredState) -> None:
+        """After prepare, in a database that stays empty of declared objects (where 'check' replays the
+        plans from the start): the extensions the target has before any plan runs, those reconcile.yaml
+        lists that no declared file creates."""
+        self._declared_extensions(desired)
+
     def copy_target_extensions(self, config: Config) -> None:
         """The target's extensions that the copy of its managed schemas needs, before its dump is loaded
         (pg_dump --schema leaves extensions out): those in the managed schemas, and those the declared
