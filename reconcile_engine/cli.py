@@ -17,7 +17,9 @@ import psycopg2
 from . import api, render
 from .connections import cancel_statements_on_interrupt, first_line, redact
 from .declared.new_project import PRESETS
-from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, ReconcileError, StopRequested, UsageError
+from .errors import (
+    EXIT_CHANGES, EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, ReconcileError, StopRequested, UsageError, interruption,
+)
 from .version import __version__
 
 
@@ -267,8 +269,7 @@ def run(args: list[str]) -> int:
         return exc.exit_code
     except KeyboardInterrupt as exc:
         # An apply, rollback or maintain that began says itself what it committed (ApplyInterruptedError).
-        cause = "stopped by SIGTERM" if isinstance(exc, StopRequested) else "interrupted (SIGINT, Ctrl-C)"
-        print(f"error: {cause}; scratch databases were dropped, nothing was applied", file=sys.stderr)
+        print(f"error: {interruption(exc)}; scratch databases were dropped, nothing was applied", file=sys.stderr)
         return EXIT_ERROR
     except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
         # A session lost where no stage said more (apply, rollback and maintain do): not a bug. What

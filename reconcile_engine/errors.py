@@ -128,6 +128,11 @@ class StopRequested(KeyboardInterrupt):
     """SIGTERM, raised as an interrupt so that what cleans up after Ctrl-C cleans up after it too."""
 
 
+def interruption(exc: KeyboardInterrupt) -> str:
+    """Which signal stopped a command, as its one line says it."""
+    return "stopped by SIGTERM" if isinstance(exc, StopRequested) else "interrupted (SIGINT, Ctrl-C)"
+
+
 class PullConflictError(ReconcileError):
     """pull would overwrite or leave beside its files declared files that hold something else (or
     write through a link); nothing was changed."""

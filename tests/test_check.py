@@ -101,6 +101,26 @@ def test_two_branches_planned_from_the_same_base(project, cli, pg_server_url, mo
         f"branches); delete {merged.name} and run 'reconcile plan' again")
 
 
+def test_partitions_maintain_made_between_two_plans(project, cli, pg_server_url, monkeypatch):
+    """Cron's maintain adds next year's partition between two plans on the target: the later plan was
+    made on a base the earlier does not end at, and does not make that partition; the replay makes
+    what maintain made, and check passes."""
+    cli = _setup(project, cli, pg_server_url, monkeypatch)
+    code, _, err = cli("plan", "--as-of", "2026-06-01", "--name", "init")
+    assert code == 0, err
+    assert cli("apply")[0] == 0
+    code, out, err = cli("maintain", "--as-of", "2027-01-02")
+    assert code == 0 and "aggregated_analytics_2028" in out, err
+    _declare(project, "093_c.sql", "CREATE TABLE public.c (id bigint PRIMARY KEY);\n")
+    code, out, err = cli("plan", "--as-of", "2027-01-02", "--name", "c")
+    assert code == 0, err
+    assert "aggregated_analytics_2028" not in out  # the target had it
+
+    code, report, err = _check(cli)
+    assert code == 0, (report, err)
+    assert len(report["plans_replayed"]) == 2
+
+
 def test_an_edited_plan_and_one_that_no_longer_applies(project, cli, pg_server_url, monkeypatch):
     cli = _setup(project, cli, pg_server_url, monkeypatch)
     first = _plan(cli, "init")

@@ -11,7 +11,7 @@ from ..config import Config
 from ..connections import connect_to_change, connection_lost, describe, first_line, roll_back_if_alive
 from ..errors import (
     ApplyFailedError, ApplyInterruptedError, DestructiveNotApprovedError, HistoryUnavailableError, LockTimeoutError,
-    StalePlanError, StopRequested,
+    StalePlanError, interruption,
 )
 from ..inspection.snapshot import take_snapshot
 from ..planning.hazards import classify
@@ -229,10 +229,8 @@ def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool,
 
 def _cause(exc: BaseException, target: str) -> str:
     """Why an apply stopped, in a few words: a signal, or the session lost (with the server's reason)."""
-    if isinstance(exc, StopRequested):
-        return "stopped by SIGTERM"
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted (SIGINT, Ctrl-C)"
+        return interruption(exc)
     reason = exc
     while reason.__cause__ is not None:  # the driver's error under apply's own
         reason = reason.__cause__

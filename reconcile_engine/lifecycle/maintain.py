@@ -13,7 +13,7 @@ from ..connections import connect_to_change, connection_lost, roll_back_if_alive
 from ..deploy import history
 from ..deploy.advisory_lock import lock_for_change
 from ..diff.statement_facts import operation
-from ..errors import ApplyFailedError, ApplyInterruptedError, StalePlanError, StopRequested
+from ..errors import ApplyFailedError, ApplyInterruptedError, StalePlanError, interruption
 from ..inspection.snapshot import take_snapshot
 from ..runner import PlanStatementFailed, run_statements
 from ..version import __version__
@@ -88,8 +88,7 @@ def maintain_partitions(config: Config, target_url: str, specs, as_of, *, verifi
             if lost or isinstance(exc, KeyboardInterrupt):
                 # An interrupt closes the session too (psycopg2 drops a connection whose wait was broken).
                 if isinstance(exc, KeyboardInterrupt):
-                    cause = "stopped by SIGTERM" if isinstance(exc, StopRequested) else "interrupted (SIGINT, Ctrl-C)"
-                    outcome = f"maintain {cause}; its transaction was rolled back, nothing was changed"
+                    outcome = f"maintain {interruption(exc)}; its transaction was rolled back, nothing was changed"
                 else:  # perhaps while it committed: then its partitions exist, and a new run sees them
                     outcome = ("maintain stopped: the connection to the target was lost; what it had not "
                                "committed the server rolled back")

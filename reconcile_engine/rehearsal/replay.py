@@ -20,7 +20,8 @@ from ..connections import connected, server_major
 from ..declared.files import DesiredState
 from ..diff.statement_facts import read_facts
 from ..errors import PlanFileError
-from ..inspection.snapshot import CatalogSnapshot, Difference, read_snapshot
+from ..inspection.snapshot import CatalogSnapshot, Difference, read_snapshot, take_snapshot
+from ..lifecycle.windows import create_partition_statements, missing_partitions
 from ..planning import planfile
 from ..results import CheckFailure, CheckReport
 from ..runner import PlanStatementFailed, run_on_scratch
@@ -97,20 +98,19 @@ def order_failures(plans, shown: str) -> list[CheckFailure]:
                 f"{shown}/{first_of_stamp[stamp]}, so their order is by name alone; delete {plan.name} and run "
                 f"'reconcile plan' again"))
         first_of_stamp.setdefault(stamp, plan.name)
+    # Two plans made on the same base: two branches planned from one state and were merged. (A plan whose
+    # base is merely not the end of the one before is no failure by itself: 'reconcile maintain' adds
+    # partitions between plans on the target; the replay says whether the plans still apply.)
     for number, plan in enumerate(plans[1:], 1):
         before = plan.plan.fingerprint_before
         if before == plans[number - 1].plan.fingerprint_after:
             continue
         twin = next((p for p in plans[:number] if p.plan.fingerprint_before == before), None)
-        subject = f"{shown}/{plan.name}"
         if twin is not None:
-            message = (f"{subject}: made on the same base as {shown}/{twin.name} (a merge of two branches); "
-                       f"delete {plan.name} and run 'reconcile plan' again")
-        else:
-            message = (f"{subject}: made on a different base than the state {shown}/{plans[number - 1].name} "
-                       f"ends at (its fingerprint-before is not that plan's fingerprint-after); delete "
-                       f"{plan.name} and run 'reconcile plan' again")
-        failures.append(CheckFailure("different-bases", subject, message))
+            subject = f"{shown}/{plan.name}"
+            failures.append(CheckFailure("different-bases", subject, (
+                f"{subject}: made on the same base as {shown}/{twin.name} (a merge of two branches); "
+                f"delete {plan.name} and run 'reconcile plan' again")))
     return failures
 
 
@@ -152,12 +152,29 @@ def empty_database(scratch: ScratchDatabase, config: Config, desired: DesiredSta
     return read_snapshot(scratch.url, config.scope, config.timeouts.connect_timeout_s)
 
 
-def replay(scratch: ScratchDatabase, plans, shown: str, replay_state: Replay) -> Replay:
-    """Run each plan as its rehearsal did (run_on_scratch, inert), in order; stop at the first that fails."""
-    for plan in plans:
+def _maintained(conn, config: Config, specs, plan: planfile.PlanFile) -> None:
+    """The partitions 'reconcile maintain' (cron) made on the target before this plan was made there:
+    those current and upcoming as of the plan's date that the replay lacks and the plan does not make
+    itself (it was made on a target that had them). Additive, as maintain is."""
+    made_by_plan = {name for s in plan.plan.statements for name in read_facts(s.sql).creates}
+    with conn.cursor() as cur:
+        current = take_snapshot(conn, config.scope)
+        for missing in missing_partitions(specs, plan.plan.as_of, current, upcoming_only=True):
+            if f"{missing.spec.schema}.{missing.partition.name}" not in made_by_plan:
+                for statement in create_partition_statements(cur, missing, current):
+                    cur.execute(statement)
+
+
+def replay(scratch: ScratchDatabase, plans, shown: str, replay_state: Replay, config: Config | None = None,
+           specs=()) -> Replay:
+    """Run each plan as its rehearsal did (run_on_scratch, inert), in order; stop at the first that fails.
+    With the partition `specs`, before each plan after the first, what maintain made in between."""
+    for number, plan in enumerate(plans):
         label = f"{shown}/{plan.name}"
         conn = scratch.connect(autocommit=False)
         try:
+            if number and specs:
+                _maintained(conn, config, specs, plan)
             run_on_scratch(conn, plan.plan.statements, label, scratch.inert)
             scratch.inert.restore(conn)
             conn.commit()
@@ -191,7 +208,7 @@ def replay_history(scratch: ScratchDatabase, config: Config, desired: DesiredSta
             f"with 'reconcile pull'?), so the plans cannot be replayed from an empty one: run 'reconcile plan "
             f"--baseline' to write a baseline they start from")
         return state
-    return replay(scratch, history.to_replay, shown, state)
+    return replay(scratch, history.to_replay, shown, state, config, desired.partition_specs)
 
 
 @dataclasses.dataclass(frozen=True)
