@@ -120,6 +120,19 @@ def test_partitions_maintain_made_between_two_plans(project, cli, pg_server_url,
     assert code == 0, (report, err)
     assert len(report["plans_replayed"]) == 2
 
+    # The same after a baseline: maintain adds 2029, then a plan follows the baseline.
+    assert cli("apply")[0] == 0
+    code, _, err = cli("plan", "--baseline")
+    assert code == 0, err
+    code, out, err = cli("maintain", "--as-of", "2028-01-02")
+    assert code == 0 and "aggregated_analytics_2029" in out, err
+    _declare(project, "094_d.sql", "CREATE TABLE public.d (id bigint PRIMARY KEY);\n")
+    code, out, err = cli("plan", "--as-of", "2028-01-02", "--name", "d")
+    assert code == 0, err
+    code, report, err = _check(cli)
+    assert code == 0, (report, err)
+    assert report["baseline"] and len(report["plans_replayed"]) == 1
+
 
 def test_an_edited_plan_and_one_that_no_longer_applies(project, cli, pg_server_url, monkeypatch):
     cli = _setup(project, cli, pg_server_url, monkeypatch)

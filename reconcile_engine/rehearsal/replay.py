@@ -166,14 +166,15 @@ def _maintained(conn, config: Config, specs, plan: planfile.PlanFile) -> None:
 
 
 def replay(scratch: ScratchDatabase, plans, shown: str, replay_state: Replay, config: Config | None = None,
-           specs=()) -> Replay:
+           specs=(), after_a_baseline: bool = False) -> Replay:
     """Run each plan as its rehearsal did (run_on_scratch, inert), in order; stop at the first that fails.
-    With the partition `specs`, before each plan after the first, what maintain made in between."""
+    With the partition `specs`, before each plan that follows another (or the baseline), what maintain
+    made in between."""
     for number, plan in enumerate(plans):
         label = f"{shown}/{plan.name}"
         conn = scratch.connect(autocommit=False)
         try:
-            if number and specs:
+            if (number or after_a_baseline) and specs:
                 _maintained(conn, config, specs, plan)
             run_on_scratch(conn, plan.plan.statements, label, scratch.inert)
             scratch.inert.restore(conn)
@@ -208,7 +209,8 @@ def replay_history(scratch: ScratchDatabase, config: Config, desired: DesiredSta
             f"with 'reconcile pull'?), so the plans cannot be replayed from an empty one: run 'reconcile plan "
             f"--baseline' to write a baseline they start from")
         return state
-    return replay(scratch, history.to_replay, shown, state, config, desired.partition_specs)
+    return replay(scratch, history.to_replay, shown, state, config, desired.partition_specs,
+                  after_a_baseline=history.baseline is not None)
 
 
 @dataclasses.dataclass(frozen=True)
