@@ -82,7 +82,10 @@ def test_apply_killed_during_an_online_step_resumes(cli, project, busy_table, sq
         deadline = time.monotonic() + 60
         builder = None
         while builder is None and time.monotonic() < deadline:
-            rows = sql(busy_table, "SELECT pid FROM pg_stat_activity WHERE query ILIKE 'CREATE INDEX CONCURRENTLY%'")
+            # Caught once the build has made its (still invalid) index and waits for the open snapshot:
+            # the statement shows in pg_stat_activity a moment before that.
+            rows = sql(busy_table, "SELECT pid FROM pg_stat_activity WHERE query ILIKE 'CREATE INDEX CONCURRENTLY%' "
+                                   "AND to_regclass('learner_analytics_created_at_idx') IS NOT NULL")
             builder = rows[0][0] if rows else None
             time.sleep(0.1)
         assert builder is not None
