@@ -113,7 +113,7 @@ def _reconcile_server_url(tmp_path_factory):
     folder = _embedded_data_folder(tmp_path_factory)
     try:
         with _reported():
-            server = EmbeddedServer.start(folder / "pgdata")
+            server = EmbeddedServer.start(folder / "pgdata", idle_s=0)
         try:
             yield server.url("postgres")
         finally:

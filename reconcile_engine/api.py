@@ -25,37 +25,22 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .adoption.pull import pull_schema
 from .api_live import drift, maintain, repair, status
-from .checks.policy_tests import read_tests, run_tests
-from .checks.squawk import squawk
 from .config import Config
-from .declared.data_steps import read_data_steps
 from .declared.files import load_desired_state
-from .declared.new_project import NewProject, init_project
-from .deploy import history
-from .deploy.apply import ApplyResult, apply_plans
-from .deploy.rollback import rollback_last
-from .diff.migra_diff import diff
-from .diff.operations import DiffContext
 from .errors import DeclaredStateError, PendingPlansError, PlanFileError
-from .planning import planfile
-from .planning.build import build_plan, replan
-from .planning.data_window import around_data_steps
-from .planning.online import make_online
 from .project import (
     Progress, Project, declared_and_target, described, git_commit, load_project, look_up_desired, no_progress,
     pending_of, plan_files, who,
 )
-from .rehearsal import replay
-from .rehearsal.baseline import write_baseline
-from .rehearsal.rollback_rehearsal import rehearse_on_target_copy
-from .rehearsal.proof import desired_database, lint_findings, prove
-from .results import CheckReport, LintFinding, LintReport, PlanResult, PolicyTestReport, PullResult, RollbackResult
-from .scratch.apart import server_apart
-from .scratch.databases import ScratchDatabase
-from .scratch.target_environment import read_target_environment, without_target
+from .results import (
+    ApplyResult, CheckReport, LintFinding, LintReport, NewProject, PlanResult, PolicyTestReport, PullResult,
+    RollbackResult,
+)
 from .servers import resolve_target
+
+# Each command imports the stages it runs where it runs them, so that a command loads only what it uses
+# (a cached drift: neither migra nor the planner, the rehearsal or pull).
 
 # The public API (re-exported by the package): every command, and the project they take.
 __all__ = [
@@ -68,6 +53,8 @@ def init(path: str | Path = ".", *, preset: str = "plain") -> NewProject:
     """Write a new project in `path`: the declared folders, migrations/, a commented reconcile.yaml for
     the preset ("plain" or "supabase"), and .reconcile/ in .gitignore. Raises ProjectExistsError, having
     written nothing, where a project (or part of one) exists."""
+    from .declared.new_project import init_project
+
     return init_project(Path(path), preset)
 
 
@@ -79,6 +66,16 @@ def plan(project: Project, target: str | None = None, *, name: str = "plan", as_
 
     baseline=True: no target; write migrations/baselines/<stamp>_baseline.sql, the declared state built
     from an empty database, proven equal to the replay of every plan under migrations/ (rehearsal/baseline.py)."""
+    from .declared.data_steps import read_data_steps
+    from .diff.migra_diff import diff
+    from .diff.operations import DiffContext
+    from .planning import planfile
+    from .planning.build import build_plan
+    from .planning.data_window import around_data_steps
+    from .planning.online import make_online
+    from .rehearsal.baseline import write_baseline
+    from .rehearsal.proof import prove
+
     if baseline:
         made = write_baseline(project.config, _declared_as_of(project.config), project.migrations)
         return PlanResult("an empty database", made.plan, made.path)
@@ -127,6 +124,8 @@ def check(project: Project, *, use_cache: bool = True) -> CheckReport:
     """The CI gate of a pull request, without the target: replay the committed plans on a scratch
     server (from the newest baseline), compare with the declared state, and check the plans' seals,
     order and bases, squawk and the security lint. CheckReport.ok is the verdict."""
+    from .rehearsal import replay
+
     return replay.check(project.config, _declared_as_of(project.config), use_cache)
 
 
@@ -138,6 +137,11 @@ def _declared_as_of(config: Config) -> Callable:
 def rehearse(project: Project, plan_file: str | Path, target: str | None = None) -> PlanResult:
     """Rehearse a plan file as it is now (edited by hand, say) and, when it reaches the declared state,
     rewrite its header (summary, hazards, fingerprints, checksum) and its rollback plan."""
+    from .deploy import history
+    from .planning import planfile
+    from .planning.build import replan
+    from .rehearsal.proof import prove
+
     config = project.config
     path = Path(plan_file)
     path = (project.path / path).resolve() if not path.is_absolute() else path.resolve()
@@ -183,6 +187,8 @@ def apply(project: Project, target: str | None = None, *, allow_destructive: boo
     """Apply every pending plan under migrations/, each in its own transaction, under the advisory lock.
     A data step recorded as run by an earlier apply of the same plan (since rolled back) is skipped
     (result.skipped_data_steps), unless rerun_data_steps."""
+    from .deploy.apply import apply_plans
+
     config = project.config
     the_target = resolve_target(config, target)
     result = apply_plans(config, the_target.url, plan_files(config), allow_destructive=allow_destructive,
@@ -195,6 +201,9 @@ def rollback(project: Project, target: str | None = None, *, allow_destructive: 
              on_progress: Progress = no_progress) -> RollbackResult:
     """Apply the rehearsed reverse of the last applied plan (refused if the database moved on since,
     but for partitions 'maintain' made: then the reverse is rehearsed again on a copy of the target)."""
+    from .deploy.rollback import rollback_last
+    from .rehearsal.rollback_rehearsal import rehearse_on_target_copy
+
     config = project.config
     the_target = resolve_target(config, target)
     done = rollback_last(config, the_target.url, project.migrations, allow_destructive=allow_destructive,
@@ -210,6 +219,11 @@ def policy_tests(project: Project, target: str | None = None, *, as_of: dt.date 
     With a target (`target`, $DATABASE_URL or database_url), the declared state is built as it
     would be there: its external schemas, the deploy role's default privileges and the target's
     grants; without one, external schemas come from external/<schema>.sql."""
+    from .checks.policy_tests import read_tests, run_tests
+    from .scratch.apart import server_apart
+    from .scratch.databases import ScratchDatabase
+    from .scratch.target_environment import read_target_environment, without_target
+
     config = project.config
     explicit = target or os.environ.get("DATABASE_URL") or config.database_url
     environment = read_target_environment(config, resolve_target(config, explicit).url) if explicit \
@@ -235,6 +249,10 @@ def lint(project: Project, plan_files=(), target: str | None = None, *, as_of: d
     on every plan under migrations/. database=False (a pre-commit hook): no connection at all; the
     declared files are admitted as plan admits them (RefusedStatementError naming file:line) instead
     of being built and checked by the security rules."""
+    from .checks.squawk import squawk
+    from .planning import planfile
+    from .rehearsal.proof import desired_database, lint_findings
+
     config = project.config
     paths = [Path(p) for p in plan_files] or planfile.list_plans(project.migrations)
     findings: list[LintFinding] = []
@@ -259,6 +277,8 @@ def pull(project: Project, target: str | None = None, *, force: bool = False,
     `as_of` (today by default) become partitions/<table>.yaml. Raises PullConflictError, changing
     nothing, where declared files that hold something else exist, unless force=True (overwrite them,
     and remove the declared files pull did not write)."""
+    from .adoption.pull import pull_schema
+
     config = project.config
     as_of = as_of or config.today()
     the_target = resolve_target(config, target)

@@ -5,28 +5,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from concurrent.futures import ThreadPoolExecutor
 
 from .config import Config
 from .connections import connected
 from .declared.files import DesiredState, load_desired_state
-from .deploy import data_steps
-from .deploy.repair import repair_plan
-from .diff.migra_diff import diff
-from .diff.operations import DiffContext
 from .errors import PendingPlansError, StalePlanError
 from .inspection.security_drift import classify
 from .inspection.snapshot import CatalogSnapshot, Difference, not_compared
-from .lifecycle.maintain import MaintainResult, maintain_partitions
 from .lifecycle.windows import missing_partitions, moved_by_the_window, stranded_rows
 from .project import (
     Progress, Project, declared_and_target, described, git_commit, look_up_desired, no_progress, pending_of,
     plan_files, unfinished_of, who,
 )
-from .rehearsal.proof import build_and_inspect, scratch_space_for
-from .results import DriftReport, RepairResult, StatusReport
-from .scratch.databases import ScratchDatabase
+from .results import DriftReport, MaintainResult, RepairResult, StatusReport
 from .servers import Target, resolve_target
+
+# What a command runs only sometimes (a build, migra, a change) is imported where it runs, so that a
+# cached drift loads none of it.
 
 def drift(project: Project, target: str | None = None, *, as_of: dt.date | None = None,
           use_cache: bool = True) -> DriftReport:
@@ -89,6 +84,13 @@ def _compare(config: Config, desired: DesiredState, the_target: Target, use_cach
         # The target matches the desired state cached for these exact declared files, as-of date,
         # server version and engine: nothing to build, nothing for migra to find.
         return _Comparison(lookup.target_snapshot, lookup.hit.snapshot, [], (), lookup.hit.lint_findings, True)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .diff.migra_diff import diff
+    from .diff.operations import DiffContext
+    from .rehearsal.proof import build_and_inspect, scratch_space_for
+    from .scratch.databases import ScratchDatabase
+
     with scratch_space_for(config, the_target) as server, ThreadPoolExecutor(max_workers=1) as beside, \
             ScratchDatabase(server, "desired", config.timeouts.connect_timeout_s) as scratch:
         current, wanted, findings = build_and_inspect(config, desired, the_target, scratch, beside)
@@ -106,6 +108,8 @@ def maintain(project: Project, target: str | None = None, *, as_of: dt.date | No
     Only on a target that matches the declared files but for the partitions the as-of date moves in or
     out of the window (compared as drift does; the desired-state cache spares the build while nothing
     changed); the fingerprint seen then is checked again under the apply lock before anything runs."""
+    from .lifecycle.maintain import maintain_partitions
+
     config, desired, the_target = declared_and_target(project, target, as_of)
     _, pending = pending_of(config, the_target)
     if pending:
@@ -147,6 +151,8 @@ def status(project: Project, target: str | None = None) -> StatusReport:
 
 def _data_steps_ran(config: Config, target: Target) -> dict[int, int] | None:
     """How many data steps each apply ran, by history id (None: unknown, see data_steps.counts_by_apply)."""
+    from .deploy import data_steps
+
     with connected(target.url, config.timeouts.connect_timeout_s) as conn, conn.cursor() as cur:
         return data_steps.counts_by_apply(cur)
 
@@ -158,6 +164,8 @@ def repair(project: Project, target: str | None = None, *, plan: str | None = No
     the target differs from the declared files; with record=True, that plan is recorded as applied with
     what it left, so that apply stops resuming it and the next plan starts from the truth. Raises
     NothingToRepairError when no apply began and stopped."""
+    from .deploy.repair import repair_plan
+
     config = project.config
     the_target = resolve_target(config, target)
     left = repair_plan(config, the_target.url, plan_files(config), plan, record=record,

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import psycopg2
 
-from . import api, render
+from . import api, fleet, fleet_targets, render, render_servers
+from .config import load_config
 from .connections import cancel_statements_on_interrupt, first_line, redact
 from .declared.new_project import PRESETS
 from .errors import (
     EXIT_CHANGES, EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, ReconcileError, StopRequested, UsageError, interruption,
 )
+from .server_command import server_status, server_stop
 from .version import __version__
 
 
@@ -59,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--config", type=Path, help="config file (default: PROJECT/reconcile.yaml)")
     common.add_argument("--database-url", help="target database (default: $DATABASE_URL, then reconcile.yaml, "
                                                "then an embedded server under .reconcile/)")
+    common.add_argument("--target", metavar="NAME", help="the target of that name under targets: in reconcile.yaml "
+                                                         "(instead of --database-url)")
     common.add_argument("--format", choices=render.FORMATS, default="text",
                         help="text (default), json, markdown (for a pull request comment), or prometheus "
                              "(drift only: gauges for node-exporter's textfile collector)")
@@ -150,7 +154,42 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--preset", choices=PRESETS, default="plain",
                       help="plain (default), or supabase: Supabase's own schemas left alone, its API roles, "
                            "Prisma's tenant column names for the lint")
+    for name, command in commands.choices.items():
+        try:
+            _add_fleet_flags(command, shown=name in fleet_targets.FLEET_COMMANDS)
+        except argparse.ArgumentError:  # a command with options of its own by these names keeps them
+            pass
+    _add_server_parser(commands)
     return parser
+
+
+def _add_server_parser(commands) -> None:
+    """`reconcile server status|stop`: its own small parser (no target: the project's embedded servers)."""
+    server = commands.add_parser("server", help="the project's embedded PostgreSQL servers, kept running between "
+                                 "commands: status (running, data folder, port, idle timer) or stop (now, once the "
+                                 "commands using them end)")
+    server.add_argument("action", choices=("status", "stop"))
+    server.add_argument("--project", type=Path, default=Path("."), help="project folder (default: current folder)")
+    server.add_argument("--config", type=Path, help="config file (default: PROJECT/reconcile.yaml)")
+    server.add_argument("--format", choices=render_servers.FORMATS, default="text", help="text (default) or json")
+    server.add_argument("--verbose", action="store_true", help="show a traceback on unexpected errors")
+
+
+def _add_fleet_flags(command: argparse.ArgumentParser, shown: bool) -> None:
+    """--all-targets, --shard, --parallel: documented on the fleet's commands; accepted (to be refused with
+    a sentence, see fleet_targets.check_flags) by the others."""
+    def described(text: str) -> str:
+        return text if shown else argparse.SUPPRESS
+
+    command.add_argument("--all-targets", action="store_true", help=described(
+        "run on every target under targets: in reconcile.yaml, in parallel (apply: in waves, stopping at the "
+        "first failure); one summary table"))
+    command.add_argument("--shard", type=fleet_targets.Shard.parse, metavar="I/N", help=described(
+        "with --all-targets: only the targets of shard I of N (a CI matrix job's share; each target is in "
+        "exactly one shard)"))
+    command.add_argument("--parallel", type=fleet_targets.parallel_count, metavar="K", help=described(
+        f"with --all-targets: how many targets run at once (default {fleet_targets.DEFAULT_PARALLEL}, at most "
+        f"{fleet_targets.MOST_PARALLEL})"))
 
 
 def _say(text: str) -> None:
@@ -188,6 +227,16 @@ def _notes_to_stderr() -> None:
 
 def _dispatch(ns: argparse.Namespace) -> int:
     """Run the command through the API, print its result, and say how it ended as an exit code."""
+    if ns.command == "server":  # the project's embedded servers: no target, no declared file read
+        config = load_config(ns.project, ns.config)
+        report = server_stop(config) if ns.action == "stop" else server_status(config)
+        _say(render_servers.render(report, ns.format))
+        return EXIT_OK
+    # getattr: a command without the common options (or the fleet's) has none of them to check.
+    fleet_targets.check_flags(ns.command, all_targets=getattr(ns, "all_targets", False),
+                              shard=getattr(ns, "shard", None), parallel=getattr(ns, "parallel", None),
+                              target=getattr(ns, "target", None), database_url=getattr(ns, "database_url", None),
+                              format=getattr(ns, "format", "text"))
     if ns.format == "prometheus" and ns.command not in render.PROMETHEUS_COMMANDS:
         raise UsageError(f"--format prometheus is for {', '.join(render.PROMETHEUS_COMMANDS)} only, not "
                          f"{ns.command} (see 'reconcile {ns.command} --help')")
@@ -195,7 +244,12 @@ def _dispatch(ns: argparse.Namespace) -> int:
         _say(render.render(api.init(ns.project, preset=ns.preset), ns.format))
         return EXIT_OK
     project = api.load_project(ns.project, ns.config)
-    url, as_of = ns.database_url, getattr(ns, "as_of", None)
+    if getattr(ns, "all_targets", False):
+        return _dispatch_fleet(ns, project)
+    url = ns.database_url
+    if getattr(ns, "target", None):
+        url = fleet_targets.target_url(fleet_targets.named_target(project.config, ns.target))
+    as_of = getattr(ns, "as_of", None)
     use_cache = not getattr(ns, "no_cache", False)
     # Progress goes with the text; beside JSON or markdown it goes to standard error, so that
     # standard output stays one document.
@@ -248,6 +302,25 @@ def _dispatch(ns: argparse.Namespace) -> int:
         _warn(line)
     _say(render.render(result, ns.format, **context))
     return exit_code
+
+
+def _dispatch_fleet(ns: argparse.Namespace, project: api.Project) -> int:
+    """The command on every target (of the shard): one table or one JSON document on standard output;
+    beside the text, each target's progress on standard error, prefixed with its name."""
+    if ns.command == "drift":
+        options = {"as_of": ns.as_of, "use_cache": not ns.no_cache}
+    elif ns.command == "maintain":
+        options = {"as_of": ns.as_of}
+    elif ns.command == "apply":
+        options = {"allow_destructive": ns.allow_destructive, "rerun_data_steps": ns.rerun_data_steps}
+    else:
+        options = {}
+    progress = (lambda name, line: _warn(f"{name}: {line}")) if ns.format == "text" else None
+    report = fleet.run_across(project, ns.command, fleet_targets.select_targets(project.config, ns.shard),
+                              ns.parallel or fleet_targets.DEFAULT_PARALLEL, shard=ns.shard, on_progress=progress,
+                              **options)
+    _say(render.render(report, ns.format))
+    return report.exit_code
 
 
 def run(args: list[str]) -> int:

@@ -38,6 +38,16 @@ class Timeouts:
 
 
 @dataclasses.dataclass(frozen=True)
+class TargetSpec:
+    """One database of a fleet (targets: in reconcile.yaml), run by --target NAME or --all-targets."""
+
+    name: str
+    url: str | None = None  # exactly one of url and url_env
+    url_env: str | None = None  # the environment variable holding the URL, read when the target is used
+    group: str = "default"
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     project_dir: Path
     config_file: Path | None
@@ -61,6 +71,8 @@ class Config:
     scratch_mode: str = "auto"
     scratch_server_url: str | None = None
     embedded_dir: Path = Path(".reconcile")
+    # How long the embedded server stays up after the last command (0: stopped at the end of each).
+    embedded_idle_minutes: float = 15
     migrations_dir: Path = Path("migrations")
     timeouts: Timeouts = Timeouts()
     vars: dict = dataclasses.field(default_factory=dict)
@@ -74,6 +86,8 @@ class Config:
     batch_rows: int = 5_000
     # The IANA time zone whose calendar gives the default as-of date (None: UTC), see today().
     timezone: str | None = None
+    targets: tuple[TargetSpec, ...] = ()  # the fleet (fleet.py), in the file's order
+    waves: tuple[str, ...] = ()  # the groups, in the order apply --all-targets runs them
 
     @property
     def scope(self):
@@ -170,8 +184,51 @@ def _mapping(value: Any, where: str, allowed: tuple[str, ...]) -> dict:
 _TOP_KEYS = (
     "database_url", "managed_schemas", "excluded_schemas", "roles", "extensions",
     "scratch", "embedded_dir", "migrations_dir", "timeouts", "vars", "privileges", "lint", "online",
-    "external_schemas", "ignore", "batch_rows", "timezone",
+    "external_schemas", "ignore", "batch_rows", "timezone", "targets", "waves", "embedded",
 )
+# A target's name is printed, used in file-free places (a CI matrix, a log line): plain characters only.
+_TARGET_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _targets(value: Any, name: str) -> tuple[TargetSpec, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"{name}: targets: expected a list of {{name, url or url_env, group}}")
+    targets: dict[str, TargetSpec] = {}
+    for number, entry in enumerate(value, 1):
+        where = f"{name}: targets[{number}]"
+        entry = _mapping(entry, where, ("name", "url", "url_env", "group"))
+        spec = TargetSpec(_string(entry.get("name"), f"{where}.name"),
+                          _string(entry.get("url"), f"{where}.url", allow_none=True),
+                          _string(entry.get("url_env"), f"{where}.url_env", allow_none=True),
+                          _string(entry.get("group", "default"), f"{where}.group"))
+        for field, text in (("name", spec.name), ("group", spec.group)):
+            if not _TARGET_NAME.fullmatch(text) or text in (".", ".."):
+                raise ConfigError(f"{where}.{field}: expected letters, digits, '_', '.' or '-', got {text!r}")
+        if (spec.url is None) == (spec.url_env is None):
+            raise ConfigError(f"{where}: give exactly one of url and url_env (the environment variable holding it)")
+        if spec.url_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", spec.url_env):
+            raise ConfigError(f"{where}.url_env: expected an environment variable's name, got {spec.url_env!r}")
+        if spec.name in targets:
+            raise ConfigError(f"{where}.name: {spec.name!r} names two targets")
+        targets[spec.name] = spec
+    return tuple(targets.values())
+
+
+def _waves(value: Any, name: str, targets: tuple[TargetSpec, ...]) -> tuple[str, ...]:
+    """The groups in apply's order: as given (each group once), else in order of first appearance with
+    "canary" first."""
+    groups = list(dict.fromkeys(t.group for t in targets))
+    if value is None:
+        return tuple(sorted(groups, key=lambda group: group != "canary"))
+    waves = _string_list(value, f"{name}: waves")
+    unknown = [g for g in waves if g not in groups]
+    missing = [g for g in groups if g not in waves]
+    if unknown or missing or len(set(waves)) != len(waves):
+        raise ConfigError(f"{name}: waves: must name each group of targets: once, in the order apply runs "
+                          f"them (groups: {', '.join(groups) or 'none'}), got {list(waves)!r}")
+    return waves
 
 
 def _lint_ignored(value: Any, name: str) -> dict:
@@ -297,6 +354,11 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
     variables = top.get("vars") or {}
     if not isinstance(variables, dict):
         raise ConfigError(f"{name}: vars: expected a mapping, got {type(variables).__name__}")
+    targets = _targets(top.get("targets"), name)
+    idle_minutes = _mapping(top.get("embedded"), f"{name}: embedded", ("idle_minutes",)).get("idle_minutes", 15)
+    if isinstance(idle_minutes, bool) or not isinstance(idle_minutes, (int, float)) or not 0 <= idle_minutes < 10**6:
+        raise ConfigError(f"{name}: embedded.idle_minutes: expected a number of minutes, 0 or more (0: stop the "
+                          f"embedded server at the end of each command), got {idle_minutes!r}")
 
     return Config(
         project_dir=project_dir,
@@ -311,6 +373,7 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
         scratch_mode=mode,
         scratch_server_url=_string(scratch.get("server_url"), f"{name}: scratch.server_url", allow_none=True),
         embedded_dir=_inside(project_dir, top.get("embedded_dir", ".reconcile"), f"{name}: embedded_dir"),
+        embedded_idle_minutes=idle_minutes,
         migrations_dir=_inside(project_dir, top.get("migrations_dir", "migrations"), f"{name}: migrations_dir"),
         timeouts=timeouts,
         vars=variables,
@@ -320,4 +383,6 @@ def load_config(project_dir: Path, config_file: Path | None = None) -> Config:
         online=online,
         batch_rows=batch_rows,
         timezone=_timezone(top.get("timezone"), f"{name}: timezone"),
+        targets=targets,
+        waves=_waves(top.get("waves"), name, targets),
     )

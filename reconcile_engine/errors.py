@@ -52,6 +52,15 @@ class DatabaseError(ReconcileError):
     """The database could not be reached, or refused what was asked of it."""
 
 
+class ServerInUseError(DatabaseError):
+    """Commands held the embedded server for longer than a stop waits: nothing was stopped."""
+
+    def __init__(self, data_dir, holders: tuple[str, ...], wait_s: float):
+        named = "; ".join(holders) or "a command of another user or a library caller's process"
+        super().__init__(f"the embedded PostgreSQL server in {data_dir} is in use ({named}) and was still after "
+                         f"{wait_s:.0f} s: stopped nothing; run 'reconcile server stop' again once it ends")
+
+
 class ScratchError(ReconcileError):
     """A scratch database could not be created or used."""
 

@@ -11,19 +11,21 @@ import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config, load_config
 from .connections import connected
 from .declared.files import DesiredState, load_desired_state
 from .declared.inference import with_inferred
 from .deploy import history
-from .deploy.apply import pending_plans
-from .deploy.unfinished import UnfinishedApply, unfinished_applies
 from .inspection.snapshot import CatalogSnapshot, read_snapshot
-from .planning import planfile
 from .scratch.desired_cache import CachedDesiredState, DesiredStateCache, cache_key, scratch_server_version
 from .scratch.target_environment import privileges_digest
 from .servers import Target, resolve_target
+
+if TYPE_CHECKING:  # annotations only: plans are read, and applies looked into, by the commands that need them
+    from .deploy.unfinished import UnfinishedApply
+    from .planning import planfile
 
 Progress = Callable[[str], None]
 
@@ -79,6 +81,8 @@ def git_commit(project: Path) -> str | None:
 
 
 def plan_files(config: Config) -> list[planfile.PlanFile]:
+    from .planning import planfile
+
     return [planfile.read(path) for path in planfile.list_plans(config.path(config.migrations_dir))]
 
 
@@ -90,12 +94,16 @@ def history_of(config: Config, target: Target) -> list[history.HistoryEntry]:
 
 
 def pending_of(config: Config, target: Target) -> tuple[list[history.HistoryEntry], list[planfile.PlanFile]]:
+    from .deploy.apply import pending_plans
+
     entries = history_of(config, target)
     return entries, pending_plans(plan_files(config), history.applied_plan_names(entries))
 
 
 
 def unfinished_of(config: Config, target: Target, plans: list[planfile.PlanFile]) -> tuple[UnfinishedApply, ...]:
+    from .deploy.unfinished import unfinished_applies
+
     with connected(target.url, config.timeouts.connect_timeout_s) as conn, conn.cursor() as cur:
         return unfinished_applies(cur, plans)
 

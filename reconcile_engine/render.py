@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from . import render_markdown, render_prometheus
+from . import render_fleet, render_markdown, render_prometheus
+from .fleet import FleetReport
 from .planning import planfile
 from .results import (
     ApplyResult, CheckReport, DriftReport, LintReport, MaintainResult, NewProject, PlanResult, PolicyTestReport,
@@ -234,4 +235,5 @@ _RENDERERS = {
     PlanResult: _plan, ApplyResult: _apply, RollbackResult: _rollback, RepairResult: _repair, PolicyTestReport: _policy_tests,
     MaintainResult: _maintain, LintReport: _lint, DriftReport: _drift, StatusReport: _status,
     PullResult: _pull,
+    FleetReport: render_fleet.fleet,
 }

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .checks.policy_tests import Outcome
 from .declared.new_project import NewProject
 from .deploy.apply import AppliedPlan, ApplyResult
 from .deploy.data_steps import SkippedDataStep
 from .deploy.history import HistoryEntry
-from .deploy.repair import Repair
 from .inspection.security_drift import SECURITY, DriftDifference
 from .lifecycle.maintain import MaintainResult
 from .planning.build import Plan
+
+if TYPE_CHECKING:  # annotations only: repair's stage is imported by the repair command
+    from .deploy.repair import Repair
 
 __all__ = [
     "AppliedPlan", "ApplyResult", "CheckFailure", "CheckReport", "DriftDifference", "DriftReport", "LintReport",

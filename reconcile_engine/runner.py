@@ -12,12 +12,16 @@ import psycopg2
 
 from .batched_statement import NotBatchable, key_range_sql, shape_of
 from .connections import first_line
+from .lock_table import LockTable, advice, extrapolated, is_lock_table_full, read_lock_table
 from .planning.online import index_name
 from .scratch.inert import InertFunctions
 from .sqltext import quote_part
 
 
 BATCH_SIZE = 100  # statements per round trip when building scratch databases and rehearsing
+# A transaction of more statements than this may fill a default lock table (64 locks per session):
+# the table's settings are read before it begins, so that its error can say what value would do.
+LOCK_TABLE_CHECKED_FROM = 64
 
 
 def execute_batched(cur, texts: list[str], run_one, *, savepoints: bool, alone=()) -> None:
@@ -100,12 +104,15 @@ def run_statements(conn, statements, label: str, begin=lambda cur: None, *, batc
         raise ValueError("ran= needs each statement run once, as written: not batched, not inert")
     committed_through = 0
     with conn.cursor() as cur:
+        transactions = _transaction_sizes(statements, first)
+        lock_table = read_lock_table(cur) if max(transactions.values(), default=0) > LOCK_TABLE_CHECKED_FROM else None
 
         def run_one(number: int, statement, text: str) -> None:
             try:
                 cur.execute(text)
             except psycopg2.Error as exc:
-                raise PlanStatementFailed(label, number, statement, exc, committed_through) from exc
+                raise PlanStatementFailed(label, number, statement, exc, committed_through,
+                                          _lock_advice(lock_table, exc, transactions, max(committed_through, first - 1), number)) from exc
 
         def run(part: list) -> None:
             runs = [(number, statement, text) for number, statement in part
@@ -272,11 +279,31 @@ def _batch_end(cur, table, keys, low, rows, number, statement, label) -> list | 
     return list(row) if row else None
 
 
+def _transaction_sizes(statements, first: int) -> dict[int, int]:
+    """{number of the statement a transaction begins after: its statements} (commit points cut them)."""
+    sizes, began = {}, first - 1
+    for number, statement in enumerate(statements, first):
+        sizes[began] = sizes.get(began, 0) + 1
+        if statement.commit_after:
+            began = number
+    return sizes
+
+
+def _lock_advice(lock_table: LockTable | None, exc, transactions: dict, began_after: int, number: int) -> str:
+    if not is_lock_table_full(exc) or lock_table is None:
+        return ""
+    size = transactions.get(began_after, number - began_after)
+    return advice(lock_table, extrapolated(lock_table, size, number - began_after),
+                  f"this transaction of {size:,} statements")
+
+
 class PlanStatementFailed(Exception):
-    def __init__(self, label, number, statement, exc, committed_through=0):
+    def __init__(self, label, number, statement, exc, committed_through=0, lock_advice=""):
         self.label, self.number, self.statement, self.error = label, number, statement, exc
         self.committed_through = committed_through
         message = (getattr(exc.diag, "message_primary", None) or first_line(exc)).strip()
+        if lock_advice:
+            message = lock_advice
         summary = getattr(statement, "summary", None) or statement.sql.strip().splitlines()[0][:80]
         where = _failing_line(statement, exc)
         super().__init__(f"{label}: statement {number} ({summary}) failed{f' at {where}' if where else ''}: {message}")

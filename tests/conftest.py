@@ -15,6 +15,9 @@ import pytest
 from reconcile_engine.cli import run
 
 REPO = Path(__file__).resolve().parent.parent
+# Embedded servers started by the tests' commands (in this process or in subprocesses) stop at the end
+# of each command instead of staying up for 15 minutes; tests/test_embedded_server.py sets its own.
+os.environ.setdefault("RECONCILE_EMBEDDED_IDLE_SECONDS", "0")
 SHIPPED_PROJECT = ("schema", "policies", "views", "partitions")
 
 

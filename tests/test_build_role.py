@@ -10,7 +10,8 @@ import pytest
 
 from reconcile_engine.scratch.build_role import ROLE_PREFIX, scram_verifier
 from reconcile_engine.config import load_config
-from reconcile_engine.scratch.databases import ScratchDatabase, scratch_space
+from reconcile_engine.scratch.databases import ScratchDatabase
+from reconcile_engine.scratch.space import scratch_space
 from reconcile_engine.servers import Target
 
 

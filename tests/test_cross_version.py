@@ -10,7 +10,8 @@ from reconcile_engine.config import load_config
 from reconcile_engine.declared.files import load_desired_state
 from reconcile_engine.diff.migra_diff import diff
 from reconcile_engine.inspection.migra_view import inspect_database
-from reconcile_engine.scratch.databases import ScratchDatabase, ScratchServer
+from reconcile_engine.scratch.databases import ScratchDatabase
+from reconcile_engine.scratch.space import ScratchServer
 
 from conftest import embedded_server, server_major
 

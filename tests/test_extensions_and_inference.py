@@ -284,6 +284,10 @@ def separate(pg18_servers):
     finally:
         _execute(target_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         _execute(target_server, f'DROP ROLE IF EXISTS "{role}"')
+        # The scratch server keeps template layers of the declared state (scratch/layers.py), which
+        # hold the role's grants: dropped first, as a user dropping the role there would.
+        for (layer,) in _execute(scratch_server, "SELECT datname FROM pg_database WHERE datname LIKE 'reconcile\\_layer\\_%'"):
+            _execute(scratch_server, f'DROP DATABASE "{layer}" WITH (FORCE)')
         _execute(scratch_server, f'DROP ROLE IF EXISTS "{role}"')
 
 

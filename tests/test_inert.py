@@ -11,7 +11,8 @@ from reconcile_engine.declared.files import load_desired_state
 from reconcile_engine.errors import DeclaredStateError
 from reconcile_engine.diff.statement_facts import read_facts
 from reconcile_engine.scratch.inert import InertFunctions, without_data
-from reconcile_engine.scratch.databases import ScratchDatabase, ScratchServer
+from reconcile_engine.scratch.databases import ScratchDatabase
+from reconcile_engine.scratch.space import ScratchServer
 
 # Called at all, it fails the build: a build that succeeds ran none of it.
 BOOM = """

@@ -21,7 +21,8 @@ from conftest import _with_database
 from test_cli import AS_OF, REPO, _sweep_after
 
 from reconcile_engine.cli import run
-from reconcile_engine.scratch.databases import ScratchDatabase, ScratchServer, build_role_on
+from reconcile_engine.scratch.databases import ScratchDatabase
+from reconcile_engine.scratch.space import ScratchServer, build_role_on
 from reconcile_engine.scratch.leftovers import VALID_FOR, _process_start, sweep, this_run
 from reconcile_engine.sqltext import quote_ident
 

@@ -11,8 +11,10 @@ from reconcile_engine.diff.migra_diff import diff
 from reconcile_engine.inspection.migra_view import inspect_database
 from reconcile_engine.inspection.snapshot import read_snapshot
 from reconcile_engine.planning.build import build_plan
-from reconcile_engine.rehearsal.rehearse import copy_target, rehearse
-from reconcile_engine.scratch.databases import ScratchDatabase, ScratchServer
+from reconcile_engine.rehearsal.rehearse import rehearse
+from reconcile_engine.rehearsal.target_copy import copy_target
+from reconcile_engine.scratch.databases import ScratchDatabase
+from reconcile_engine.scratch.space import ScratchServer
 
 TARGET = "CREATE TABLE account (id bigint PRIMARY KEY, name text NOT NULL);"
 DECLARED = """
@@ -32,7 +34,7 @@ def stage(tmp_path, pg_server_url, target_url, sql):
     server = ScratchServer(pg_server_url, True)
     with ScratchDatabase(server, "rehearsal") as copy, ScratchDatabase(server, "desired") as declared:
         current = inspect_database(target_url, config.scope)
-        copy_target(copy, target_url, current.snapshot, config)
+        copy_target(copy, target_url, current.snapshot, config, lambda: current)
         sql(declared.url, DECLARED)
         desired = inspect_database(declared.url, config.scope)
         plan = build_plan(diff(current, desired), current.snapshot, desired.snapshot, dt.date(2026, 6, 1))

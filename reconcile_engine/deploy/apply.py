@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-
+from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..connections import connect_to_change, connection_lost, describe, first_line, roll_back_if_alive
@@ -13,13 +13,14 @@ from ..errors import (
     ApplyFailedError, ApplyInterruptedError, DestructiveNotApprovedError, HistoryUnavailableError, LockTimeoutError,
     StalePlanError, interruption,
 )
-from ..inspection.snapshot import take_snapshot
-from ..planning.hazards import classify
-from ..planning.planfile import PlanFile
-from ..runner import Batches, PlanStatementFailed, plan_units, run_in_batches, run_online_step, run_statements
 from ..version import __version__
 from . import data_steps, history
-from .advisory_lock import lock_for_change
+
+# The runner, the hazards and the plan file are imported where a plan is applied: ApplyResult is
+# re-exported by results.py, which every command imports.
+if TYPE_CHECKING:  # annotations only
+    from ..planning.planfile import PlanFile
+
 
 @dataclasses.dataclass(frozen=True)
 class AppliedPlan:
@@ -61,6 +62,8 @@ def apply_plans(config: Config, target_url: str, plans: list[PlanFile], *, allow
                 rerun_data_steps: bool = False) -> ApplyResult:
     """Apply the pending plans in name order. rerun_data_steps: run again the data steps recorded as
     run by an earlier apply of the same plan (since rolled back), which are otherwise skipped."""
+    from .advisory_lock import lock_for_change
+
     conn = connect_to_change(target_url, config.timeouts.connect_timeout_s)
     try:
         try:
@@ -100,6 +103,8 @@ def _apply_one(conn, config: Config, plan_file: PlanFile, allow_destructive: boo
                rerun_data_steps: bool = False) -> AppliedPlan:
     """Apply one plan; when a statement times out waiting for a lock, roll back and try again later,
     so that a long-running query delays the deploy rather than the deploy blocking every query."""
+    from ..runner import PlanStatementFailed
+
     tries = config.timeouts.lock_retries + 1
     delay = config.timeouts.lock_retry_delay_ms / 1000
     for attempt in range(1, tries + 1):
@@ -128,6 +133,9 @@ def _apply_one(conn, config: Config, plan_file: PlanFile, allow_destructive: boo
 def _attempt(conn, config: Config, plan_file: PlanFile, allow_destructive: bool, git_commit: str | None,
              applied_by: str, record_as: str | None, rolls_back: str | None, on_progress,
              rerun_data_steps: bool) -> AppliedPlan:
+    from ..inspection.snapshot import take_snapshot
+    from ..runner import plan_units
+
     plan = plan_file.plan
     name = record_as or plan_file.name
     started = time.monotonic()
@@ -273,6 +281,8 @@ def describe_unit(unit) -> str:
 def _run_alone(conn, unit, name: str, plan_file: PlanFile, data, begin, timeouts, tracked: bool, on_progress) -> None:
     """One online step: a data step or a copy in batches (each batch its own transaction, recording how
     far it got), or a statement in autocommit (CREATE INDEX CONCURRENTLY, VALIDATE CONSTRAINT...)."""
+    from ..runner import Batches, PlanStatementFailed, run_in_batches, run_online_step
+
     number, step = unit.statements[0]
     try:
         if number in data.skip:
@@ -335,6 +345,9 @@ def _record_data_step(name: str, cur, number: int, statement) -> None:
 def _check_before(conn, config: Config, plan_file: PlanFile, allow_destructive: bool) -> None:
     """Before anything of the plan runs, in the transaction of its first part: the target is still the
     one the plan was made for, and its destructive statements are approved."""
+    from ..inspection.snapshot import take_snapshot
+    from ..planning.hazards import classify
+
     plan = plan_file.plan
     current = take_snapshot(conn, config.scope)
     if current.fingerprint != plan.fingerprint_before:
@@ -354,6 +367,8 @@ def _check_before(conn, config: Config, plan_file: PlanFile, allow_destructive: 
 def _run_transaction(conn, cur, plan_file: PlanFile, unit, begin, skip=frozenset(), ran=None, *,
                      resumable: bool = False) -> None:
     """One transactional part of the plan (all of it, for most plans)."""
+    from ..runner import PlanStatementFailed, run_statements
+
     try:
         run_statements(conn, [s for _, s in unit.statements], plan_file.name, begin, skip=skip, ran=ran,
                        first=unit.number)

@@ -16,7 +16,6 @@ import psycopg2.errors
 from ..config import TOOL_SCHEMA
 from ..connections import first_line
 from ..errors import DatabaseError
-from ..planning.planfile import canonical_sql
 from .own_tables import on_own_tables
 
 TABLE = f"{TOOL_SCHEMA}.data_steps"
@@ -71,6 +70,8 @@ def _when(moment: dt.datetime) -> str:
 
 def sql_sha256(statement) -> str:
     """The step's SQL as the plan file holds it (the form its seal checks)."""
+    from ..planning.planfile import canonical_sql
+
     return hashlib.sha256(canonical_sql(statement.sql).encode()).hexdigest()
 
 

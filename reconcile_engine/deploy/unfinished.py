@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from typing import TYPE_CHECKING
 
-from ..planning.planfile import PlanFile
-from ..runner import plan_units
 from . import history
 from .advisory_lock import apply_lock_holder
-from .apply import describe_unit
+
+if TYPE_CHECKING:  # annotations only; the runner is imported where an unfinished apply is described
+    from ..planning.planfile import PlanFile
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +52,9 @@ def unfinished_applies(cur, plans: list[PlanFile]) -> tuple[UnfinishedApply, ...
     recorded = history.unfinished(cur)
     if not recorded:
         return ()
+    from ..runner import plan_units
+    from .apply import describe_unit
+
     running = apply_lock_holder(cur)
     found = []
     for entry in recorded:

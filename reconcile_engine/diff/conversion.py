@@ -92,8 +92,9 @@ def find_conversions(current: InspectedDatabase, desired: InspectedDatabase) -> 
 
 
 def _partition_key(side: InspectedDatabase, table: str) -> str | None:
-    """PARTITION BY's definition (RANGE (day)), as PostgreSQL prints it."""
-    return getattr(_selectable(side, table), "partition_def", None)
+    """PARTITION BY's definition (RANGE (day)), as PostgreSQL prints it (from the snapshot: schemainspect's
+    view of a side may be frozen, and thawing it costs a copy's time and memory)."""
+    return side.snapshot.fact("partition key").get(table)
 
 
 def _selectable(side: InspectedDatabase, table: str):

@@ -36,6 +36,7 @@ def diff(current: InspectedDatabase, desired: InspectedDatabase, context: DiffCo
     migration.add_all_changes(privileges=False)
     # The boundary: each of migra's statements is read once, here, into an operation.
     statements = leading + [operation(s.strip(), "migra") for s in migration.statements if s.strip()]
+    del migration  # its statements' text and its comparison of the two views are not read again
     for correction in corrections:
         rewritten = correction.rewrite(statements, current, desired, context)
         if rewritten != statements:

@@ -3,7 +3,8 @@ who wrote it, and its Facts, read once from PostgreSQL's own parse tree when the
 (statement_facts.read_facts). The corrections, the plan's hazards, online steps, the runner and the
 plan file read these facts; none parses the statement again.
 
-A leaf module: only data types.
+A leaf module: only data types. A first plan holds tens of thousands of operations, each with its facts:
+they have slots, not a dict each (a quarter of the memory).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class AlterAction:
     """One subcommand of an ALTER TABLE."""
 
@@ -40,7 +41,7 @@ class AlterAction:
     bound: str | None = dataclasses.field(default=None, compare=False)  # AT_AttachPartition: PartitionBoundSpec
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Facts:
     """What a statement is and what it touches, read from its parse tree; plain values only."""
 
@@ -79,7 +80,7 @@ class Facts:
 UNPARSED = Facts("?")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Operation:
     sql: str
     origin: str  # "migra" or the name of the correction that wrote it; "data (...)" for a data step

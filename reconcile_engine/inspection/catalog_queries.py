@@ -301,6 +301,12 @@ QUERIES = {
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = ANY(%(schemas)s) AND c.relispartition
     """,
+    "fact:partition key": """
+        SELECT 'fact:partition key', n.nspname || '.' || c.relname, pg_get_partkeydef(c.oid),
+               """ + _named("n", "c.relname") + """
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY(%(schemas)s) AND c.relkind = 'p'
+    """,
     "fact:cloned trigger": """
         SELECT 'fact:cloned trigger', n.nspname || '.' || c.relname || '.' || tg.tgname, '', """ + _named("n", "c.relname") + """
         FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -3,10 +3,13 @@ read beside our own snapshot of the same database."""
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import pickle
+import threading
+import zlib
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from sys import intern
 
 from ..connections import sqlalchemy_connection
 from .snapshot import CatalogSnapshot, Scope, read_snapshot
@@ -17,33 +20,43 @@ def key_of(relation: str) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in relation.split(".", 1))
 
 
-@dataclasses.dataclass
 class InspectedDatabase:
-    """Both views of one database: schemainspect's (what migra diffs) and our CatalogSnapshot."""
+    """Both views of one database: schemainspect's (what migra diffs) and our CatalogSnapshot.
 
-    inspected: object  # schemainspect.pg.PostgreSQL, kept to the managed schemas
-    snapshot: CatalogSnapshot
-    scope: Scope
-    _pickled: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+    schemainspect's view is tens of Python objects per table, and one inspection is diffed up to three
+    times (plan, reverse plan, re-diff after the rehearsal), each diff adjusting a copy of its own. So
+    from its first copy on, the view is held only frozen (pickled and compressed: a few percent of the
+    objects' memory): the first copy takes the view as it was read, each later one is thawed from the
+    frozen one, and an inspection waiting for its next diff costs next to nothing. An inspection never
+    copied (diffed once, in place) is never frozen.
+    """
+
+    def __init__(self, inspected, snapshot: CatalogSnapshot, scope: Scope):
+        self._view = inspected  # schemainspect.pg.PostgreSQL, kept to the managed schemas; None once frozen
+        self._frozen: bytes | None = None
+        self._lock = threading.Lock()  # the reverse plan is diffed on a thread of its own
+        self.snapshot = snapshot
+        self.scope = scope
+
+    @property
+    def inspected(self):
+        """schemainspect's view, to read or (on a copy) adjust: thawed again if it was frozen."""
+        with self._lock:
+            if self._view is None:
+                self._view = _thawed(self._frozen)
+            return self._view
 
     def copy(self) -> "InspectedDatabase":
-        """A copy whose schemainspect view can be adjusted (corrections do) without touching this one.
-
-        One inspection is diffed up to three times (plan, reverse plan, re-diff after the rehearsal):
-        it is pickled once, and each copy is unpickled with the garbage collector paused, since the
-        collector would otherwise scan the growing heap again and again (4x slower at 2,500 tables).
-        """
-        if self._pickled is None:
-            self._pickled = pickle.dumps(self.inspected, protocol=pickle.HIGHEST_PROTOCOL)
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            inspected = pickle.loads(self._pickled)
-        finally:
-            if collecting:
-                gc.enable()
-        return dataclasses.replace(self, inspected=inspected, _pickled=None)  # its own, to be adjusted
-
+        """A copy whose schemainspect view can be adjusted (corrections do) without touching this one."""
+        with self._lock:
+            handed_over = None
+            if self._frozen is None:  # the first copy takes the view as read; this one keeps it frozen
+                self._frozen = zlib.compress(pickle.dumps(self._view, protocol=pickle.HIGHEST_PROTOCOL), 1)
+                handed_over = self._view
+            self._view = None  # from now on only frozen (a view thawed for reading may still be read)
+            frozen = self._frozen
+        view = handed_over if handed_over is not None else _thawed(frozen)
+        return InspectedDatabase(view, self.snapshot, self.scope)  # its own, to be adjusted
 
     def without(self, relations: set[str], constraints: set[str] = frozenset(), *,
                 keep_sequences: bool = False) -> "InspectedDatabase":
@@ -53,6 +66,18 @@ class InspectedDatabase:
         _leave_out_relations(other.inspected, relations, constraints, keep_sequences)
         other.snapshot = self.snapshot.without(relations, constraints, keep_sequences=keep_sequences)
         return other
+
+
+def _thawed(frozen: bytes):
+    """A new live view from a frozen one. Unpickled with the garbage collector paused: it would
+    otherwise scan the growing heap again and again (4x slower at 2,500 tables)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return pickle.loads(zlib.decompress(frozen))
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def inspect_database(url: str, scope: Scope, connect_timeout_s: int = 10) -> InspectedDatabase:
@@ -75,7 +100,43 @@ def inspect_database(url: str, scope: Scope, connect_timeout_s: int = 10) -> Ins
     # Detached from its (closed) connection, the inspection is plain data that can be copied.
     inspected.c = inspected.engine = None
     inspected.dialect = "postgresql"
+    # Its pg_depend rows linked dependents while loading and are not read since; each SQLAlchemy row
+    # would carry its result's metadata into every copy (tens of KB a row).
+    inspected.deps = []
+    _share_strings(inspected)
     return InspectedDatabase(inspected, snapshot, scope)
+
+
+def _share_strings(inspected) -> None:
+    """Each string of the view held once: every row read a new 'public', 'text', 'id', 'bigint'...
+    (three quarters of the view's strings, a third of its memory, are repeats). A frozen view keeps
+    the sharing (pickle writes a repeated object once), so its copies are smaller too. Only
+    schemainspect's own objects and the plain dicts and lists in them are walked."""
+    seen: set[int] = set()
+    pending = [getattr(inspected, name) for name in (*_RELATION_NAMED_BY, *_NAMED, "selectables", "schemas",
+                                                     "extensions")]
+    while pending:
+        value = pending.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if type(value) is list:
+            slots = enumerate(value)
+        elif type(value) in (dict, OrderedDict):
+            if any(type(k) is str and intern(k) is not k for k in value):
+                # an equal key would keep its old string: refilled, in the same order
+                items = [(intern(k) if type(k) is str else k, v) for k, v in value.items()]
+                value.clear()
+                value.update(items)
+            slots = value.items()
+        else:  # one of schemainspect's objects
+            pending.append(value.__dict__)
+            continue
+        for slot, item in list(slots):
+            if type(item) is str:
+                value[slot] = intern(item)
+            elif type(item) in (dict, OrderedDict, list) or type(item).__module__.startswith("schemainspect."):
+                pending.append(item)
 
 
 # schemainspect's collections of pg_class objects and what belongs to them, by the attributes naming

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import hashlib
+from sys import intern
 
 from ..connections import connected
 from .catalog_queries import queries_for
@@ -76,6 +77,7 @@ class CatalogSnapshot:
     # table; an index's table and a sequence's owning table too (catalog_queries.py). A partition's
     # parents are in fact("partition parent"). Read from the catalog, never cached: a snapshot from
     # the desired-state cache has none, and is only used when it has no difference to explain.
+    # Held only where they are not just the key itself (a relation, its facts): see owners_of.
     owners: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
     # "schema.name" of every relation (table, view, sequence, index, ...) an ignore glob left out, its
     # own name matched or one it belongs to (an owned sequence's table, a partition's parent): migra's
@@ -84,6 +86,15 @@ class CatalogSnapshot:
 
     def fact(self, name: str) -> dict:
         return self.facts.get(name, {})
+
+    def owners_of(self, item: tuple[str, str]) -> tuple[str, ...]:
+        """The names (kind, key) is or belongs to (see owners); none when this snapshot has no such item."""
+        names = self.owners.get(item)
+        if names is not None:
+            return names
+        kind, key = item
+        held = key in self.fact(kind[len("fact:"):]) if kind.startswith("fact:") else item in self.objects
+        return (key,) if held else ()
 
     @property
     def fingerprint(self) -> str:
@@ -99,7 +110,7 @@ class CatalogSnapshot:
         """The names a difference between this snapshot and `other` directly belongs to, from either side:
         first the object itself (or, for a column, constraint, trigger, policy, the table), then the rest."""
         item = (difference.kind, difference.key)
-        names = self.owners.get(item, ()) + other.owners.get(item, ())
+        names = self.owners_of(item) + other.owners_of(item)
         return tuple(dict.fromkeys(names))
 
     def without(self, relations: set[str], constraints: set[str] = frozenset(), *,
@@ -112,7 +123,7 @@ class CatalogSnapshot:
                 return True
             if kind == "constraint" and key in constraints:
                 return False
-            return relations.isdisjoint(self.owners.get((kind, key), ()))
+            return relations.isdisjoint(self.owners_of((kind, key)))
 
         return dataclasses.replace(
             self, objects={item: value for item, value in self.objects.items() if kept(*item)},
@@ -120,19 +131,14 @@ class CatalogSnapshot:
                    for name, values in self.facts.items()})
 
     def differences(self, other: "CatalogSnapshot") -> list[Difference]:
-        keys = sorted(set(self.objects) | set(other.objects))
-        return [
-            Difference(kind, key, self.objects.get((kind, key)), other.objects.get((kind, key)))
-            for kind, key in keys
-            if self.objects.get((kind, key)) != other.objects.get((kind, key))
-        ]
+        # Only the differing keys are gathered and sorted, not the union of all of them.
+        mine, theirs = self.objects, other.objects
+        differing = [item for item, definition in mine.items() if theirs.get(item) != definition]
+        differing += [item for item, definition in theirs.items() if item not in mine and definition is not None]
+        return [Difference(kind, key, mine.get((kind, key)), theirs.get((kind, key))) for kind, key in sorted(differing)]
 
 
 def take_snapshot(conn, scope: Scope) -> CatalogSnapshot:
-    objects: dict = {}
-    facts: dict = {}
-    owners: dict = {}
-    ignored: set = set()
     with conn.cursor() as cur:
         # pg_get_viewdef, pg_get_constraintdef and friends qualify names by the session's search_path:
         # pin it, so the same schema always reads the same, then give the session its own back.
@@ -140,20 +146,31 @@ def take_snapshot(conn, scope: Scope) -> CatalogSnapshot:
         saved_search_path = cur.fetchone()[0]
         try:
             rows = _read_catalog(cur, queries_for(scope.privileges), scope.schemas)
+            if not scope.ignore:
+                return _snapshot_of(rows)  # each row kept as it is read: the rows are never all held
+            rows = list(rows)
         finally:
             cur.execute("SELECT set_config('search_path', %s, false)", (saved_search_path,))
-    ignoring = _Ignoring(scope, rows) if scope.ignore else None
+    return _snapshot_of(rows, _Ignoring(scope, rows))
+
+
+def _snapshot_of(rows, ignoring: "_Ignoring | None" = None) -> CatalogSnapshot:
+    objects: dict = {}
+    facts: dict = {}
+    owners: dict = {}
+    ignored: set = set()
     for kind, key, definition, names in rows:
         if ignoring is not None and ignoring.leaves_out(names):
             if kind in RELATION_KINDS:
                 ignored.add(names[0])  # the relation itself (catalog_queries.py)
             continue
+        item = (kind, key)
+        if names != (key,):
+            owners[item] = names
         if kind.startswith("fact:"):
             facts.setdefault(kind[len("fact:"):], {})[key] = definition
-            owners[(kind, key)] = tuple(names)
         else:
-            objects[(kind, key)] = definition or ""
-            owners[(kind, key)] = tuple(names)
+            objects[item] = definition or ""
     return CatalogSnapshot(objects, facts, owners, frozenset(ignored))
 
 
@@ -162,12 +179,22 @@ RELATION_KINDS = frozenset({"table", "view", "materialized view", "sequence", "f
                             "index"})
 
 
-def _read_catalog(cur, queries, schemas) -> list[tuple]:
-    rows = []
+def _read_catalog(cur, queries, schemas):
+    """Every row, each string interned as it is read: a plan holds several snapshots (and a drift two)
+    of tens of thousands of rows naming the same tables, and most definitions repeat ("bigint not
+    null"), so each distinct string is held once across all of them (sys.intern lets go of a string
+    no one holds any more). The owners' tuples repeat too (a table's name on each of its columns)."""
+    same_names: dict = {}
     for query in queries:
         cur.execute(query, {"schemas": list(schemas)})
-        rows += [row for row in cur.fetchall() if row[1] is not None]
-    return rows
+        for kind, key, definition, names in cur:
+            if key is not None:
+                names = tuple(map(intern, names or ()))
+                yield intern(kind), intern(key), _interned(definition), same_names.setdefault(names, names)
+
+
+def _interned(value):
+    return intern(value) if type(value) is str else value
 
 
 class _Ignoring:

@@ -11,15 +11,14 @@ import time
 from ..config import Config
 from ..connections import connect_to_change, connection_lost, roll_back_if_alive
 from ..deploy import history
-from ..deploy.advisory_lock import lock_for_change
-from ..diff.statement_facts import operation
 from ..errors import ApplyFailedError, ApplyInterruptedError, StalePlanError, interruption
-from ..inspection.snapshot import take_snapshot
-from ..runner import PlanStatementFailed, run_statements
 from ..version import __version__
 from .windows import (
     create_partition_statements, detach_statements, expired_partitions, missing_partitions, stranded_rows,
 )
+
+# What changes the target (the runner, the lock) is imported where it runs: MaintainResult is
+# re-exported by results.py, which every command imports.
 
 @dataclasses.dataclass(frozen=True)
 class MaintainResult:
@@ -39,6 +38,11 @@ def maintain_partitions(config: Config, target_url: str, specs, as_of, *, verifi
     apply lock, recorded in the history. The caller has checked that the target matches the declared
     state but for those partitions (api.maintain), when its fingerprint was `verified_fingerprint`:
     under the lock it must still be, so nothing changed between that check and this change."""
+    from ..deploy.advisory_lock import lock_for_change
+    from ..diff.statement_facts import operation
+    from ..inspection.snapshot import take_snapshot
+    from ..runner import PlanStatementFailed, run_statements
+
     conn = connect_to_change(target_url, config.timeouts.connect_timeout_s)
     try:
         with conn.cursor() as cur:

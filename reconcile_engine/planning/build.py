@@ -8,14 +8,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..diff.operations import Facts, Operation, SchemaDiff
 from ..inspection.snapshot import NOT_COMPARED, CatalogSnapshot
 from ..version import __version__
-from .hazards import NOT_IN_TRANSACTION, classify, hazards_of, lock_level, target_table
+
+# The hazards and the diff's operations are imported where a plan is built, not where one is read.
+if TYPE_CHECKING:  # annotations only
+    from ..diff.operations import Facts, SchemaDiff
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)  # slots: a first plan holds tens of thousands
 class PlannedStatement:
     """An operation of the diff, with what the plan knows of it against the live target."""
 
@@ -45,6 +48,8 @@ class PlannedStatement:
     @property
     def lock(self) -> str | None:
         """The strongest lock it takes on a live table, by its hazards (None: none that blocks)."""
+        from .hazards import lock_level
+
         return lock_level(self.hazards)
 
 
@@ -131,6 +136,8 @@ class Plan:
 def live_hazards(operations, current: CatalogSnapshot | None) -> list[tuple[str, ...]]:
     """Each operation's hazards, leaving out those on tables an earlier statement of the plan created:
     a new table is empty and unused, so locking or rewriting it harms nobody."""
+    from .hazards import NOT_IN_TRANSACTION, hazards_of, target_table
+
     created: set[str] = set()
     out = []
     for operation in operations:
@@ -169,6 +176,8 @@ def _in_parts(statements: list[PlannedStatement], current: CatalogSnapshot, desi
 def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnapshot, as_of: dt.date) -> Plan:
     """The plan of `diff`'s operations: what each does (summary, data at risk, hazards), judged from its
     facts against `current` (no statement is parsed again), and where the plan commits."""
+    from .hazards import classify
+
     statements = []
     hazards = live_hazards(diff.statements, current)
     for statement, its_hazards in zip(diff.statements, hazards, strict=True):
@@ -192,6 +201,8 @@ def build_plan(diff: SchemaDiff, current: CatalogSnapshot, desired: CatalogSnaps
 def replan(written: Plan, current: CatalogSnapshot, desired: CatalogSnapshot) -> Plan:
     """A plan read back from its file (edited by hand, say), classified anew against `current`: its
     statements, commit points, online steps and data steps as written."""
+    from ..diff.operations import Operation, SchemaDiff
+
     statements = tuple(Operation(s.sql, s.origin, s.facts, s.commit_after, s.online_step, s.batch_rows)
                        for s in written.statements)
     plan = build_plan(SchemaDiff(statements, written.corrections_used), current, desired, written.as_of)

@@ -17,14 +17,17 @@ import functools
 import hashlib
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pglast import parser as pg_parser
 
-from ..diff.statement_facts import read_facts
 from ..errors import PlanFileError, PlanModifiedError
 from .build import NEEDS_COMMITTED, Plan, PlannedStatement
-from .hazards import classify
-from .preflight import Outcome
+
+# A plan's statements are classified (hazards, facts) where they are parsed, on first use: reading
+# a plan file only to know its name and seal (drift, status) loads none of that.
+if TYPE_CHECKING:  # annotations only
+    from .preflight import Outcome
 
 MAGIC = "-- reconcile plan"
 CHECKSUM_KEY = "checksum"
@@ -329,6 +332,9 @@ def _sections(path: Path, text: str):
 
 
 def _parse(path: Path, text: str) -> tuple[Plan, _Seal]:
+    from ..diff.statement_facts import read_facts
+    from .hazards import classify
+
     header, summary, body, slices, as_of, approved = _sections(path, text)
     body_line = text.split(STATEMENTS_MARK, 1)[0].count("\n") + 1  # the file's line the body begins on
     statements, recorded = [], []
@@ -367,6 +373,8 @@ def _parse(path: Path, text: str) -> tuple[Plan, _Seal]:
 
 def _preflight(header_text: str) -> tuple[Outcome, ...]:
     """The pre-flight lines as written (their text is sealed; 'rehearse' counts them again)."""
+    from .preflight import Outcome
+
     lines = [line[len(PREFLIGHT_MARK):].strip() for line in header_text.splitlines() if line.startswith(PREFLIGHT_MARK)]
     return tuple(Outcome(int(line.split(".", 1)[0]) if line.split(".", 1)[0].isdigit() else 0, line) for line in lines)
 

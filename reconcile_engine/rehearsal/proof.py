@@ -25,12 +25,15 @@ from ..inspection.snapshot import CatalogSnapshot, not_compared, read_snapshot
 from ..planning import planfile
 from ..planning.build import Plan, build_plan
 from ..planning.preflight import refusal
-from ..scratch.databases import ScratchDatabase, scratch_space
+from ..scratch.databases import ScratchDatabase
+from ..scratch.layers import LayerStore
+from ..scratch.space import scratch_space
 from ..runner import PlanStatementFailed, run_statements
 from ..servers import Target
 from ..sqltext import quote_ident
 from .preflight_checks import run_preflight
-from .rehearse import copy_target, rehearse
+from .rehearse import rehearse
+from .target_copy import copy_target
 
 # (current, declared) -> None when there is nothing to do, else the plan to rehearse.
 PlanMaker = Callable[[InspectedDatabase, InspectedDatabase], "Plan | None"]
@@ -64,12 +67,15 @@ def desired_database(config: Config, desired: DesiredState, target: Target):
 
 
 def build_and_inspect(config: Config, desired: DesiredState, target: Target, scratch: ScratchDatabase,
-                      beside: ThreadPoolExecutor, *, keep: bool = False):
+                      beside: ThreadPoolExecutor, *, keep: bool = False, target_inspection=None):
     """Build the desired state in `scratch` while the target is inspected beside it (the one waits on
     the server, the other mostly computes), then inspect the desired state; unless `keep`, the scratch
-    database is dropped in the background once read. Returns (current, wanted, lint findings)."""
+    database is dropped in the background once read. Returns (current, wanted, lint findings).
+    target_inspection: the target's inspection already under way (a Future), if the caller began it."""
     timeout = config.timeouts.connect_timeout_s
-    target_inspection = beside.submit(inspect_database, target.url, config.scope, timeout)
+    if target_inspection is None:
+        target_inspection = beside.submit(inspect_database, target.url, config.scope, timeout)
+    scratch.use_layers(LayerStore.for_server(config, scratch.server))
     scratch.prepare(config)
     scratch.load_desired(desired)
     findings = lint_findings(config, scratch)
@@ -99,12 +105,16 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
     with scratch_space_for(config, target) as server, ThreadPoolExecutor(max_workers=3) as beside, \
             ScratchDatabase(server, "rehearsal", timeout) as copy, \
             ScratchDatabase(server, "desired", timeout) as scratch:
+        layers = LayerStore.for_server(config, server)
+        copy.use_layers(layers)  # once rehearsed, kept as the copy of the target the plan makes (layers.py)
         copy.prepare(config)  # first: with roles to create, two at once would race
-        # The target's copy (for the rehearsal) is made while the desired state is built: two
-        # backends, each busy for about as long as loading the schema takes.
-        copied = beside.submit(copy_target, copy, target.url, target_now, config)
+        target_inspection = beside.submit(inspect_database, target.url, config.scope, timeout)
+        # The target's copy (for the rehearsal) is made from its inspection while the desired state is
+        # built: two backends, each busy for about as long as loading the schema takes.
+        copied = beside.submit(copy_target, copy, target.url, target_now, config, target_inspection.result, layers)
         # kept: the reverse plan is rehearsed on it
-        current, wanted, findings = build_and_inspect(config, desired, target, scratch, beside, keep=True)
+        current, wanted, findings = build_and_inspect(config, desired, target, scratch, beside, keep=True,
+                                                      target_inspection=target_inspection)
         needed = needed_renames(renames, current.snapshot)
         original = current
         if needed.applied:
@@ -123,7 +133,10 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         rehearsal = rehearse(rest, copy, scratch, current, wanted, config, DiffContext(desired.partition_specs, config.batch_rows, desired.usings()),
                              reverse_to=original.snapshot, reverse_trailing=needed.reverse_operations,
                              archived=archived)
-        copy.drop_in_background()  # both at once
+        if layers is not None and rehearsal.converged and not archived:
+            copy.keep_as_state(layers, wanted.snapshot.fingerprint)  # the copy of the target once applied
+        else:
+            copy.drop_in_background()  # both at once
         scratch.drop_in_background()
         the_plan = the_plan.with_row_counts(count_rows(config, target, the_plan.tables_at_stake))
         the_plan = the_plan.with_lint(lint.result())  # squawk ran while the server rehearsed

@@ -12,7 +12,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ..config import Config
-from ..diff.corrections.privileges import grants, revokes
 from ..diff.corrections.retention import REATTACH, reattached
 from ..diff.migra_diff import diff
 from ..diff.operations import DiffContext
@@ -34,37 +33,6 @@ class Rehearsal:
     @property
     def converged(self) -> bool:
         return not self.remaining_statements and not self.remaining_differences
-
-
-def copy_target(copy: ScratchDatabase, target_url: str, target_snapshot: CatalogSnapshot, config: Config) -> None:
-    """Fill a scratch database with the target's schema (no data), to rehearse on. Independent of
-    the declared state, so it can be made while the desired database is being built. The target's
-    extensions come first, in their schemas: its dump leaves them out, and uses their types."""
-    copy.copy_target_extensions(config)
-    present = tuple(s for s in config.scope.schemas if ("schema", s) in target_snapshot.objects)
-    if all(kind == "schema" or (kind == "comment" and key.startswith("SCHEMA "))
-           for kind, key in target_snapshot.objects):
-        copy.create_schemas(present, target_snapshot.of_kind("comment"))  # nothing in them: no pg_dump
-    else:
-        copy.load_schema_of(target_url, present)
-    if config.privileges:
-        _copy_grants(copy, target_snapshot, config)
-
-
-def _copy_grants(copy: ScratchDatabase, target_snapshot: CatalogSnapshot, config: Config) -> None:
-    """Grants are managed, so the copy must hold the target's: its dump has none (objects there belong
-    to the build role, not the target's owner), so they are made from the target's snapshot, as the
-    plan makes grants: what the copy has that the target has not revoked, the target's granted, the
-    owner's own as the role that owns the copy's objects."""
-    conn = copy.connect(autocommit=False)
-    try:
-        had, wanted = take_snapshot(conn, config.scope).of_kind("grant"), target_snapshot.of_kind("grant")
-        with conn.cursor() as cur:
-            for sql in revokes(had, wanted) + grants(had, wanted):
-                cur.execute(sql)
-        conn.commit()
-    finally:
-        conn.close()
 
 
 def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, current: InspectedDatabase,

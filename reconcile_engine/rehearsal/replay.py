@@ -26,7 +26,8 @@ from ..planning import planfile
 from ..results import CheckFailure, CheckReport
 from ..runner import PlanStatementFailed, run_on_scratch
 from ..scratch.apart import server_apart
-from ..scratch.databases import ScratchDatabase, ScratchServer
+from ..scratch.databases import ScratchDatabase
+from ..scratch.space import ScratchServer
 from ..scratch.desired_cache import DesiredStateCache, cache_key
 from ..scratch.target_environment import without_target
 from .proof import lint_findings

@@ -13,7 +13,8 @@ from ..runner import PlanStatementFailed, run_on_scratch
 from ..scratch.databases import ScratchDatabase
 from ..servers import Target
 from .proof import scratch_space_for
-from .rehearse import copy_target
+from ..inspection.migra_view import inspect_database
+from .target_copy import copy_target
 
 
 def rehearse_on_target_copy(config: Config, target: Target, reverse: Plan, label: str) -> str:
@@ -23,7 +24,7 @@ def rehearse_on_target_copy(config: Config, target: Target, reverse: Plan, label
     now = read_snapshot(target.url, config.scope, timeout)
     with scratch_space_for(config, target) as server, ScratchDatabase(server, "rehearsal", timeout) as copy:
         copy.prepare(config)
-        copy_target(copy, target.url, now, config)
+        copy_target(copy, target.url, now, config, lambda: inspect_database(target.url, config.scope, timeout))
         conn = copy.connect(autocommit=False)
         try:
             run_on_scratch(conn, reverse.statements, "rollback rehearsal", copy.inert)

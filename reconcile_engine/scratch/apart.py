@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 
 from ..config import Config
+from ..embedded_keeper import idle_seconds
 from ..servers import EmbeddedServer, embedded_data_dir
-from .databases import ScratchServer, build_role_on
+from .space import ScratchServer, build_role_on
 from .target_environment import TargetEnvironment
 
 
@@ -20,11 +21,12 @@ def server_apart(config: Config, environment: TargetEnvironment, folder: str):
     if config.scratch_mode == "server":
         server = ScratchServer(config.scratch_server_url, False, environment=environment)
     else:
-        embedded = EmbeddedServer.start(embedded_data_dir(config).parent / folder)
+        embedded = EmbeddedServer.start(embedded_data_dir(config).parent / folder,
+                                        idle_s=idle_seconds(config.embedded_idle_minutes))
         server = ScratchServer(embedded.url("postgres"), False, embedded, environment=environment)
     try:
         with build_role_on(server, config.timeouts.connect_timeout_s) as server:
             yield server
     finally:
         if embedded is not None:
-            embedded.stop()  # a library caller's process goes on: not left running until it exits
+            embedded.release()  # kept running for the next command, as the embedded.idle_minutes setting says

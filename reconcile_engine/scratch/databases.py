@@ -1,4 +1,5 @@
-"""Stage 2: scratch databases. The desired state is built in one; rehearsals run in another.
+"""Stage 2: scratch databases (on the scratch space of space.py). The desired state is built in one;
+rehearsals run in another.
 
 A scratch database is always dropped: on success, on error and on Ctrl-C; one a run killed with
 SIGKILL leaves, the next run drops (leftovers.py: each names its run in its COMMENT). What runs in it
@@ -7,11 +8,9 @@ runs as the run's temporary build role (buildrole.py), inert (inert.py).
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
+import logging
 import os
 import secrets
-import signal
 import threading
 
 import psycopg2
@@ -19,106 +18,21 @@ import psycopg2.errors
 
 from ..config import Config
 from ..connections import connect, connected, describe, first_line, with_database
-from ..declared.admission import line_at
-from ..declared.files import DesiredState, SqlSource
+from ..declared.files import DesiredState
 from ..declared.inference import infer
-from ..errors import DeclaredStateError, ScratchError, StopRequested
-from ..runner import execute_batched
-from ..servers import EmbeddedServer, Target
+from ..errors import ScratchError
+from ..inspection.snapshot import take_snapshot
 from ..sqltext import quote_ident, quote_literal
-from .build_role import BuildRole, check_login, create_build_role, drop_build_role, may_create_roles
+from .build_role import check_login
+from .declared_load import load_source
 from .inert import InertFunctions
-from .leftovers import SCRATCH_PREFIX, identity_comment, sweep
+from .layers import OWNER_ROLE, LayerStore, first_layer
+from .leftovers import SCRATCH_PREFIX, identity_comment
 from .schema_dump import dump_schemas, run_dump
-from .target_environment import TargetEnvironment, read_target_environment
+from .space import ScratchServer, TerminateAsInterrupt
+from .target_environment import TargetEnvironment
 
-
-@dataclasses.dataclass
-class ScratchServer:
-    """Where scratch databases are made, and whether it is the target's own server."""
-
-    admin_url: str  # any database on that server we may connect to, to CREATE/DROP DATABASE
-    same_server_as_target: bool
-    embedded: EmbeddedServer | None = None
-    builder: BuildRole | None = None  # owns the scratch databases and runs what is in them (scratch_space)
-    admin_is_superuser: bool = False
-    login_checked: bool = dataclasses.field(default=False, repr=False)
-    # What every scratch database gets from the target (external schemas, default privileges, grants).
-    environment: TargetEnvironment = TargetEnvironment()
-
-
-@contextlib.contextmanager
-def scratch_space(config: Config, target: Target):
-    """The scratch server for this target (choose_scratch_server), with the run's build role on it and
-    what its scratch databases need from the target."""
-    environment = read_target_environment(config, target.url)
-    server = dataclasses.replace(choose_scratch_server(config, target), environment=environment)
-    with build_role_on(server, config.timeouts.connect_timeout_s) as server:
-        yield server
-
-
-@contextlib.contextmanager
-def build_role_on(server: ScratchServer, connect_timeout_s: int):
-    """`server` with a temporary build role made on it (buildrole.py), dropped at the end; first, what
-    runs that are gone left on it is dropped (leftovers.py).
-
-    On the target's server a role that cannot create roles is refused: the declared state would run
-    as the deploy role itself. Elsewhere (scratch.mode server or embedded: servers that hold nothing
-    else) such a role builds as itself."""
-    with _TerminateAsInterrupt():
-        sweep(server.admin_url, connect_timeout_s)
-        superuser, creates_roles = may_create_roles(server.admin_url, connect_timeout_s)
-        if not creates_roles and server.same_server_as_target:
-            raise ScratchError(
-                f"the role of {describe(server.admin_url)} cannot create roles, so the declared files would be "
-                f"built on the target's server with the deploy role's own rights: give it CREATEROLE (the "
-                f"temporary role it makes has none of its rights), or set scratch.mode to server or embedded "
-                f"in reconcile.yaml to build them elsewhere"
-            )
-        if creates_roles:
-            server = dataclasses.replace(server, admin_is_superuser=superuser,
-                                         builder=create_build_role(server.admin_url, superuser, connect_timeout_s))
-        try:
-            yield server
-        finally:
-            if server.builder is not None:
-                drop_build_role(server.admin_url, server.builder, connect_timeout_s)
-
-
-def choose_scratch_server(config: Config, target: Target) -> ScratchServer:
-    mode = config.scratch_mode
-    if target.embedded is not None and mode in ("auto", "target-server", "embedded"):
-        return ScratchServer(target.embedded.url("postgres"), True, target.embedded)
-    if mode in ("auto", "target-server"):
-        return ScratchServer(target.url, True)
-    if mode == "server":
-        return ScratchServer(config.scratch_server_url, False)
-    from ..servers import embedded_data_dir
-
-    scratch_dir = embedded_data_dir(config).parent / "scratch-pgdata"
-    server = EmbeddedServer.start(scratch_dir)
-    return ScratchServer(server.url("postgres"), False, server)
-
-
-class _TerminateAsInterrupt:
-    """Turn SIGTERM into KeyboardInterrupt while a scratch database exists, so it is still dropped."""
-
-    def __enter__(self):
-        self.previous = None
-        try:
-            self.previous = signal.signal(signal.SIGTERM, self._raise)
-        except ValueError:  # not in the main thread
-            pass
-        return self
-
-    @staticmethod
-    def _raise(signum, frame):
-        raise StopRequested
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-        return False
+log = logging.getLogger(__name__)
 
 
 class ScratchDatabase:
@@ -132,36 +46,26 @@ class ScratchDatabase:
         self.url = server.builder.url(server.admin_url, self.name) if server.builder else \
             with_database(server.admin_url, self.name)
         self.inert = InertFunctions()  # functions stubbed in it, until their bodies are put back
-        self._signals = _TerminateAsInterrupt()
+        self._signals = TerminateAsInterrupt()
         self._dropping: threading.Thread | None = None
         self._defaults_set: set = set()  # the target's default privileges adopted so far (prepare)
         self._config: Config | None = None  # set by prepare: what load_desired makes beforehand
         self._drop_error: Exception | None = None
+        self.run_as: str | None = None  # the role its sessions build as (layers.OWNER_ROLE), if not the build role
+        self.made_from_template = False  # whether a template made it (layers.py): load_desired, start_from
+        self.layers: LayerStore | None = None  # use_layers
 
     def _admin(self):
         return connect(self.server.admin_url, self.connect_timeout_s)
 
     def __enter__(self) -> "ScratchDatabase":
         self._signals.__enter__()
-        builder = self.server.builder
-        owner = f" OWNER {quote_ident(builder.name)}" if builder else ""
-        conn = self._admin()
         try:
-            with conn.cursor() as cur:
-                cur.execute(f"CREATE DATABASE {quote_ident(self.name)}{owner} TEMPLATE template0")
-                try:  # whose it is, so that the next run drops it if this one is killed (leftovers.py)
-                    cur.execute(f"COMMENT ON DATABASE {quote_ident(self.name)} IS %s", (identity_comment(),))
-                except psycopg2.Error:
-                    cur.execute(f"DROP DATABASE {quote_ident(self.name)}")
-                    raise
-        except psycopg2.Error as exc:
+            self._create()
+        except BaseException:
             self._signals.__exit__(None, None, None)
-            raise ScratchError(
-                f"cannot create a scratch database on {describe(self.server.admin_url)}: {first_line(exc)} "
-                f"(the role needs CREATEDB, or set scratch.mode in reconcile.yaml)"
-            ) from exc
-        finally:
-            conn.close()
+            raise
+        builder = self.server.builder
         if builder is not None and not self.server.login_checked:
             try:
                 check_login(builder, self.server.admin_url, self.name, self.connect_timeout_s)
@@ -170,6 +74,37 @@ class ScratchDatabase:
                 raise
             self.server.login_checked = True
         return self
+
+    def _create(self, template: str = "template0") -> None:
+        builder = self.server.builder
+        owner = f" OWNER {quote_ident(self.run_as or builder.name)}" if builder else ""
+        conn = self._admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE {quote_ident(self.name)}{owner} TEMPLATE {quote_ident(template)}")
+                try:  # whose it is, so that the next run drops it if this one is killed (leftovers.py)
+                    cur.execute(f"COMMENT ON DATABASE {quote_ident(self.name)} IS %s", (identity_comment(),))
+                except psycopg2.Error:
+                    cur.execute(f"DROP DATABASE {quote_ident(self.name)}")
+                    raise
+        except psycopg2.Error as exc:
+            raise ScratchError(
+                f"cannot create a scratch database on {describe(self.server.admin_url)}: {first_line(exc)} "
+                f"(the role needs CREATEDB, or set scratch.mode in reconcile.yaml)"
+            ) from exc
+        finally:
+            conn.close()
+
+    def start_over(self) -> None:
+        """Drop it and make it again, empty, prepared as before (prepare): a copy of the target that
+        came out wrong is made again another way."""
+        self._drop()
+        self.inert = InertFunctions()
+        self._defaults_set = set()
+        self._create()
+        self.made_from_template = False
+        if self._config is not None:
+            self.prepare(self._config)
 
     def __exit__(self, *exc_info) -> bool:
         try:
@@ -183,13 +118,16 @@ class ScratchDatabase:
             self._signals.__exit__(*exc_info)
         return False
 
-    def _drop(self) -> None:
+    def _as_admin(self, statement: str) -> None:
         conn = self._admin()
         try:
             with conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(self.name)} WITH (FORCE)")
+                cur.execute(statement)
         finally:
             conn.close()
+
+    def _drop(self) -> None:
+        self._as_admin(f"DROP DATABASE IF EXISTS {quote_ident(self.name)} WITH (FORCE)")
 
     def drop_in_background(self) -> None:
         """Start dropping it now, while other work goes on (it is no longer needed); leaving the
@@ -206,8 +144,9 @@ class ScratchDatabase:
 
     def connect(self, autocommit: bool = True):
         # A scratch database is thrown away after use: its commits need not wait for the disk.
+        role = f" -c role={self.run_as}" if self.run_as else ""
         return connect(self.url, self.connect_timeout_s, autocommit=autocommit,
-                       settings="-c synchronous_commit=off")
+                       settings=f"-c synchronous_commit=off{role}")
 
     # -- preparing the scratch database -------------------------------------------------------
 
@@ -343,7 +282,7 @@ class ScratchDatabase:
                         f"scratch database: {first_line(exc)}"
                     ) from exc
                 for source in environment.external_files:
-                    _load_source(cur, source, self.inert)
+                    load_source(cur, source, self.inert)
         finally:
             conn.close()
 
@@ -366,21 +305,117 @@ class ScratchDatabase:
                 if not before_load and grant_existing and entry.on_existing() is not None:
                     cur.execute(entry.on_existing())
 
+    def use_layers(self, layers: LayerStore | None) -> None:
+        """Before prepare: build the declared state on template layers (layers.py). What is made in it
+        is then made as layers.OWNER_ROLE, which outlives the build role, and it belongs to that role."""
+        if layers is None:
+            return
+        self.layers = layers
+        if self.server.builder is not None:
+            self._as_admin(f"ALTER DATABASE {quote_ident(self.name)} OWNER TO {quote_ident(OWNER_ROLE)}")
+            self.run_as = OWNER_ROLE
+
     def load_desired(self, desired: DesiredState) -> None:
         """Make the extensions the declared files need but do not create; run the admitted declared
         statements, inert; then put the functions' bodies back; then what the target would have given
-        them (its default privileges and grants)."""
-        self._declared_extensions(desired)
+        them (its default privileges and grants). On layers (use_layers), the first layer (schema/,
+        partitions/) comes from its template database when one matches, and is kept as one otherwise."""
+        sources, layers = desired.sources, self.layers
+        first = first_layer(sources) if layers is not None else 0
+        key = layers.key(self._config, self.server.environment, sources[:first]) if first else None
+        if key is not None and self._from_layer(layers, key):
+            sources = sources[first:]
+        else:
+            self._declared_extensions(desired)
+            if key is not None:
+                self._load_sources(sources[:first])
+                self._keep_layer(layers, key)
+                sources = sources[first:]
+        self._load_sources(sources)
         conn = self.connect()
         try:
-            with conn.cursor() as cur:
-                for source in desired.sources:
-                    _load_source(cur, source, self.inert)
             self.inert.restore(conn)
         finally:
             conn.close()
         self._adopt_default_privileges(before_load=False, grant_existing=True)
         self.replay_target_grants()
+
+    def _load_sources(self, sources) -> None:
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                for source in sources:
+                    load_source(cur, source, self.inert)
+        finally:
+            conn.close()
+
+    def _snapshot_fingerprint(self) -> str:
+        conn = self.connect()
+        try:
+            return take_snapshot(conn, self._config.scope).fingerprint
+        finally:
+            conn.close()
+
+    def _keep_layer(self, layers: LayerStore, key: str) -> None:
+        """The first layer just loaded, kept as a template database (no session is connected to this one)."""
+        defaults = self.server.environment.default_privileges
+        layers.save(key, self.name, self._snapshot_fingerprint(), self.inert.pending(),
+                    [i for i, entry in enumerate(defaults) if entry in self._defaults_set])
+
+    def _from_layer(self, layers: LayerStore, key: str) -> bool:
+        """Start again from the layer's template, if there is one that shows the snapshot it was made with."""
+        layer = layers.find(key)
+        if layer is None:
+            return False
+        defaults = self.server.environment.default_privileges
+        try:
+            inert = InertFunctions.resumed(layer.pending_stubs)
+            self._drop()
+            self._create(template=layer.database)
+        except (ValueError, TypeError, psycopg2.Error, ScratchError) as exc:
+            log.info("the first layer's template was not used: %s", str(exc).strip().splitlines()[0] if str(exc) else exc)
+            self._start_empty()
+            return False
+        self.inert = inert
+        self._defaults_set = {defaults[i] for i in layer.defaults_set if 0 <= i < len(defaults)}
+        if self._snapshot_fingerprint() != layer.fingerprint:
+            log.info("the first layer's template database %s no longer shows the catalog it was made with: "
+                     "built again from the files", layer.database)
+            layers.forget(key)
+            self._start_empty()
+            return False
+        self.made_from_template = True
+        return True
+
+    def start_from(self, layers: LayerStore, key: str) -> bool:
+        """A rehearsal's copy made again from a kept whole state (LayerStore.state_key), when there is
+        one; the caller checks it shows the snapshot it should."""
+        layer = layers.find(key)
+        if layer is None or layer.pending_stubs:
+            return False
+        try:
+            self._drop()
+            self._create(template=layer.database)
+        except (psycopg2.Error, ScratchError) as exc:
+            log.info("a kept copy of the target was not used: %s", str(exc).strip().splitlines()[0] if str(exc) else exc)
+            self._start_empty()
+            return False
+        self.inert = InertFunctions()
+        self._defaults_set = set(self.server.environment.default_privileges)
+        self.made_from_template = True
+        return True
+
+    def keep_as_state(self, layers: LayerStore, fingerprint: str) -> None:
+        """This database (a rehearsal's copy, now at the declared state) kept as the template of a copy of
+        the target once the plan is applied: renamed, not copied. Nothing may be connected to it."""
+        layers.save(layers.state_key(fingerprint, self.server.environment), self.name, fingerprint, [], [],
+                    rename=True)
+
+    def _start_empty(self) -> None:
+        """After a template that did not do: this database empty and prepared again, as when it was made."""
+        run_as = self.run_as
+        self.start_over()
+        self.run_as = run_as
 
     def replay_target_grants(self) -> None:
         """The target's grants on its tables, views and sequences, on those of the same name here
@@ -418,52 +453,9 @@ class ScratchDatabase:
             raise ScratchError(f"cannot rebuild the target's schema in a scratch database: {first_line(exc)}") from exc
         finally:
             conn.close()
-        self._adopt_default_privileges(before_load=False)  # for what the plan creates in its schemas
+        self.adopt_default_privileges()
 
-
-def _check_partition_spec(cur, spec) -> None:
-    """A spec must name a range-partitioned table declared in schema/, by its single key column."""
-    cur.execute(
-        """SELECT pt.partstrat::text, pg_get_partkeydef(c.oid),
-                  (SELECT array_agg(a.attname::text ORDER BY k.n) FROM unnest(pt.partattrs) WITH ORDINALITY k(attnum, n)
-                   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum)
-           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
-           WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')""",
-        (spec.schema, spec.table),
-    )
-    row = cur.fetchone()
-    where = f"{spec.display}: "
-    if row is None:
-        raise DeclaredStateError(f"{where}table: {spec.schema}.{spec.table} is not declared in schema/")
-    strategy, keydef, columns = row
-    if strategy is None:
-        raise DeclaredStateError(f"{where}table: {spec.schema}.{spec.table} is not partitioned "
-                                 f"(declare it with PARTITION BY RANGE ({spec.column}))")
-    if strategy != "r" or columns != [spec.column]:
-        raise DeclaredStateError(f"{where}column: {spec.column} is not the range partition key of "
-                                 f"{spec.schema}.{spec.table}, which is partitioned by {keydef}")
-
-
-def _load_source(cur, source: SqlSource, inert: InertFunctions) -> None:
-    """Run a declared file's admitted statements, each in its inert form (inert.py); an error names
-    the file and the line of the statement, or of the position PostgreSQL points at in it."""
-    if source.spec is not None:
-        _check_partition_spec(cur, source.spec)
-    runs = []  # (statement, text, whether positions in the text are those of the statement)
-    for statement in source.statements:
-        for number, text in enumerate(inert.texts(statement.text, statement.node_type)):
-            runs.append((statement, text, number == 0))
-
-    def run_one(index: int) -> None:
-        statement, text, as_written = runs[index]
-        try:
-            cur.execute(text)
-        except psycopg2.Error as exc:
-            position = getattr(exc.diag, "statement_position", None) if as_written else None
-            offset = statement.start + (int(position) - 1 if position else 0)
-            message = (exc.diag.message_primary or first_line(exc)).strip()
-            raise DeclaredStateError(f"{source.label}:{line_at(source.sql, offset)}: {message}") from exc
-
-    execute_batched(cur, [text for _, text, _ in runs], run_one, savepoints=False)
-
+    def adopt_default_privileges(self) -> None:
+        """The target's default privileges in the schemas made since prepare: for what the plan (or a
+        copy of the target) creates in them."""
+        self._adopt_default_privileges(before_load=False)

@@ -71,9 +71,16 @@ def scratch_server_version(config: Config, target: Target) -> str:
 
 
 def cache_key(desired: DesiredState, config: Config, server_version: str, target_privileges: str = "") -> str:
-    inputs = {
+    inputs = key_inputs(config, server_version, target_privileges)
+    inputs["declared"] = desired.content_hash  # the files' text and the as-of date
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def key_inputs(config: Config, server_version: str, target_privileges: str = "") -> dict:
+    """Everything besides the declared files that shapes a built declared state (layers.py keys its
+    template databases on these too)."""
+    return {
         "format": FORMAT,
-        "declared": desired.content_hash,  # the files' text and the as-of date
         "server": server_version,
         "schemas": list(config.scope.schemas),
         "privileges": config.scope.privileges,
@@ -91,7 +98,6 @@ def cache_key(desired: DesiredState, config: Config, server_version: str, target
         "target_privileges": target_privileges,
         "engine": engine_digest(),
     }
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
 class DesiredStateCache:

@@ -133,6 +133,24 @@ class InertFunctions:
             return (sql, function.stub)
         return (sql,)
 
+    def pending(self) -> list[list[str]]:
+        """The stubs not yet restored, as plain data (layers.py keeps them beside a template database
+        built with them, so that a database made from it can put their bodies back)."""
+        return [[f.marker, f.stub, f.restore] for f in self._stubbed]
+
+    @classmethod
+    def resumed(cls, pending: list) -> "InertFunctions":
+        """The stubs of a database made from a template built with `pending` (see pending). What it
+        reads is only ever run as CREATE FUNCTION statements: anything else is refused (ValueError)."""
+        functions = cls()
+        for marker, stub, restore in pending:
+            for text in (stub, restore):
+                tree = parse_sql(str(text))
+                if len(tree) != 1 or not isinstance(tree[0].stmt, ast.CreateFunctionStmt):
+                    raise ValueError("not one CREATE FUNCTION statement")
+            functions._stubbed.append(StubbedFunction(str(marker), str(stub), str(restore)))
+        return functions
+
     def restore(self, conn) -> None:
         """Put back the real bodies of the stubbed functions that still exist (a later statement may
         have dropped or replaced one), in the order they were declared. Bodies are not validated

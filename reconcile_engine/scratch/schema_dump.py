@@ -6,8 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 
-from ..connections import first_line, libpq_environment, redact
+import psycopg2
+
+from ..connections import connected, first_line, libpq_environment, redact
 from ..errors import DatabaseError
+from ..lock_table import advice, read_lock_table
 from ..servers import pg_dump_path
 
 
@@ -33,10 +36,27 @@ def dump_schemas(source_url: str, schemas: tuple[str, ...], what: str, *, privil
                                 timeout=600, env=os.environ | environment)
     except subprocess.CalledProcessError as exc:
         message = redact((exc.stderr or "").strip().splitlines()[-1] if exc.stderr.strip() else str(exc))
+        if "out of shared memory" in (exc.stderr or ""):
+            message = _lock_table_message(source_url, schemas) or message
         raise DatabaseError(f"cannot copy {what} with pg_dump: {message}{hint}") from exc
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise DatabaseError(f"cannot run pg_dump: {first_line(exc)}") from exc
     return dumped.stdout
+
+
+def _lock_table_message(source_url: str, schemas: tuple[str, ...]) -> str | None:
+    """pg_dump locks every table it dumps in one transaction: how many that is, and the setting that
+    would hold them (its own message names the setting, without a value)."""
+    try:
+        with connected(source_url) as conn, conn.cursor() as cur:
+            cur.execute("""SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                           WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')""",
+                        (list(schemas),))
+            relations = cur.fetchone()[0]
+            table = read_lock_table(cur)
+    except psycopg2.Error:
+        return None
+    return advice(table, relations, f"pg_dump (one lock per table, view and sequence: {relations:,})")
 
 
 def restorable(dump: str, known_settings: set[str]) -> str:
