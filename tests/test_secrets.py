@@ -4,6 +4,7 @@ import os
 import threading
 from urllib.parse import urlsplit
 
+import psycopg2
 import pytest
 
 from reconcile_engine.cli import run
@@ -82,6 +83,15 @@ def test_no_password_in_the_process_list_while_a_plan_copies_the_target(capsys, 
     assert run(["plan", *base]) == 0 and run(["apply", "--project", str(project)]) == 0
     users = project / "schema" / "020_users.sql"
     users.write_text(users.read_text() + "\nCREATE INDEX users_created_at_idx ON users (created_at);\n")
+    # A partition that is itself partitioned: migra cannot write it, so the rehearsal's copy of the
+    # target is made with pg_dump (rehearsal/target_copy.py), whose command line is sampled below.
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE sub (day date NOT NULL, region text NOT NULL) PARTITION BY RANGE (day);"
+                    "CREATE TABLE sub_2026 PARTITION OF sub FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"
+                    " PARTITION BY LIST (region)")
+    conn.close()
     seen = {"pg_dump": 0, "leaks": []}
     stop = threading.Event()
 
@@ -103,6 +113,7 @@ def test_no_password_in_the_process_list_while_a_plan_copies_the_target(capsys, 
     captured = capsys.readouterr()
 
     assert code == 0, captured.err
+    assert "copying it with pg_dump instead" in captured.err
     assert seen["pg_dump"], "the sampler never saw pg_dump copying the target"
     assert seen["leaks"] == []
 

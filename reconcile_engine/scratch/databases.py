@@ -54,6 +54,11 @@ class ScratchDatabase:
         self.run_as: str | None = None  # the role its sessions build as (layers.OWNER_ROLE), if not the build role
         self.made_from_template = False  # whether a template made it (layers.py): load_desired, start_from
         self.layers: LayerStore | None = None  # use_layers
+        # Making it again (start_over, a template) and leaving the `with` block exclude each other: a
+        # copy still being made on another thread when the block is left must not make it again after
+        # it was dropped (it would outlive the run, and its build role).
+        self._remaking = threading.Lock()
+        self._left = False
 
     def _admin(self):
         return connect(self.server.admin_url, self.connect_timeout_s)
@@ -74,6 +79,14 @@ class ScratchDatabase:
                 raise
             self.server.login_checked = True
         return self
+
+    def _remake(self, template: str = "template0") -> None:
+        """Drop it and create it again (from `template`); refused once the `with` block was left."""
+        with self._remaking:
+            if self._left:
+                raise ScratchError(f"the scratch database {self.name} is no longer needed: not made again")
+            self._drop()
+            self._create(template=template)
 
     def _create(self, template: str = "template0") -> None:
         builder = self.server.builder
@@ -98,15 +111,16 @@ class ScratchDatabase:
     def start_over(self) -> None:
         """Drop it and make it again, empty, prepared as before (prepare): a copy of the target that
         came out wrong is made again another way."""
-        self._drop()
+        self._remake()
         self.inert = InertFunctions()
         self._defaults_set = set()
-        self._create()
         self.made_from_template = False
         if self._config is not None:
             self.prepare(self._config)
 
     def __exit__(self, *exc_info) -> bool:
+        with self._remaking:
+            self._left = True
         try:
             if self._dropping is None:
                 self._drop()
@@ -370,8 +384,7 @@ class ScratchDatabase:
         defaults = self.server.environment.default_privileges
         try:
             inert = InertFunctions.resumed(layer.pending_stubs)
-            self._drop()
-            self._create(template=layer.database)
+            self._remake(template=layer.database)
         except (ValueError, TypeError, psycopg2.Error, ScratchError) as exc:
             log.info("the first layer's template was not used: %s", str(exc).strip().splitlines()[0] if str(exc) else exc)
             self._start_empty()
@@ -394,8 +407,7 @@ class ScratchDatabase:
         if layer is None or layer.pending_stubs:
             return False
         try:
-            self._drop()
-            self._create(template=layer.database)
+            self._remake(template=layer.database)
         except (psycopg2.Error, ScratchError) as exc:
             log.info("a kept copy of the target was not used: %s", str(exc).strip().splitlines()[0] if str(exc) else exc)
             self._start_empty()
