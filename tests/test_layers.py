@@ -7,6 +7,8 @@ import json
 import psycopg2
 import pytest
 
+from test_check import _scratch_on
+
 from reconcile_engine.config import load_config
 from reconcile_engine.connections import with_database
 from reconcile_engine.declared.files import load_desired_state
@@ -16,13 +18,6 @@ from reconcile_engine.scratch.space import scratch_space
 from reconcile_engine.servers import Target
 
 AS_OF = "2026-06-01"
-
-
-def _scratch_on(project, server_url):
-    config = project / "reconcile.yaml"
-    text = config.read_text()
-    assert "  mode: auto\n" in text
-    config.write_text(text.replace("  mode: auto\n", f"  mode: server\n  server_url: {server_url}\n"))
 
 
 def _layer_databases(server_url):

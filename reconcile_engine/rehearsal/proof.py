@@ -67,15 +67,17 @@ def desired_database(config: Config, desired: DesiredState, target: Target):
 
 
 def build_and_inspect(config: Config, desired: DesiredState, target: Target, scratch: ScratchDatabase,
-                      beside: ThreadPoolExecutor, *, keep: bool = False, target_inspection=None):
+                      beside: ThreadPoolExecutor, *, keep: bool = False, target_inspection=None,
+                      layers: LayerStore | None = None):
     """Build the desired state in `scratch` while the target is inspected beside it (the one waits on
     the server, the other mostly computes), then inspect the desired state; unless `keep`, the scratch
     database is dropped in the background once read. Returns (current, wanted, lint findings).
-    target_inspection: the target's inspection already under way (a Future), if the caller began it."""
+    target_inspection: the target's inspection already under way (a Future), if the caller began it;
+    layers: the template layers (layers.py) the caller has already looked up, else looked up here."""
     timeout = config.timeouts.connect_timeout_s
     if target_inspection is None:
         target_inspection = beside.submit(inspect_database, target.url, config.scope, timeout)
-    scratch.use_layers(LayerStore.for_server(config, scratch.server))
+    scratch.use_layers(layers if layers is not None else LayerStore.for_server(config, scratch.server))
     scratch.prepare(config)
     scratch.load_desired(desired)
     findings = lint_findings(config, scratch)
@@ -114,7 +116,7 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         copied = beside.submit(copy_target, copy, target.url, target_now, config, target_inspection.result, layers)
         # kept: the reverse plan is rehearsed on it
         current, wanted, findings = build_and_inspect(config, desired, target, scratch, beside, keep=True,
-                                                      target_inspection=target_inspection)
+                                                      target_inspection=target_inspection, layers=layers)
         needed = needed_renames(renames, current.snapshot)
         original = current
         if needed.applied:

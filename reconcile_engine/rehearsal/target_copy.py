@@ -66,20 +66,12 @@ def _from_kept_state(copy: ScratchDatabase, target_snapshot: CatalogSnapshot, co
     key = states.state_key(target_snapshot.fingerprint, copy.server.environment)
     if not copy.start_from(states, key):
         return False
-    if _fingerprint(copy, config) == target_snapshot.fingerprint:
+    if copy.snapshot(config.scope).fingerprint == target_snapshot.fingerprint:
         return True
     log.info("a kept copy of the target no longer shows the catalog it was kept with: made again")
     states.forget(key)
     copy.start_over()
     return False
-
-
-def _fingerprint(copy: ScratchDatabase, config: Config) -> str:
-    conn = copy.connect()
-    try:
-        return take_snapshot(conn, config.scope).fingerprint
-    finally:
-        conn.close()
 
 
 def _build_from_inspection(copy: ScratchDatabase, target: InspectedDatabase, config: Config) -> str | None:
@@ -110,11 +102,7 @@ def _build_from_inspection(copy: ScratchDatabase, target: InspectedDatabase, con
         conn.close()
     if config.privileges:
         copy_grants(copy, target.snapshot, config)
-    conn = copy.connect()
-    try:
-        made = take_snapshot(conn, config.scope)
-    finally:
-        conn.close()
+    made = copy.snapshot(config.scope)
     if made.fingerprint == target.snapshot.fingerprint:
         return None
     return f"differs from it ({made.differences(target.snapshot)[0].describe('copy', 'target')})"

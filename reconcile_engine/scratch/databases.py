@@ -363,17 +363,18 @@ class ScratchDatabase:
         finally:
             conn.close()
 
-    def _snapshot_fingerprint(self) -> str:
+    def snapshot(self, scope=None):
+        """Our own catalog snapshot of it (of `scope`, by default the one prepare was given)."""
         conn = self.connect()
         try:
-            return take_snapshot(conn, self._config.scope).fingerprint
+            return take_snapshot(conn, scope or self._config.scope)
         finally:
             conn.close()
 
     def _keep_layer(self, layers: LayerStore, key: str) -> None:
         """The first layer just loaded, kept as a template database (no session is connected to this one)."""
         defaults = self.server.environment.default_privileges
-        layers.save(key, self.name, self._snapshot_fingerprint(), self.inert.pending(),
+        layers.save(key, self.name, self.snapshot().fingerprint, self.inert.pending(),
                     [i for i, entry in enumerate(defaults) if entry in self._defaults_set])
 
     def _from_layer(self, layers: LayerStore, key: str) -> bool:
@@ -391,7 +392,7 @@ class ScratchDatabase:
             return False
         self.inert = inert
         self._defaults_set = {defaults[i] for i in layer.defaults_set if 0 <= i < len(defaults)}
-        if self._snapshot_fingerprint() != layer.fingerprint:
+        if self.snapshot().fingerprint != layer.fingerprint:
             log.info("the first layer's template database %s no longer shows the catalog it was made with: "
                      "built again from the files", layer.database)
             layers.forget(key)

@@ -33,6 +33,7 @@ from ..config import Config
 from ..connections import connected, describe
 from ..sqltext import quote_ident
 from .desired_cache import CACHE_FOLDER, key_inputs
+from .leftovers import like_prefix
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class LayerStore:
         try:
             with connected(self.admin_url, self.connect_timeout_s) as conn, conn.cursor() as cur:
                 cur.execute("SELECT d.datname, shobj_description(d.oid, 'pg_database') FROM pg_database d "
-                            "WHERE d.datname LIKE %s", (LAYER_PREFIX.replace("_", "\\_") + "%",))
+                            "WHERE d.datname LIKE %s", (like_prefix(LAYER_PREFIX),))
                 rows = cur.fetchall()
         except psycopg2.Error:
             return

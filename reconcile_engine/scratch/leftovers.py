@@ -197,7 +197,8 @@ def _shown(name: str) -> str:
     return name if name.isprintable() else repr(name)
 
 
-def _like(prefix: str) -> str:
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern for the names that start with `prefix`, its own wildcards escaped."""
     return prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
 
 
@@ -240,7 +241,7 @@ def sweep(admin_url: str, connect_timeout_s: int) -> list[Leftover]:
     removed = []
     with connected(admin_url, connect_timeout_s) as conn, conn.cursor() as cur:
         try:
-            cur.execute(FOUND, {"databases": _like(SCRATCH_PREFIX), "roles": _like(ROLE_PREFIX)})
+            cur.execute(FOUND, {"databases": like_prefix(SCRATCH_PREFIX), "roles": like_prefix(ROLE_PREFIX)})
             found = cur.fetchall()
         except psycopg2.Error:
             return removed  # a server that will not say: nothing is swept, the run goes on
