@@ -74,24 +74,33 @@ def test_apply_killed_during_an_online_step_resumes(cli, project, busy_table, sq
     blocker = psycopg2.connect(busy_table)
     blocker.set_session(isolation_level="REPEATABLE READ")
     blocker.cursor().execute("SELECT count(*) FROM users")
+    blocker_pid = blocker.get_backend_pid()
     process = subprocess.Popen(
         [sys.executable, str(REPO / "reconcile.py"), "apply", "--project", str(project), "--database-url", busy_table],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         deadline = time.monotonic() + 60
-        builder = None
-        while builder is None and time.monotonic() < deadline:
-            # Caught once the build has made its (still invalid) index and waits for the open snapshot:
-            # the statement shows in pg_stat_activity a moment before that.
-            rows = sql(busy_table, "SELECT pid FROM pg_stat_activity WHERE query ILIKE 'CREATE INDEX CONCURRENTLY%' "
-                                   "AND to_regclass('learner_analytics_created_at_idx') IS NOT NULL")
-            builder = rows[0][0] if rows else None
+        waiting = False
+        while not waiting and time.monotonic() < deadline:
+            # Caught while the build, its (still invalid) index made, waits on the open snapshot: a
+            # session's last query shows in pg_stat_activity after it ended, so only an active wait counts.
+            waiting = bool(sql(busy_table, "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                                           "AND state = 'active' AND wait_event_type = 'Lock' "
+                                           "AND query ILIKE 'CREATE INDEX CONCURRENTLY%' "
+                                           "AND to_regclass('learner_analytics_created_at_idx') IS NOT NULL"))
             time.sleep(0.1)
-        assert builder is not None
+        assert waiting
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-        sql(busy_table, "SELECT pg_terminate_backend(%s)", (builder,))  # the server side dies too
+        # The server side dies too, before the snapshot is released: a backend still finishing the
+        # killed apply's statement would otherwise complete the build.
+        others = ("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                  "AND backend_type = 'client backend' AND pid NOT IN (pg_backend_pid(), %s)")
+        sql(busy_table, f"SELECT pg_terminate_backend(pid) FROM ({others}) o", (blocker_pid,))
+        while sql(busy_table, others, (blocker_pid,)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not sql(busy_table, others, (blocker_pid,))
     finally:
         process.kill()
         blocker.close()
