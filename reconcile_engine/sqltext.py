@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import TYPE_CHECKING
 
-import jinja2
-import jinja2.sandbox
+if TYPE_CHECKING:  # jinja2 is loaded by the first template rendered, not by every command
+    import jinja2
 
 _PLAIN_IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$")
 
@@ -55,6 +56,9 @@ def jinja_environment(search_path: str | None = None) -> jinja2.Environment:
 
     Sandboxed: a declared template is untrusted input, and an unsandboxed one can reach Python's
     internals ({{ ''.__class__.__mro__ }}) and run code in reconcile's own process."""
+    import jinja2
+    import jinja2.sandbox
+
     loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("reconcile_engine", "templates")]
     if search_path:
         loaders.insert(0, jinja2.FileSystemLoader(search_path))

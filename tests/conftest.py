@@ -40,6 +40,14 @@ def server_major(url):
         conn.close()
 
 
+def project_tree(folder):
+    """Every file under `folder` with its bytes, for "nothing changed" checks. The declared files' memo
+    (declared/memo.py) is left out: a command writes it when it reads the project, before any check
+    can fail, and it holds nothing of the user's."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and ".reconcile/cache/memo/" not in p.as_posix()}
+
+
 def _execute(url, statement, params=None):
     conn = psycopg2.connect(url)
     conn.autocommit = True

@@ -10,6 +10,7 @@ import threading
 from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import project_tree
 from test_cli import AS_OF, REPO, plan_files, table_names
 
 from reconcile_engine.cli import run
@@ -53,10 +54,6 @@ def _same_day(before, after, zone):
     return day
 
 
-def _tree(folder):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def test_machines_in_the_earliest_and_the_latest_zone_place_the_same_window(project, target_url):
     calls = [lambda tz=tz, command=command: _reconcile(project, target_url, *command, "--format", "json",
                                                        "--no-cache", tz=tz)
@@ -94,7 +91,7 @@ def test_timezone_in_the_config_gives_that_zones_date_on_any_machine(project, ta
 def test_an_unknown_timezone_is_refused_naming_the_key_and_the_value(cli, project, target_url):
     config = project / "reconcile.yaml"
     config.write_text(config.read_text() + "\ntimezone: Mars/Olympus_Mons\n")
-    before = _tree(project)
+    before = project_tree(project)
 
     code, out, err = cli("plan")
 
@@ -102,7 +99,7 @@ def test_an_unknown_timezone_is_refused_naming_the_key_and_the_value(cli, projec
     assert err.startswith("error: reconcile.yaml: timezone: unknown time zone 'Mars/Olympus_Mons'"), err
     assert "an IANA time zone name such as UTC, Europe/Paris or America/New_York" in err
     assert "Traceback" not in err and out == ""
-    assert _tree(project) == before and table_names(target_url) is None
+    assert project_tree(project) == before and table_names(target_url) is None
 
 
 @pytest.mark.parametrize("value", ["../../etc/passwd", "utc+2", 5])
@@ -119,7 +116,7 @@ def test_a_timezone_that_is_no_zone_name_is_refused(cli, project, value):
 @pytest.mark.parametrize("command", ["plan", "drift", "maintain", "pull"])
 @pytest.mark.parametrize("date", ["20261126", "2026-W48-4", "2026-11-26T00:00"])
 def test_as_of_takes_only_year_month_day(capsys, project, target_url, command, date):
-    before = _tree(project)
+    before = project_tree(project)
 
     code = run([command, "--as-of", date, "--project", str(project), "--database-url", target_url])
 
@@ -127,7 +124,7 @@ def test_as_of_takes_only_year_month_day(capsys, project, target_url, command, d
     assert code == 1
     assert f"error: argument --as-of: expected a date as YYYY-MM-DD, got '{date}'" in captured.err
     assert captured.out == ""
-    assert _tree(project) == before and table_names(target_url) is None
+    assert project_tree(project) == before and table_names(target_url) is None
 
 
 def test_rehearse_keeps_the_as_of_date_the_plan_recorded(cli, project):

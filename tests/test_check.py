@@ -9,6 +9,8 @@ import shutil
 
 from reconcile_engine.planning import planfile
 
+from conftest import project_tree
+
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nowhere"
 
 
@@ -32,10 +34,6 @@ def _plan(cli, name):
 def _check(cli):
     code, out, err = cli("check", "--format", "json", url=UNREACHABLE)
     return code, json.loads(out) if out.strip() else None, err
-
-
-def _tree(folder):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @dataclasses.dataclass
@@ -62,7 +60,7 @@ def test_check_replays_the_plans_without_the_target(project, cli, pg_server_url,
 
     # A tenant table without row-level security: the security lint's finding fails the check too.
     _declare(project, "090_notes.sql", "CREATE TABLE public.notes (id bigint PRIMARY KEY, organization_id bigint);\n")
-    before = _tree(project / "migrations")
+    before = project_tree(project / "migrations")
     code, report, err = _check(cli)
     assert code == 1
     assert report["plans_replayed"] == [first.name] and not report["ok"]
@@ -72,7 +70,7 @@ def test_check_replays_the_plans_without_the_target(project, cli, pg_server_url,
     assert report["failures"][0]["message"].startswith(
         "schema/090_notes.sql: not planned: table public.notes: declared but no plan creates it")
     assert report["failures"][0]["message"].endswith("; run 'reconcile plan'")
-    assert _tree(project / "migrations") == before
+    assert project_tree(project / "migrations") == before
 
 
 def test_two_branches_planned_from_the_same_base(project, cli, pg_server_url, monkeypatch, tmp_path):
@@ -148,7 +146,7 @@ def test_an_edited_plan_and_one_that_no_longer_applies(project, cli, pg_server_u
     failing = dataclasses.replace(read.plan.statements[0], sql="ALTER TABLE public.no_such_table ADD COLUMN x int;")
     planfile.rewrite(dataclasses.replace(read.plan, statements=(failing, *read.plan.statements[1:])), second)
     assert planfile.read(second).seal_problem() is None
-    before = _tree(project / "migrations")
+    before = project_tree(project / "migrations")
 
     code, out, err = cli("check", url=UNREACHABLE)
     assert code == 1
@@ -160,7 +158,7 @@ def test_an_edited_plan_and_one_that_no_longer_applies(project, cli, pg_server_u
     assert 'relation "public.no_such_table" does not exist' in lines[1]
     assert lines[1].endswith(f"delete {second.name} and run 'reconcile plan' again")
     assert lines[2].startswith("check failed: 2 failure(s)")
-    assert _tree(project / "migrations") == before
+    assert project_tree(project / "migrations") == before
 
 
 def test_a_baseline_cuts_the_replay(project, cli, pg_server_url, monkeypatch):

@@ -6,15 +6,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import project_tree
 from test_cli import plan_files, table_names
 
 from reconcile_engine.cli import run
 
 COMMANDS_THAT_CONNECT = ["plan", "drift", "apply", "rollback", "status", "maintain", "pull", "lint", "test"]
-
-
-def _tree(folder):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _reconcile(capsys, folder, *args):
@@ -27,7 +24,7 @@ def _reconcile(capsys, folder, *args):
 
 @pytest.mark.parametrize("command", COMMANDS_THAT_CONNECT)
 def test_a_port_that_is_not_a_number_is_named_without_the_password(capsys, project, command):
-    before = _tree(project)
+    before = project_tree(project)
 
     code, out, err = _reconcile(capsys, project, command, "--database-url", "postgresql://u:pw5ecret@localhost:abc/db")
 
@@ -35,7 +32,7 @@ def test_a_port_that_is_not_a_number_is_named_without_the_password(capsys, proje
     assert "error: cannot connect to u@localhost/db: the port in the database URL must be a number" in err
     assert "internal error" not in err and "Traceback" not in err
     assert "pw5ecret" not in out + err
-    assert _tree(project) == before
+    assert project_tree(project) == before
 
 
 # 2. A declared file that is not UTF-8.
@@ -44,13 +41,13 @@ def test_a_port_that_is_not_a_number_is_named_without_the_password(capsys, proje
 def test_a_declared_file_that_is_not_utf8_is_named_with_its_line(cli, project, target_url, name):
     path = project / name
     path.write_bytes(b"-- a comment\n-- another\nCOMMENT ON TABLE users IS 'caf\xe9 \xff';\n")
-    before = _tree(project)
+    before = project_tree(project)
 
     code, out, err = cli("plan")
 
     assert code == 1, out + err
     assert f"error: {name}:3: not UTF-8: byte 0xe9 at position 31 of the line; save the file as UTF-8" in err
-    assert _tree(project) == before and not plan_files(project)
+    assert project_tree(project) == before and not plan_files(project)
     assert table_names(target_url) is None
 
 
@@ -140,7 +137,7 @@ SECRET_PARTS = ("s3cr", "tXYZ")
 
 @pytest.mark.parametrize("command", COMMANDS_THAT_CONNECT)
 def test_an_unencoded_at_sign_in_the_password_leaks_no_part_of_it(capsys, project, command):
-    before = _tree(project)
+    before = project_tree(project)
 
     code, out, err = _reconcile(capsys, project, command, "--verbose",
                                 "--database-url", "postgresql://u:s3cr@tXYZ@nohost.invalid:5432/db")
@@ -149,7 +146,7 @@ def test_an_unencoded_at_sign_in_the_password_leaks_no_part_of_it(capsys, projec
     assert "error: cannot connect to u@nohost.invalid:5432/db: the database URL holds more than one '@'" in err
     assert "percent-encode '@' as %40" in err
     assert not any(part in out + err for part in SECRET_PARTS), err
-    assert _tree(project) == before
+    assert project_tree(project) == before
 
 
 @pytest.mark.parametrize("where", ["environment", "config"])

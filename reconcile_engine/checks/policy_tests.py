@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import jinja2
 import psycopg2
 import psycopg2.extras
 import yaml
@@ -74,6 +73,8 @@ def _fail(display: str, message: str):
 
 
 def read_tests(project: Path, as_of) -> list[PolicyTestFile]:
+    import jinja2  # loaded by the command that reads the tests, not by every one that imports Outcome
+
     folder = project / TESTS_FOLDER
     files = []
     for path in sorted(folder.glob("*.y*ml")) if folder.is_dir() else []:

@@ -11,9 +11,8 @@ switched off for one object in reconcile.yaml, with a reason:
 from __future__ import annotations
 
 import dataclasses
+import functools
 
-from pglast import parse_sql
-from pglast.visitors import Visitor
 
 @dataclasses.dataclass(frozen=True)
 class RuleFinding:
@@ -85,15 +84,30 @@ _RULES = {
 }
 
 
-class _CurrentSettingCalls(Visitor):
-    def __init__(self):
-        super().__init__()
-        self.without_missing_ok = 0
+def _current_setting_calls_without_missing_ok(expression: str) -> int:
+    """How many current_setting() calls in the expression lack missing_ok, read from its parse tree."""
+    from pglast import parse_sql  # loaded by the lint, not by what imports RuleFinding
 
-    def visit_FuncCall(self, ancestors, node):
-        name = ".".join(n.sval for n in node.funcname)
-        if name in ("current_setting", "pg_catalog.current_setting") and len(node.args or ()) < 2:
-            self.without_missing_ok += 1
+    calls = _current_setting_visitor()()
+    calls(parse_sql(f"SELECT {expression}"))
+    return calls.without_missing_ok
+
+
+@functools.cache
+def _current_setting_visitor() -> type:
+    from pglast.visitors import Visitor
+
+    class CurrentSettingCalls(Visitor):
+        def __init__(self):
+            super().__init__()
+            self.without_missing_ok = 0
+
+        def visit_FuncCall(self, ancestors, node):
+            name = ".".join(n.sval for n in node.funcname)
+            if name in ("current_setting", "pg_catalog.current_setting") and len(node.args or ()) < 2:
+                self.without_missing_ok += 1
+
+    return CurrentSettingCalls
 
 
 def _policies_without_missing_ok(cur, schemas) -> list[RuleFinding]:
@@ -107,9 +121,7 @@ def _policies_without_missing_ok(cur, schemas) -> list[RuleFinding]:
     )
     found = []
     for name, expression in cur.fetchall():
-        calls = _CurrentSettingCalls()
-        calls(parse_sql(f"SELECT {expression or 'true'}"))
-        if calls.without_missing_ok:
+        if _current_setting_calls_without_missing_ok(expression or "true"):
             found.append(RuleFinding("current-setting-without-missing-ok", name,
                                      "calls current_setting() without missing_ok = true: with the setting "
                                      "unset, every query errors instead of seeing nothing"))

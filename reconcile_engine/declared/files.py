@@ -9,8 +9,6 @@ import functools
 import hashlib
 from pathlib import Path
 
-import jinja2
-
 from ..config import Config
 from ..errors import DeclaredStateError
 from ..sqltext import jinja_environment
@@ -28,9 +26,24 @@ class SqlSource:
     """One unit of desired SQL, remembering the file it came from for file:line errors."""
 
     display: str  # path relative to the project, as shown to the user
-    sql: str
+    text: str | None  # the SQL as read or rendered; None for a partition spec, rendered when first needed
     rendered: bool  # True when the SQL was produced by a template, so lines are of the rendered text
     spec: PartitionSpec | None = None  # for partitions/*.yaml: checked against the parent before loading
+    as_of: dt.date | None = None  # for partitions/*.yaml: the date that places the spec's window
+
+    @functools.cached_property
+    def sql(self) -> str:
+        """The SQL. A spec is rendered on first use: a cached drift, which needs only the content key,
+        does not load jinja2."""
+        return self.text if self.text is not None else render_spec(self.spec, self.as_of)
+
+    @property
+    def content_key(self) -> str:
+        """What its SQL is made from: the text, or for a spec its settings (the date and the engine's own
+        template are keyed beside it: DesiredState.content_hash and desired_cache.key_inputs)."""
+        if self.text is not None:
+            return self.text
+        return repr([(f.name, getattr(self.spec, f.name)) for f in dataclasses.fields(self.spec) if f.name != "file"])
 
     @property
     def label(self) -> str:
@@ -73,11 +86,13 @@ class DesiredState:
     def content_hash(self) -> str:
         digest = hashlib.sha256(self.as_of.isoformat().encode())
         for source in self.sources:
-            digest.update(source.display.encode() + b"\0" + source.sql.encode() + b"\0")
+            digest.update(source.display.encode() + b"\0" + source.content_key.encode() + b"\0")
         return digest.hexdigest()
 
 
 def _render_template(path: Path, display: str, project_dir: Path, variables: dict) -> str:
+    import jinja2  # only a project with .sql.j2 files loads it
+
     env = jinja_environment(str(project_dir))
     try:
         template = env.from_string(path.read_text(encoding="utf-8"))
@@ -157,7 +172,7 @@ def read_sources(config: Config, as_of: dt.date | None) -> list[SqlSource]:
                 if folder == "partitions" and name.endswith((".yaml", ".yml")):
                     if as_of is not None:
                         spec = read_spec(path, display)
-                        sources.append(SqlSource(display, render_spec(spec, as_of), rendered=True, spec=spec))
+                        sources.append(SqlSource(display, None, rendered=True, spec=spec, as_of=as_of))
                 elif name.endswith(".sql.j2"):
                     sources.append(SqlSource(display, _render_template(path, display, project, config.vars), rendered=True))
                 elif name.endswith(".sql"):

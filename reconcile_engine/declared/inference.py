@@ -13,12 +13,14 @@ refused with its file and line.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import json
-
-from pglast import parser as pg_parser
+from pathlib import Path
 
 from ..config import CONVERSION_SCHEMA, TOOL_SCHEMA, Config
 from ..errors import RefusedStatementError
+from . import memo
 from .admission import line_at
 from .files import REQUIRED_FOLDER, SqlSource, read_sources
 
@@ -45,7 +47,7 @@ def with_inferred(config: Config) -> Config:
     docstring); a project without schema/ infers nothing."""
     if not (config.project_dir / REQUIRED_FOLDER).is_dir():
         return config
-    found = infer(read_sources(config, None), config)
+    found = _remembered(config, read_sources(config, None))
     schemas = tuple(name for name, _ in found.schemas if name not in config.managed_schemas)
     return dataclasses.replace(
         config,
@@ -56,9 +58,42 @@ def with_inferred(config: Config) -> Config:
     )
 
 
+def _remembered(config: Config, sources: list[SqlSource]) -> Inferred:
+    """infer(), remembered for unchanged files (memo.py): the same files, the same schemas that can never
+    be managed, and the same code reading them."""
+    store = memo.MemoStore(config.path(config.embedded_dir) / "cache" / memo.FOLDER, "inferred")
+    key = memo.key_of({
+        "code": _code_digest(),
+        "excluded_schemas": list(config.excluded_schemas),
+        "external_schemas": list(config.external_schemas),
+        "sources": [[source.display, source.sql] for source in sources],
+    })
+    value = store.get(key)
+    if value is not None:
+        try:
+            return Inferred(*(tuple((str(name), str(where)) for name, where in value[part])
+                              for part in ("schemas", "extensions", "roles")))
+        except (KeyError, TypeError, ValueError):
+            pass
+    found = infer(sources, config)
+    store.put(key, {part: [list(pair) for pair in getattr(found, part)] for part in ("schemas", "extensions", "roles")})
+    return found
+
+
+@functools.cache
+def _code_digest() -> str:
+    """This package's source: a memo written by other admission or inference code is not this code's."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def infer(sources: list[SqlSource] | tuple[SqlSource, ...], config: Config) -> Inferred:
     """Admits every statement of `sources` (raising on the first refused, as a build would), then
     reads the schemas and extensions they create and the roles they name."""
+    from pglast import parser as pg_parser
+
     schemas: dict[str, str] = {}
     extensions: dict[str, str] = {}
     roles: dict[str, str] = {}

@@ -26,9 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from pglast import ast, parse_sql
-from pglast import parser as pg_parser
-from pglast.stream import RawStream
 
 from ..errors import DeclaredStateError
 from ..sqltext import quote_ident
@@ -102,6 +99,8 @@ def _found(sql: str, label: str, prefix: str):
     """(directive text after `prefix`, where what follows it starts, the file's statements, file:line)."""
     if prefix not in sql:  # a directive is a comment that holds it: most files have none to scan for
         return
+    from pglast import parser as pg_parser  # only a file that may hold a directive loads it
+
     tokens = [t for t in pg_parser.scan(sql)]
     directives = [(i, t) for i, t in enumerate(tokens) if t.name in _COMMENTS and _directive(sql, t, prefix) is not None]
     if not directives:
@@ -143,6 +142,10 @@ def _column_at(offset: int, statements: list) -> tuple[str, str] | None:
 
 def _expression(text: str, where: str) -> str:
     """One SQL expression, as its parse tree prints it (a second statement or clause is refused)."""
+    from pglast import ast, parse_sql
+    from pglast import parser as pg_parser
+    from pglast.stream import RawStream
+
     try:
         statements = parse_sql(f"SELECT {text}")
     except pg_parser.ParseError as exc:
@@ -208,6 +211,8 @@ def _relation(range_var: dict) -> str:
 
 def _qualified_name(text: str, where: str) -> str:
     """An old name as written (quoted or not, optionally schema-qualified), read by the parser."""
+    from pglast import parser as pg_parser
+
     try:
         [entry] = json.loads(pg_parser.parse_sql_json(f"SELECT 1 FROM {text}"))["stmts"]
         [item] = entry["stmt"]["SelectStmt"]["fromClause"]

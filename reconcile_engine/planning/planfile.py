@@ -19,7 +19,6 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pglast import parser as pg_parser
 
 from ..errors import PlanFileError, PlanModifiedError
 from .build import NEEDS_COMMITTED, Plan, PlannedStatement
@@ -96,6 +95,8 @@ def _terminated(sql: str) -> str:
         return sql
     last_line = sql.rpartition("\n")[2]
     if "--" in last_line:
+        from pglast import parser as pg_parser
+
         tokens = pg_parser.scan(sql)
         if tokens and tokens[-1].name == "SQL_COMMENT":
             return sql + "\n;"
@@ -294,16 +295,19 @@ def rewrite(plan: Plan, path: Path) -> None:
 
 
 def read(path: Path) -> PlanFile:
-    """A plan file, checked (header and statement syntax) so that a broken one is reported by any command."""
+    """A plan file, its header checked so that a broken one is reported by any command. Its statements
+    are read (and their syntax checked) when a command needs them: a plan not yet applied, or one
+    rehearsed or rolled back; drift and status pass over applied plans without loading the parser."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanFileError(f"{path}: cannot read: {exc}") from exc
-    _sections(path, text)
+    _header(path, text)
     return PlanFile(path, hashlib.sha256(text.encode()).hexdigest(), text)
 
 
-def _sections(path: Path, text: str):
+def _header(path: Path, text: str):
+    """The header's keys, the numbered summary lines, the body, the as-of date and the approval."""
     if not text.startswith(MAGIC) or STATEMENTS_MARK not in text:
         raise PlanFileError(f"{path}: not a reconcile plan (it must start with '{MAGIC}')")
     header_text, body = text.split(STATEMENTS_MARK, 1)
@@ -321,14 +325,24 @@ def _sections(path: Path, text: str):
     if approval not in ("yes", "no"):
         raise PlanFileError(f"{path}: '-- {APPROVAL_KEY}:' must be yes or no, got {approval!r}")
     try:
-        slices = pg_parser.split(body, with_parser=True, only_slices=True)
         as_of = dt.date.fromisoformat(header["as-of"])
-    except pg_parser.ParseError as exc:
-        line = body.count("\n", 0, exc.args[1]) + header_text.count("\n") + 1 if len(exc.args) > 1 else "?"
-        raise PlanFileError(f"{path}:{line}: {exc.args[0]}") from exc
     except ValueError as exc:
         raise PlanFileError(f"{path}: as-of: {exc}") from exc
-    return header, summary, body, slices, as_of, approval == "yes"
+    return header, summary, body, as_of, approval == "yes"
+
+
+def _sections(path: Path, text: str):
+    """The header (see _header) and the body's statements, as slices of the body."""
+    from pglast import parser as pg_parser
+
+    header, summary, body, as_of, approved = _header(path, text)
+    try:
+        slices = pg_parser.split(body, with_parser=True, only_slices=True)
+    except pg_parser.ParseError as exc:
+        header_lines = text.split(STATEMENTS_MARK, 1)[0].count("\n")
+        line = body.count("\n", 0, exc.args[1]) + header_lines + 1 if len(exc.args) > 1 else "?"
+        raise PlanFileError(f"{path}:{line}: {exc.args[0]}") from exc
+    return header, summary, body, slices, as_of, approved
 
 
 def _parse(path: Path, text: str) -> tuple[Plan, _Seal]:
