@@ -11,6 +11,7 @@ import pytest
 import reconcile_engine as reconcile
 from reconcile_engine.declared import memo
 from reconcile_engine.errors import RefusedStatementError
+from reconcile_engine.version import engine_digest
 
 TABLES = "CREATE TABLE notes (id bigint PRIMARY KEY, body text);\n"
 REPORTING = "CREATE SCHEMA reporting;\nCREATE TABLE reporting.totals (id bigint PRIMARY KEY);\n"
@@ -23,11 +24,14 @@ def signing_home(tmp_path, monkeypatch):
     return tmp_path / "user-cache" / "reconcile" / memo.KEY_FILE
 
 
-def _project(tmp_path, schema_sql):
+def _project(tmp_path, schema_sql, cached=True):
+    """A project; cached: with the cache folder a command that built the declared state leaves."""
     folder = tmp_path / "app"
     (folder / "schema").mkdir(parents=True, exist_ok=True)
     (folder / "schema" / "010_app.sql").write_text(textwrap.dedent(schema_sql))
     (folder / "reconcile.yaml").write_text("")
+    if cached:
+        (folder / ".reconcile" / "cache").mkdir(parents=True)
     return folder
 
 
@@ -88,18 +92,25 @@ def test_a_committed_memo_does_not_hide_a_refused_file(tmp_path, signing_home, s
     and the forged memo stays unread."""
     folder = _project(tmp_path, "CREATE SCHEMA pg_catalog;\n")
     sources = [["schema/010_app.sql", "CREATE SCHEMA pg_catalog;\n"]]
-    from reconcile_engine.declared.inference import _code_digest
-    name = "inferred-" + memo.key_of({"code": _code_digest(), "excluded_schemas": [], "external_schemas": [],
+    name = "inferred-" + memo.key_of({"code": engine_digest(), "excluded_schemas": [], "external_schemas": [],
                                       "sources": sources}) + ".json"
     value = {"schemas": [], "extensions": [], "roles": []}
     committed = folder / ".reconcile" / "cache" / memo.FOLDER / name
-    committed.parent.mkdir(parents=True)
+    committed.parent.mkdir(parents=True, exist_ok=True)
     committed.write_text(json.dumps({"value": value, "signature": signature if signature != "" else
                                      _sign(b"k" * 32, name, value)}))
 
     with pytest.raises(RefusedStatementError, match="schema/010_app.sql:1: CREATE SCHEMA pg_catalog is not allowed"):
         reconcile.load_project(folder)
     assert json.loads(committed.read_text())["value"] == value
+
+
+def test_a_project_without_a_cache_gets_no_memo(tmp_path):
+    """A command that builds nothing (lint, in a pre-commit hook) writes nothing into the project."""
+    folder = _project(tmp_path, REPORTING, cached=False)
+
+    assert reconcile.load_project(folder).config.declared_schemas == ("reporting",)
+    assert not (folder / ".reconcile").exists()
 
 
 def test_without_a_writable_key_nothing_is_remembered(tmp_path, monkeypatch):

@@ -56,8 +56,9 @@ def test_the_copy_is_built_from_the_inspection_and_equals_the_target(tmp_path, p
     assert not [r for r in caplog.records if "pg_dump" in r.getMessage()]  # no fallback
 
 
-def test_what_migra_cannot_write_is_copied_with_pg_dump_and_said(tmp_path, pg_server_url, target_url, sql, caplog):
-    # A partition that is itself partitioned: migra writes its FOR VALUES after PARTITION BY.
+def test_a_sub_partitioned_target_is_copied_without_pg_dump(tmp_path, pg_server_url, target_url, sql, caplog):
+    # A partition that is itself partitioned (partitions.sub-partitioned writes it PARTITION OF its
+    # parent, its bounds, then its own key): the copy needs no pg_dump, which locks every table at once.
     sql(target_url, """
         CREATE TABLE events (id bigint NOT NULL, day date NOT NULL, region text NOT NULL, PRIMARY KEY (id, day, region))
             PARTITION BY RANGE (day);
@@ -67,8 +68,19 @@ def test_what_migra_cannot_write_is_copied_with_pg_dump_and_said(tmp_path, pg_se
     """)
     copied, target = _copy(tmp_path, pg_server_url, target_url, caplog)
     assert copied.fingerprint == target.fingerprint
+    assert ("table", "public.events_2026_eu") in copied.objects
+    assert not [r for r in caplog.records if "pg_dump" in r.getMessage()]  # no fallback
+
+
+def test_what_migra_cannot_write_is_copied_with_pg_dump_and_said(tmp_path, pg_server_url, target_url, sql, caplog):
+    # A range type: migra writes nothing for one, so the copy built from the inspection lacks it (the note
+    # names the first difference: the type, or one of the functions that came with it).
+    sql(target_url, "CREATE TABLE events (id bigint PRIMARY KEY);"
+                    "CREATE TYPE score_range AS RANGE (subtype = float8);")
+    copied, target = _copy(tmp_path, pg_server_url, target_url, caplog)
+    assert copied.fingerprint == target.fingerprint
     notes = [r.getMessage() for r in caplog.records if "pg_dump" in r.getMessage()]
-    assert len(notes) == 1 and "events_2026" in notes[0] and "copying it with pg_dump instead" in notes[0]
+    assert len(notes) == 1 and "public.score_" in notes[0] and "copying it with pg_dump instead" in notes[0]
 
 
 def test_a_full_lock_table_names_the_setting_and_the_value(pg_server_url, target_url):

@@ -13,13 +13,11 @@ refused with its file and line.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
 import json
-from pathlib import Path
 
 from ..config import CONVERSION_SCHEMA, TOOL_SCHEMA, Config
 from ..errors import RefusedStatementError
+from ..version import engine_digest
 from . import memo
 from .admission import line_at
 from .files import REQUIRED_FOLDER, SqlSource, read_sources
@@ -63,7 +61,7 @@ def _remembered(config: Config, sources: list[SqlSource]) -> Inferred:
     be managed, and the same code reading them."""
     store = memo.MemoStore(config.path(config.embedded_dir) / "cache" / memo.FOLDER, "inferred")
     key = memo.key_of({
-        "code": _code_digest(),
+        "code": engine_digest(),
         "excluded_schemas": list(config.excluded_schemas),
         "external_schemas": list(config.external_schemas),
         "sources": [[source.display, source.sql] for source in sources],
@@ -78,15 +76,6 @@ def _remembered(config: Config, sources: list[SqlSource]) -> Inferred:
     found = infer(sources, config)
     store.put(key, {part: [list(pair) for pair in getattr(found, part)] for part in ("schemas", "extensions", "roles")})
     return found
-
-
-@functools.cache
-def _code_digest() -> str:
-    """This package's source: a memo written by other admission or inference code is not this code's."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
 
 
 def infer(sources: list[SqlSource] | tuple[SqlSource, ...], config: Config) -> Inferred:

@@ -6,7 +6,7 @@ commit any file under the project, .reconcile/ too; a forged memo would name the
 manages. So each memo is signed (HMAC-SHA256) with a key that lives outside the project, in the
 user's cache folder, created by the first memo written on the machine. A memo without a valid
 signature, or for other files, is no memo: the files are read again. A cache that cannot be written
-is no error (it only saves time).
+is no error (it only saves time); memos are written only where the project has a cache already.
 """
 
 from __future__ import annotations
@@ -88,6 +88,11 @@ class MemoStore:
         return value
 
     def put(self, key: str, value) -> None:
+        """Remember `value`, only beside a cache that a command made there already (.reconcile/cache/,
+        by building the declared state): a command that builds nothing, such as `lint` in a pre-commit
+        hook, writes nothing into the project."""
+        if not self.folder.parent.is_dir():
+            return
         signing_key = _signing_key(create=True)
         if signing_key is None:
             return

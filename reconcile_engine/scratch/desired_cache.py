@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import hashlib
 import json
 import os
@@ -30,6 +29,7 @@ from ..connections import connected
 from ..declared.files import DesiredState
 from ..inspection.snapshot import CatalogSnapshot
 from ..servers import Target, pg_dump_path
+from ..version import engine_digest
 
 CACHE_FOLDER = "cache"  # under embedded_dir (.reconcile/), which projects keep out of git
 KEPT_ENTRIES = 20
@@ -41,17 +41,6 @@ class CachedDesiredState:
     snapshot: CatalogSnapshot
     lint_findings: tuple[RuleFinding, ...]
     built_at: str
-
-
-@functools.lru_cache(maxsize=1)
-def engine_digest() -> str:
-    """The engine's source: a changed query or rule must not read an entry written by older code."""
-    digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent
-    for path in sorted(package.rglob("*")):
-        if path.suffix in (".py", ".j2") and path.is_file():
-            digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
 
 
 def scratch_server_version(config: Config, target: Target) -> str:

@@ -11,6 +11,26 @@ from ..statement_facts import operation, qualified
 from .base import Correction, DiffContext, Side, dotted, only_action
 
 
+class SubPartitionedPartitions(Correction):
+    name = "partitions.sub-partitioned"
+    fixes = ("a partition that is itself partitioned is written 'create table ... (columns) partition by FOR "
+             "VALUES ...': schemainspect keeps its bounds where the partition key belongs and loses the key")
+
+    def before_migra(self, current: Side, desired: Side, context: DiffContext) -> bool:
+        changed = False
+        for side in (current, desired):
+            keys, bounds = side.snapshot.fact("partition key"), side.snapshot.fact("partition bound")
+            for table in side.inspected.tables.values():
+                name = dotted(table.schema, table.name)
+                if table.relationtype == "p" and table.parent_table and name in keys and name in bounds:
+                    # Seen as the partition it is, schemainspect writes it PARTITION OF its parent with
+                    # its bounds, and its own key after them: the order PostgreSQL's grammar takes.
+                    table.relationtype = "r"
+                    table.partition_def = f"{bounds[name]} PARTITION BY {keys[name]}"
+                    changed |= side is desired
+        return changed
+
+
 class InheritedPartitionObjects(Correction):
     name = "partitions.inherited-objects"
     fixes = ("migra re-creates each partition's copy of its parent's indexes and constraints, "
@@ -275,5 +295,5 @@ def _dropped_tables(statement: Operation) -> list[str]:
 
 
 # This object kind's corrections, in the order they run.
-CORRECTIONS = (InheritedPartitionObjects(), PartitionedParentKeys(), PartitionedForeignKeys(), PartitionTriggers(),
+CORRECTIONS = (SubPartitionedPartitions(), InheritedPartitionObjects(), PartitionedParentKeys(), PartitionedForeignKeys(), PartitionTriggers(),
                PartitionAttachment(), AttachedIndexNames(), PartitionColumnsNotNull(), PartitionsDroppedFirst())
