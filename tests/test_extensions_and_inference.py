@@ -7,7 +7,6 @@ import os
 import textwrap
 import uuid
 
-import psycopg2
 import pytest
 
 import reconcile_engine as reconcile

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -88,7 +87,7 @@ def test_a_terminated_session_says_what_is_committed_and_apply_resumes(cli, proj
     # status and drift tell it as an apply that did not finish, not as a change made outside reconcile.
     code, out, err = cli("status")
     assert code == 0, err
-    assert f"interrupted at step 2 of 2 (online step, statement" in out and "1 step(s) committed" in out
+    assert "interrupted at step 2 of 2 (online step, statement" in out and "1 step(s) committed" in out
     code, out, err = cli("drift", "--as-of", AS_OF)
     assert code == 2
     assert "Applies that began and did not finish" in out and f"{path.name}: interrupted at step 2 of 2" in out
@@ -248,7 +247,7 @@ def test_repair_unblocks_an_apply_stuck_on_its_fingerprint(cli, project, target_
     assert "not where the plan promised to end" in out and "hand_made" in out
     assert f"Nothing recorded: run 'reconcile repair {path.name} --yes'" in out
     code, out, err = cli("status")
-    assert f"interrupted" in out or "all 2 of its steps are committed" in out  # still pending: nothing recorded
+    assert "interrupted" in out or "all 2 of its steps are committed" in out  # still pending: nothing recorded
 
     code, out, err = cli("repair", path.name, "--yes")
     assert code == 0, err

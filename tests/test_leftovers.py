@@ -2,7 +2,6 @@
 next run, and nothing else is: not a live run's, not another host's recent or used objects, not a name
 that only looks like reconcile's, whatever the comments say."""
 
-import contextlib
 import dataclasses
 import datetime as dt
 import json
