@@ -12,7 +12,7 @@ from reconcile_engine.cli import run
 FAKE_SECRET = "Sup3r-Secret-Pw"
 
 
-RANGE_TYPE = "\nCREATE TYPE score_range AS RANGE (subtype = float8);\n"
+AGGREGATE = "\nCREATE AGGREGATE score_sum(int4) (sfunc = int4pl, stype = int4);\n"
 
 
 def _with_password(url, password):
@@ -86,14 +86,14 @@ def test_no_password_in_the_process_list_while_a_plan_copies_the_target(capsys, 
     assert run(["plan", *base]) == 0 and run(["apply", "--project", str(project)]) == 0
     users = project / "schema" / "020_users.sql"
     users.write_text(users.read_text() + "\nCREATE INDEX users_created_at_idx ON users (created_at);\n")
-    # A range type, on the target and declared: migra cannot write one, so the rehearsal's copy of the
+    # An aggregate, on the target and declared: migra cannot write one, so the rehearsal's copy of the
     # target is made with pg_dump (rehearsal/target_copy.py), whose command line is sampled below.
     conn = psycopg2.connect(url)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(RANGE_TYPE)
+        cur.execute(AGGREGATE)
     conn.close()
-    users.write_text(users.read_text() + RANGE_TYPE)
+    users.write_text(users.read_text() + AGGREGATE)
     seen = {"pg_dump": 0, "leaks": []}
     stop = threading.Event()
 

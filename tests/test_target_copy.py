@@ -72,15 +72,27 @@ def test_a_sub_partitioned_target_is_copied_without_pg_dump(tmp_path, pg_server_
     assert not [r for r in caplog.records if "pg_dump" in r.getMessage()]  # no fallback
 
 
+def test_a_target_with_range_types_is_copied_without_pg_dump(tmp_path, pg_server_url, target_url, sql, caplog):
+    # types.range writes them, before the tables whose columns use them.
+    sql(target_url, """
+        CREATE TYPE score_range AS RANGE (subtype = float8, subtype_diff = float8mi);
+        CREATE TYPE label_range AS RANGE (subtype = text, collation = "C");
+        CREATE TABLE scores (id bigint PRIMARY KEY, band score_range NOT NULL, labels label_range);
+    """)
+    copied, target = _copy(tmp_path, pg_server_url, target_url, caplog)
+    assert copied.fingerprint == target.fingerprint
+    assert copied.of_kind("range type")["public.score_range"].startswith("subtype = double precision")
+    assert not [r for r in caplog.records if "pg_dump" in r.getMessage()]  # no fallback
+
+
 def test_what_migra_cannot_write_is_copied_with_pg_dump_and_said(tmp_path, pg_server_url, target_url, sql, caplog):
-    # A range type: migra writes nothing for one, so the copy built from the inspection lacks it (the note
-    # names the first difference: the type, or one of the functions that came with it).
+    # An aggregate: migra writes nothing for one, so the copy built from the inspection lacks it.
     sql(target_url, "CREATE TABLE events (id bigint PRIMARY KEY);"
-                    "CREATE TYPE score_range AS RANGE (subtype = float8);")
+                    "CREATE AGGREGATE score_sum(int4) (sfunc = int4pl, stype = int4);")
     copied, target = _copy(tmp_path, pg_server_url, target_url, caplog)
     assert copied.fingerprint == target.fingerprint
     notes = [r.getMessage() for r in caplog.records if "pg_dump" in r.getMessage()]
-    assert len(notes) == 1 and "public.score_" in notes[0] and "copying it with pg_dump instead" in notes[0]
+    assert len(notes) == 1 and "public.score_sum" in notes[0] and "copying it with pg_dump instead" in notes[0]
 
 
 def test_a_full_lock_table_names_the_setting_and_the_value(pg_server_url, target_url):

@@ -196,7 +196,15 @@ QUERIES = {
                  WHEN 'd' THEN concat_ws(' ', format_type(t.typbasetype, t.typtypmod),
                                          CASE WHEN t.typnotnull THEN 'not null' END,
                                          'default ' || t.typdefault)
-                 ELSE (SELECT format_type(r.rngsubtype, NULL) FROM pg_range r WHERE r.rngtypid = t.oid) END,
+                 -- A range type's options as CREATE TYPE ... AS RANGE (...) takes them (types.range).
+                 ELSE (SELECT concat_ws(', ', 'subtype = ' || format_type(r.rngsubtype, NULL),
+                                        'subtype_opclass = ' || quote_ident(ocn.nspname) || '.' || quote_ident(oc.opcname),
+                                        'collation = ' || NULLIF(r.rngcollation, 0)::regcollation::text,
+                                        'canonical = ' || NULLIF(r.rngcanonical, 0)::regproc::text,
+                                        'subtype_diff = ' || NULLIF(r.rngsubdiff, 0)::regproc::text)
+                       FROM pg_range r JOIN pg_opclass oc ON oc.oid = r.rngsubopc
+                       JOIN pg_namespace ocn ON ocn.oid = oc.opcnamespace
+                       WHERE r.rngtypid = t.oid) END,
                """ + _named("n", "t.typname") + """
         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
         WHERE n.nspname = ANY(%(schemas)s) AND t.typtype IN ('e', 'd', 'r')

@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import partitions
 from . import retention
 from . import enums
+from . import ranges
 from . import sequences
 from . import tables
 from . import functions
@@ -23,7 +24,7 @@ from . import privileges
 from .base import Correction
 
 # Object kinds in the order their corrections run (rewrites, then additions, each in this order).
-KINDS = (partitions, retention, enums, sequences, tables, functions, columns, viewtext, views, rls, matviews, comments, privileges)
+KINDS = (partitions, retention, enums, ranges, sequences, tables, functions, columns, viewtext, views, rls, matviews, comments, privileges)
 
 
 def all_corrections() -> tuple[Correction, ...]:
