@@ -20,10 +20,18 @@ REPO = Path(__file__).resolve().parent.parent
 # Embedded servers started by the tests' commands (in this process or in subprocesses) stop at the end
 # of each command instead of staying up for 15 minutes; tests/test_embedded_server.py sets its own.
 os.environ.setdefault("RECONCILE_EMBEDDED_IDLE_SECONDS", "0")
-# As root, a project's embedded server keeps its data outside the project (servers.py): the tests' go to
-# one folder, removed after the session, not one folder per temporary project under /var/lib/reconcile.
-_ROOT_DATA = Path(tempfile.mkdtemp(prefix="reconcile-test-root-data-"))
-os.environ.setdefault("RECONCILE_ROOT_DATA_DIR", str(_ROOT_DATA))
+ROOT_DATA_ENV = "RECONCILE_ROOT_DATA_DIR"
+_made_root_data: list[Path] = []
+
+
+def pytest_configure(config):
+    """As root, a project's embedded server keeps its data outside the project (servers.py): the
+    session's go to one folder, removed after it, not one folder per temporary project under
+    /var/lib/reconcile. Made here, not at import: scripts that import this module make none."""
+    if ROOT_DATA_ENV not in os.environ:
+        folder = Path(tempfile.mkdtemp(prefix="reconcile-test-root-data-"))
+        os.environ[ROOT_DATA_ENV] = str(folder)
+        _made_root_data.append(folder)
 SHIPPED_PROJECT = ("schema", "policies", "views", "partitions")
 
 
@@ -139,10 +147,11 @@ def cli(capsys, project, target_url):
 def pytest_sessionfinish(session, exitstatus):
     """The embedded servers the tests' projects started as root are stopped (fast shutdown) and their
     data removed."""
-    for pid_file in _ROOT_DATA.glob("*/pgdata/postmaster.pid"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGINT)
-    deadline = time.monotonic() + 30
-    while any(_ROOT_DATA.glob("*/pgdata/postmaster.pid")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    shutil.rmtree(_ROOT_DATA, ignore_errors=True)
+    for folder in _made_root_data:
+        for pid_file in folder.glob("*/pgdata/postmaster.pid"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while any(folder.glob("*/pgdata/postmaster.pid")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        shutil.rmtree(folder, ignore_errors=True)
