@@ -94,7 +94,7 @@ class Plan:
         for finding in findings:
             by_statement.setdefault(finding.statement, []).append(finding.describe())
         return dataclasses.replace(self, statements=tuple(
-            dataclasses.replace(s, lint=tuple(by_statement.get(number, ())))
+            dataclasses.replace(s, lint=tuple(by_statement.get(number, ()))) if number in by_statement or s.lint else s
             for number, s in enumerate(self.statements, 1)
         ))
 

@@ -276,13 +276,17 @@ class PartitionsDroppedFirst(Correction):
         if not early:
             return statements
         depth = {table: sum(1 for _ in ancestors(table)) for table in early}
+        under: dict[str, list[str]] = {}  # each dropped top: its dropped partitions, deepest first
+        for table in sorted(early, key=lambda t: (-depth[t], t)):
+            under.setdefault(early[table], []).append(table)
         moved = {id(dropped[table]) for table in early}
         reordered = []
         for statement in statements:
             if id(statement) in moved:
                 continue
             tables = _dropped_tables(statement)
-            before = sorted((t for t, top in early.items() if top in tables), key=lambda t: (-depth[t], t))
+            # Looked up per dropped table, not scanned: the reverse of a first plan drops every table.
+            before = sorted((t for top in tables for t in under.get(top, ())), key=lambda t: (-depth[t], t))
             reordered += [dropped[t] for t in before] + [statement]
         return reordered
 

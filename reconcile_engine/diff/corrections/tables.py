@@ -19,7 +19,7 @@ class CreationOrder(Correction):
         for position, statement in enumerate(statements):
             if statement.facts.node != "CreateStmt":
                 continue
-            needed = {qualified(t) for t in statement.facts.column_types} & set(created)
+            needed = {n for n in map(qualified, statement.facts.column_types) if n in created}
             later = [created[n] for n in sorted(needed) if statements.index(created[n]) > position]
             if later:  # PostgreSQL allows no cycle of row types, so this ends
                 rest = [s for s in statements if s not in later]
