@@ -98,6 +98,12 @@ class Config:
     def path(self, relative: Path | str) -> Path:
         return (self.project_dir / relative).resolve()
 
+    @property
+    def cache_dir(self) -> Path:
+        """reconcile's caches (the desired state, template layers, the declared files' memos): under
+        embedded_dir (.reconcile/), which projects keep out of git."""
+        return self.path(self.embedded_dir) / "cache"
+
     def today(self) -> dt.date:
         """The default as-of date, which places partition windows: the current date in `timezone:`,
         else in UTC; never the machine's local date, so that a CI runner in UTC-12 and a cron host in

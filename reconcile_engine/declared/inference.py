@@ -59,7 +59,7 @@ def with_inferred(config: Config) -> Config:
 def _remembered(config: Config, sources: list[SqlSource]) -> Inferred:
     """infer(), remembered for unchanged files (memo.py): the same files, the same schemas that can never
     be managed, and the same code reading them."""
-    store = memo.MemoStore(config.path(config.embedded_dir) / "cache" / memo.FOLDER, "inferred")
+    store = memo.MemoStore(config.cache_dir / memo.FOLDER, "inferred")
     key = memo.key_of({
         "code": engine_digest(),
         "excluded_schemas": list(config.excluded_schemas),

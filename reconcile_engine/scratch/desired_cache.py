@@ -31,7 +31,6 @@ from ..inspection.snapshot import CatalogSnapshot
 from ..servers import Target, pg_dump_path
 from ..version import engine_digest
 
-CACHE_FOLDER = "cache"  # under embedded_dir (.reconcile/), which projects keep out of git
 KEPT_ENTRIES = 20
 FORMAT = 1
 
@@ -98,7 +97,7 @@ class DesiredStateCache:
 
     @classmethod
     def for_project(cls, config: Config) -> "DesiredStateCache":
-        return cls(config.path(config.embedded_dir) / CACHE_FOLDER)
+        return cls(config.cache_dir)
 
     def _path(self, key: str) -> Path:
         return self.folder / f"desired-{key}.json"

@@ -32,7 +32,7 @@ import psycopg2
 from ..config import Config
 from ..connections import connected, describe
 from ..sqltext import quote_ident
-from .desired_cache import CACHE_FOLDER, key_inputs
+from .desired_cache import key_inputs
 from .leftovers import like_prefix
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class LayerStore:
         or the build role cannot be made a member of OWNER_ROLE."""
         if server.same_server_as_target and server.embedded is None:
             return None
-        store = cls(config.path(config.embedded_dir) / CACHE_FOLDER / "layers", server.admin_url,
+        store = cls(config.cache_dir / "layers", server.admin_url,
                     config.timeouts.connect_timeout_s)
         if server.builder is not None and not store._join_owner(server.builder.name):
             return None
