@@ -31,25 +31,21 @@ def signing_key_path() -> Path:
 
 
 def _signing_key(create: bool) -> bytes | None:
+    """This machine's key; with `create`, made first when there is none (by this process or another)."""
     path = signing_key_path()
+    if create and not path.exists():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(secrets.token_bytes(32))
+        except OSError:  # not writable, or another process made it first: read what is there
+            pass
     try:
         key = path.read_bytes()
-        return key if len(key) == 32 else None
     except OSError:
-        if not create:
-            return None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(secrets.token_bytes(32))
-        return path.read_bytes()
-    except OSError:  # not writable, or another process made it first: read what is there
-        try:
-            key = path.read_bytes()
-            return key if len(key) == 32 else None
-        except OSError:
-            return None
+        return None
+    return key if len(key) == 32 else None
 
 
 def key_of(inputs: dict) -> str:

@@ -16,7 +16,7 @@ from .snapshot import CatalogSnapshot, Scope, read_snapshot
 
 
 def key_of(relation: str) -> str:
-    """schema.name as schemainspect keys its relations: each part double-quoted."""
+    """schema.name as schemainspect keys its relations: each part double-quoted, so a valid SQL name too."""
     return ".".join('"' + part.replace('"', '""') + '"' for part in relation.split(".", 1))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...sqltext import quote_part
+from ...inspection.migra_view import key_of
 from ..statement_facts import operation
 from .base import Correction, DiffContext, Side
 
@@ -10,11 +10,6 @@ from .base import Correction, DiffContext, Side
 def _ranges(side: Side) -> dict[str, str]:
     """Each range type ("schema.name") with its options, as our snapshot reads them from pg_range."""
     return side.snapshot.of_kind("range type")
-
-
-def _quoted(key: str) -> str:
-    schema, name = key.split(".", 1)
-    return f"{quote_part(schema)}.{quote_part(name)}"
 
 
 class RangeTypes(Correction):
@@ -26,13 +21,13 @@ class RangeTypes(Correction):
         before, after = _ranges(current), _ranges(desired)
         changed = [key for key in sorted(after) if key in before and before[key] != after[key]]
         # A changed one is made again (its columns, if any, make that fail in the rehearsal: said there).
-        return ([operation(f"drop type {_quoted(key)};", self.name) for key in changed]
-                + [operation(f"create type {_quoted(key)} as range ({after[key]});", self.name)
+        return ([operation(f"drop type {key_of(key)};", self.name) for key in changed]
+                + [operation(f"create type {key_of(key)} as range ({after[key]});", self.name)
                    for key in sorted(after) if before.get(key) != after[key]])
 
     def after_migra(self, statements, current: Side, desired: Side, context: DiffContext) -> list[str]:
         after = _ranges(desired)
-        return [f"drop type {_quoted(key)};" for key in sorted(_ranges(current)) if key not in after]
+        return [f"drop type {key_of(key)};" for key in sorted(_ranges(current)) if key not in after]
 
 
 CORRECTIONS = (RangeTypes(),)
