@@ -12,6 +12,8 @@ from dump_compare import schema_statements
 from test_corrections import CASES, FIXTURES, _load
 
 from reconcile_engine.cli import run
+from reconcile_engine.diff.migra_diff import diff
+from reconcile_engine.inspection.migra_view import inspect_database
 from reconcile_engine.inspection.snapshot import Scope, read_snapshot
 
 AS_OF = "2026-06-01"
@@ -58,6 +60,8 @@ def test_case_plans_applies_and_drift_is_clean(case, new_database, tmp_path, cap
     assert code == 0 and "In sync" in out, out + err  # (lint warnings on the case's own design may follow)
     scope = Scope(("public",), privileges=bool(expect.get("privileges")))
     assert read_snapshot(target, scope).differences(read_snapshot(declared, scope)) == []
+    # and by migra (with the corrections): the rehearsal judged convergence by the snapshot alone
+    assert [s.sql for s in diff(inspect_database(target, scope), inspect_database(declared, scope)).statements] == []
     # And what pg_dump shows (the exam the issue set): the same statements.
     after, wanted = schema_statements(target), schema_statements(declared)
     assert after == wanted, "\n".join(["only on the target:", *sorted(after - wanted), "only declared:", *sorted(wanted - after)])

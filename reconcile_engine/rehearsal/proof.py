@@ -110,7 +110,7 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         layers = LayerStore.for_server(config, server)
         copy.use_layers(layers)  # once rehearsed, kept as the copy of the target the plan makes (layers.py)
         copy.prepare(config)  # first: with roles to create, two at once would race
-        target_inspection = beside.submit(inspect_database, target.url, config.scope, timeout)
+        target_inspection = beside.submit(inspect_database, target.url, config.scope, timeout, snapshot=target_now)
         # The target's copy (for the rehearsal) is made from its inspection while the desired state is
         # built: two backends, each busy for about as long as loading the schema takes.
         copied = beside.submit(copy_target, copy, target.url, target_now, config, target_inspection.result, layers)

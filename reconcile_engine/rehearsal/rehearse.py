@@ -1,8 +1,12 @@
 """Stage 6: rehearse a plan on a scratch copy of the target's schema, then check that it converged;
 meanwhile rehearse its reverse on the scratch database holding the declared state.
 
-Converged means both: migra finds nothing more to do, and our own catalog snapshot of the copy
-equals the desired one (migra's re-diff cannot see what migra ignores).
+Converged means our own catalog snapshot of the copy equals the desired one. It is the independent
+view (it sees what migra ignores, and a re-diff by migra cannot), and the one the reverse rehearsal,
+`check` and `apply` judge by too. Only a plan that did not converge has the copy read again by
+schemainspect and diffed by migra, to say what is still to do: at thousands of tables that second
+reading and re-diff cost about a seventh of a plan's time and a whole view's memory, and when the
+snapshots agree they have never found anything (every fixture checks both).
 """
 
 from __future__ import annotations
@@ -73,13 +77,13 @@ def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, curre
                     raise PlanNotConvergedError(
                         f"the plan fails on a copy of the target, so it was not written: {failed}{_what_to_declare(failed)}"
                     ) from failed
+                differences = tuple(take_snapshot(conn, scope).differences(desired.snapshot))
             finally:
                 conn.close()
-            rehearsed = inspect_database(copy.url, scope, config.timeouts.connect_timeout_s)
-            differences = tuple(rehearsed.snapshot.differences(desired.snapshot))
+            remaining = ()
             if differences:
                 way_back.cancel()  # from somewhere else than the declared state, it proves nothing
-            remaining = tuple(s.sql for s in diff(rehearsed, desired, context, current_used_once=True).statements)
+                remaining = _still_to_do(copy, desired, config, context)
         except BaseException:
             way_back.cancel()
             raise
@@ -89,6 +93,13 @@ def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, curre
             return result
         reverse, problem = reverse_run.result() if reverse_run is not None else way_back.run()
     return dataclasses.replace(result, reverse=reverse, reverse_problem=problem)
+
+
+def _still_to_do(copy: ScratchDatabase, desired: InspectedDatabase, config: Config, context: DiffContext) -> tuple[str, ...]:
+    """What migra (with the corrections) would still do on the rehearsed copy: the statements a plan that
+    did not converge is missing, as the error lists them."""
+    rehearsed = inspect_database(copy.url, config.scope, config.timeouts.connect_timeout_s)
+    return tuple(s.sql for s in diff(rehearsed, desired, context, current_used_once=True).statements)
 
 
 # SQLSTATEs of a type change PostgreSQL cannot make by a cast: no cast exists (cannot_coerce), or

@@ -24,7 +24,7 @@ def rehearse_on_target_copy(config: Config, target: Target, reverse: Plan, label
     now = read_snapshot(target.url, config.scope, timeout)
     with scratch_space_for(config, target) as server, ScratchDatabase(server, "rehearsal", timeout) as copy:
         copy.prepare(config)
-        copy_target(copy, target.url, now, config, lambda: inspect_database(target.url, config.scope, timeout))
+        copy_target(copy, target.url, now, config, lambda: inspect_database(target.url, config.scope, timeout, snapshot=now))
         conn = copy.connect(autocommit=False)
         try:
             run_on_scratch(conn, reverse.statements, "rollback rehearsal", copy.inert)
