@@ -91,7 +91,7 @@ def _compare(config: Config, desired: DesiredState, the_target: Target, use_cach
     from .rehearsal.proof import build_and_inspect, scratch_space_for
     from .scratch.databases import ScratchDatabase
 
-    with scratch_space_for(config, the_target) as server, ThreadPoolExecutor(max_workers=1) as beside, \
+    with scratch_space_for(config, the_target) as server, ThreadPoolExecutor(max_workers=2) as beside, \
             ScratchDatabase(server, "desired", config.timeouts.connect_timeout_s) as scratch:
         current, wanted, findings = build_and_inspect(config, desired, the_target, scratch, beside)
         lookup.cache.put(lookup.key, wanted.snapshot, findings)

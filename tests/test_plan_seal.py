@@ -118,6 +118,8 @@ def test_an_edit_that_leaves_the_declared_state_is_not_rewritten(cli, project, t
 
     assert code == 1
     assert "still differs: index public.users_bio_idx" in err
+    # what migra would still do, read only because the snapshot saw a difference
+    assert 'still to do: drop index if exists "public"."users_bio_idx"' in err
     assert err.strip().splitlines()[-1].startswith("error: the plan does not reach the declared state")
     assert plan.read_text() == edited
     assert cli("apply")[0] == 1

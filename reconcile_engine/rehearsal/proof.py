@@ -80,8 +80,10 @@ def build_and_inspect(config: Config, desired: DesiredState, target: Target, scr
     scratch.use_layers(layers if layers is not None else LayerStore.for_server(config, scratch.server))
     scratch.prepare(config)
     scratch.load_desired(desired)
-    findings = lint_findings(config, scratch)
+    # The lint's queries wait on the server while schemainspect computes: side by side.
+    findings = beside.submit(lint_findings, config, scratch)
     wanted = inspect_database(scratch.url, config.scope, timeout)
+    findings = findings.result()
     if not keep:
         scratch.drop_in_background()  # everything needed from it is in `wanted` now
     return target_inspection.result(), wanted, findings
@@ -134,7 +136,7 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         archived = archived_by(the_plan.statements, original.snapshot.fact("partition parent"), config.managed_schemas)
         rehearsal = rehearse(rest, copy, scratch, current, wanted, config, DiffContext(desired.partition_specs, config.batch_rows, desired.usings()),
                              reverse_to=original.snapshot, reverse_trailing=needed.reverse_operations,
-                             archived=archived)
+                             archived=archived, copy_checked=copied.result() or needed.applied)
         if layers is not None and rehearsal.converged and not archived:
             copy.keep_as_state(layers, wanted.snapshot.fingerprint)  # the copy of the target once applied
         else:

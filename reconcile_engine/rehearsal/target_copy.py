@@ -31,15 +31,19 @@ LABEL = "the copy of the target"
 
 
 def copy_target(copy: ScratchDatabase, target_url: str, target_snapshot: CatalogSnapshot, config: Config,
-                target_inspection: Callable[[], InspectedDatabase], states: LayerStore | None = None) -> None:
+                target_inspection: Callable[[], InspectedDatabase], states: LayerStore | None = None) -> bool:
     """Fill a scratch database with the target's schema (no data), to rehearse on. Independent of the
     declared state, so it can be made while the desired database is being built; `target_inspection()`
     returns the target's inspection (it may wait for it). The target's extensions come first, in their
     schemas: the statements use their types. With `states` (scratch/layers.py), a copy kept by an
     earlier rehearsal that reached the state the target is in now is used instead, when it shows
-    exactly the target's snapshot."""
+    exactly the target's snapshot.
+
+    Returns whether the copy was read here and shows exactly `target_snapshot` (made from the
+    inspection, or kept): the rehearsal then need not read it again (at thousands of tables a second
+    or more). An empty copy, or one made with pg_dump, is not read here."""
     if states is not None and _from_kept_state(copy, target_snapshot, config, states):
-        return
+        return True
     copy.copy_target_extensions(config)
     present = tuple(s for s in config.scope.schemas if ("schema", s) in target_snapshot.objects)
     copy.create_schemas(present, target_snapshot.of_kind("comment"))
@@ -47,18 +51,19 @@ def copy_target(copy: ScratchDatabase, target_url: str, target_snapshot: Catalog
            for kind, key in target_snapshot.objects):
         if config.privileges:
             copy_grants(copy, target_snapshot, config)
-        return  # nothing in the schemas
+        return False  # nothing in the schemas
     target = target_inspection()
     copy.adopt_default_privileges()  # for what the statements (and then the plan) create in its schemas
     problem = _build_from_inspection(copy, target, config)
     if problem is None:
-        return
+        return target.snapshot.fingerprint == target_snapshot.fingerprint
     log.info("the copy of the target built from its inspection %s: copying it with pg_dump instead", problem)
     copy.start_over()
     copy.copy_target_extensions(config)
     copy.load_schema_of(target_url, present)
     if config.privileges:
         copy_grants(copy, target_snapshot, config)
+    return False
 
 
 def _from_kept_state(copy: ScratchDatabase, target_snapshot: CatalogSnapshot, config: Config,
