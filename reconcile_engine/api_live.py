@@ -86,18 +86,32 @@ def _compare(config: Config, desired: DesiredState, the_target: Target, use_cach
         return _Comparison(lookup.target_snapshot, lookup.hit.snapshot, [], (), lookup.hit.lint_findings, True)
     from concurrent.futures import ThreadPoolExecutor
 
-    from .diff.migra_diff import diff
-    from .diff.operations import DiffContext
-    from .rehearsal.proof import build_and_inspect, scratch_space_for
+    from .rehearsal.proof import build_and_read, scratch_space_for
     from .scratch.databases import ScratchDatabase
 
+    timeout = config.timeouts.connect_timeout_s
     with scratch_space_for(config, the_target) as server, ThreadPoolExecutor(max_workers=2) as beside, \
-            ScratchDatabase(server, "desired", config.timeouts.connect_timeout_s) as scratch:
-        current, wanted, findings = build_and_inspect(config, desired, the_target, scratch, beside)
-        lookup.cache.put(lookup.key, wanted.snapshot, findings)
-        statements = diff(current, wanted, DiffContext(desired.partition_specs, config.batch_rows, desired.usings())).statements if fix_sql else ()
-    return _Comparison(current.snapshot, wanted.snapshot, current.snapshot.differences(wanted.snapshot),
-                       tuple(s.sql for s in statements), tuple(findings), False)
+            ScratchDatabase(server, "desired", timeout) as scratch:
+        current, wanted, findings = build_and_read(config, desired, the_target, scratch, beside)
+        lookup.cache.put(lookup.key, wanted, findings)
+        differences = current.differences(wanted)
+        # The verdict is our snapshots' (as from the cache); migra is asked only for the SQL of a difference.
+        statements = _fix_sql(config, desired, the_target, scratch, current, wanted, beside) if fix_sql and differences else ()
+    return _Comparison(current, wanted, differences, statements, tuple(findings), False)
+
+
+def _fix_sql(config: Config, desired: DesiredState, the_target: Target, scratch, current: CatalogSnapshot,
+             wanted: CatalogSnapshot, beside) -> tuple[str, ...]:
+    """migra's statements (with the corrections) from the target to the desired state built in `scratch`."""
+    from .diff.migra_diff import diff
+    from .diff.operations import DiffContext
+    from .inspection.migra_view import inspect_database
+
+    timeout = config.timeouts.connect_timeout_s
+    target_view = beside.submit(inspect_database, the_target.url, config.scope, timeout, snapshot=current)
+    desired_view = inspect_database(scratch.url, config.scope, timeout, snapshot=wanted)
+    context = DiffContext(desired.partition_specs, config.batch_rows, desired.usings())
+    return tuple(s.sql for s in diff(target_view.result(), desired_view, context, current_used_once=True).statements)
 
 
 

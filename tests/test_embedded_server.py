@@ -257,6 +257,16 @@ def test_a_cached_drift_imports_only_what_it_uses(project):
         loaded = [m for m in modules if m.startswith(HEAVY)]
         assert not loaded, f"a cached drift imported {loaded}"
         assert "reconcile_engine.api_live" in modules  # the probe saw the command's modules
+        # Without the cache the declared state is built, and judged by our snapshots: in sync, migra's
+        # stack (which only writes the SQL for a difference) is not even loaded.
+        built = reconcile(project, "drift", "--as-of", AS_OF, "--format", "json", "--no-cache",
+                          python=(sys.executable, "-c", REPORT_MODULES))
+        assert built.returncode == 0, built.stderr
+        report = json.loads(built.stdout)
+        assert report["declared_state"] == "built" and report["in_sync"] and report["fix_sql"] == []
+        modules = json.loads(built.stderr.rpartition("MODULES ")[2])
+        assert "reconcile_engine.rehearsal.proof" in modules
+        assert [m for m in modules if m.startswith(("schemainspect", "migra", "sqlbag"))] == []
     finally:
         reconcile(project, "server", "stop")
         shutil.rmtree(data_dir.parent, ignore_errors=True)

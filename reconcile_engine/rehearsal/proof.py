@@ -66,27 +66,40 @@ def desired_database(config: Config, desired: DesiredState, target: Target):
         yield scratch
 
 
-def build_and_inspect(config: Config, desired: DesiredState, target: Target, scratch: ScratchDatabase,
-                      beside: ThreadPoolExecutor, *, keep: bool = False, target_inspection=None,
-                      layers: LayerStore | None = None):
-    """Build the desired state in `scratch` while the target is inspected beside it (the one waits on
-    the server, the other mostly computes), then inspect the desired state; unless `keep`, the scratch
-    database is dropped in the background once read. Returns (current, wanted, lint findings).
-    target_inspection: the target's inspection already under way (a Future), if the caller began it;
-    layers: the template layers (layers.py) the caller has already looked up, else looked up here."""
+def build_and_inspect(config: Config, desired: DesiredState, scratch: ScratchDatabase, beside: ThreadPoolExecutor,
+                      target_inspection, layers: LayerStore | None = None):
+    """plan: build the desired state in `scratch` while the target is inspected beside it (the one
+    waits on the server, the other mostly computes), then inspect the desired state; `scratch` is
+    kept (the reverse plan is rehearsed on it). Returns (current, wanted, lint findings).
+    target_inspection: the target's inspection under way (a Future); layers: the template layers
+    (layers.py) the caller has already looked up, else looked up here."""
+    findings = _build(config, desired, scratch, beside, layers)
+    wanted = inspect_database(scratch.url, config.scope, config.timeouts.connect_timeout_s)
+    return target_inspection.result(), wanted, findings.result()
+
+
+def build_and_read(config: Config, desired: DesiredState, target: Target, scratch: ScratchDatabase,
+                   beside: ThreadPoolExecutor) -> tuple[CatalogSnapshot, CatalogSnapshot, list]:
+    """drift and maintain: the desired state built in `scratch` while the target's snapshot is read
+    beside it, then the desired state's snapshot. Our snapshots only: what they judge by. Neither is
+    read by schemainspect here (a view is about twice a snapshot's memory and most of an inspection's
+    time); inspect_database(..., snapshot=) reads that only where there is a difference to write SQL
+    for. Returns (target, desired, lint findings); `scratch` is kept."""
     timeout = config.timeouts.connect_timeout_s
-    if target_inspection is None:
-        target_inspection = beside.submit(inspect_database, target.url, config.scope, timeout)
+    target_snapshot = beside.submit(read_snapshot, target.url, config.scope, timeout)
+    findings = _build(config, desired, scratch, beside)
+    wanted = scratch.snapshot(config.scope)
+    return target_snapshot.result(), wanted, findings.result()
+
+
+def _build(config: Config, desired: DesiredState, scratch: ScratchDatabase, beside: ThreadPoolExecutor,
+           layers: LayerStore | None = None):
+    """Load the declared state into `scratch`; returns the security lint on it, under way beside
+    (its queries wait on the server while the caller reads the state)."""
     scratch.use_layers(layers if layers is not None else LayerStore.for_server(config, scratch.server))
     scratch.prepare(config)
     scratch.load_desired(desired)
-    # The lint's queries wait on the server while schemainspect computes: side by side.
-    findings = beside.submit(lint_findings, config, scratch)
-    wanted = inspect_database(scratch.url, config.scope, timeout)
-    findings = findings.result()
-    if not keep:
-        scratch.drop_in_background()  # everything needed from it is in `wanted` now
-    return target_inspection.result(), wanted, findings
+    return beside.submit(lint_findings, config, scratch)
 
 
 def lint_findings(config: Config, scratch: ScratchDatabase) -> list:
@@ -117,8 +130,7 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         # built: two backends, each busy for about as long as loading the schema takes.
         copied = beside.submit(copy_target, copy, target.url, target_now, config, target_inspection.result, layers)
         # kept: the reverse plan is rehearsed on it
-        current, wanted, findings = build_and_inspect(config, desired, target, scratch, beside, keep=True,
-                                                      target_inspection=target_inspection, layers=layers)
+        current, wanted, findings = build_and_inspect(config, desired, scratch, beside, target_inspection, layers)
         needed = needed_renames(renames, current.snapshot)
         original = current
         if needed.applied:
