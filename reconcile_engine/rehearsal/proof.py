@@ -131,10 +131,13 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         copied = beside.submit(copy_target, copy, target.url, target_now, config, target_inspection.result, layers)
         # kept: the reverse plan is rehearsed on it
         current, wanted, findings = build_and_inspect(config, desired, scratch, beside, target_inspection, layers)
+        # The copy finished first: the statements that made it and the copy of the target's view they
+        # were diffed from are let go before the plan's diff thaws the view again (at thousands of
+        # tables the two overlapping were a plan's peak of memory). From an empty target it is at once.
+        copy_checked = copied.result()
         needed = needed_renames(renames, current.snapshot)
         original = current
         if needed.applied:
-            copied.result()
             current = renamed_copy(copy, needed, config)
         rest = make_plan(current, wanted)
         if rest is None and not needed.applied:
@@ -144,11 +147,10 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         lint = beside.submit(squawk, the_plan.statements, target_major(config, target))
         # Counted on the target's rows (read-only) while the copy, which has none, rehearses the plan.
         checks = beside.submit(run_preflight, config, target.url, the_plan, original.snapshot)
-        copied.result()
         archived = archived_by(the_plan.statements, original.snapshot.fact("partition parent"), config.managed_schemas)
         rehearsal = rehearse(rest, copy, scratch, current, wanted, config, DiffContext(desired.partition_specs, config.batch_rows, desired.usings()),
                              reverse_to=original.snapshot, reverse_trailing=needed.reverse_operations,
-                             archived=archived, copy_checked=copied.result() or needed.applied)
+                             archived=archived, copy_checked=copy_checked or needed.applied)
         if layers is not None and rehearsal.converged and not archived:
             copy.keep_as_state(layers, wanted.snapshot.fingerprint)  # the copy of the target once applied
         else:
