@@ -50,41 +50,59 @@ def squawk_path() -> str:
     return found
 
 
-def squawk(statements, pg_major: int | None = None) -> list[Finding]:
-    """Run squawk once over all of a plan's statements (operations, with their facts); findings are
-    mapped back to the statement they concern."""
+# squawk holds its whole input's syntax tree: about 20 times the SQL's size (160 MB for the 8 MB a
+# plan from empty writes at 10,000 tables). It is run on pieces of about this size, one after another.
+# No rule it runs looks across statements (those about transactions and timeouts are excluded above,
+# and "a table created earlier in the plan" is judged below, over the whole plan), so the pieces
+# give the findings one run would.
+PIECE_BYTES = 512 * 1024
+
+
+def squawk(statements, pg_major: int | None = None, piece_bytes: int = PIECE_BYTES) -> list[Finding]:
+    """Run squawk over all of a plan's statements (operations, with their facts), in pieces of about
+    `piece_bytes` of SQL; findings are mapped back to the statement they concern."""
     if not statements:
         return []
-    starts, lines = [], []
-    for statement in statements:
-        sql = statement.sql
-        starts.append(len(lines))
-        text = sql.strip()
-        lines += (text if text.endswith(";") else text + ";").splitlines()
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
-        handle.write("\n".join(lines) + "\n")
-        path = handle.name
     command = [squawk_path(), "--reporter", "json"]
     if pg_major:
         command.append(f"--pg-version={pg_major}.0")
-    command += ["--exclude=" + ",".join(HANDLED_BY_APPLY), path]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        raw = json.loads(result.stdout or "[]")
-    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
-        raise LintError(f"squawk failed: {exc}") from exc
-    finally:
-        os.unlink(path)
+    command.append("--exclude=" + ",".join(HANDLED_BY_APPLY))
+    starts, lines = [], []  # the first line of each statement; the lines of the piece under way
+    raw, piece_start, size = [], 0, 0
+    for statement in statements:
+        if size >= piece_bytes:
+            raw += _run(command, lines, piece_start)
+            piece_start, lines, size = piece_start + len(lines), [], 0
+        text = statement.sql.strip()
+        starts.append(piece_start + len(lines))
+        lines += (text if text.endswith(";") else text + ";").splitlines()
+        size += len(text)
+    raw += _run(command, lines, piece_start)
     created_by: dict[str, int] = {}  # table -> index of the statement that creates it
     for index, statement in enumerate(statements):
         for table in statement.facts.creates:
             created_by.setdefault(table, index)
     findings = []
     for item in raw:
-        index = bisect.bisect_right(starts, item.get("line", 0)) - 1
+        index = bisect.bisect_right(starts, item["line"]) - 1
         if item.get("rule_name") in LIVE_TABLE_RULES and \
                 created_by.get(target_table(statements[index].facts), index) < index:
             continue  # a table an earlier statement created is new and empty
         findings.append(Finding(index + 1, item.get("rule_name", "?"), item.get("message", ""), item.get("help") or "",
                                 item.get("level") or "Warning"))
     return findings
+
+
+def _run(command: list[str], lines: list[str], first_line: int) -> list[dict]:
+    """squawk's findings on one piece, each with its line numbered as in the whole plan."""
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
+        handle.write("\n".join(lines) + "\n")
+        path = handle.name
+    try:
+        result = subprocess.run([*command, path], capture_output=True, text=True, timeout=120)
+        raw = json.loads(result.stdout or "[]")
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+        raise LintError(f"squawk failed: {exc}") from exc
+    finally:
+        os.unlink(path)
+    return [item | {"line": item.get("line", 0) + first_line} for item in raw]
