@@ -35,7 +35,7 @@ class Measured:
     stdout: str
     stderr: str
     exit_code: int
-    peak_rss: int  # bytes: the command's process and all its children, summed at each sample
+    peak_rss: int  # bytes: the command's process and all its children, summed at each sample (PSS, see _tree_memory)
 
     @property
     def peak_mb(self) -> float:
@@ -108,7 +108,7 @@ def timed(command: Sequence, *, expect_exit: int | tuple[int, ...] = 0, contains
         try:
             watched = psutil.Process(process.pid)
             while process.poll() is None:
-                peak = max(peak, _tree_rss(watched, psutil))
+                peak = max(peak, _tree_memory(watched, psutil))
                 time.sleep(SAMPLE_EVERY_S)
         except psutil.NoSuchProcess:
             pass  # ended between poll() and the sample
@@ -129,12 +129,19 @@ def timed(command: Sequence, *, expect_exit: int | tuple[int, ...] = 0, contains
     return measured
 
 
-def _tree_rss(process, psutil) -> int:
-    """The process's resident memory plus its children's (pg_dump, squawk, ...), read together."""
+def _tree_memory(process, psutil) -> int:
+    """The process's memory plus its children's (pg_dump, squawk, ...), read together: each one's
+    proportional set size (PSS) where the system gives it, else its resident set. Not RSS summed: a
+    child between fork and exec shares every page of its parent, and RSS would count a 600 MB parent
+    twice for a squawk started from it (PSS splits a shared page between the processes sharing it)."""
     total = 0
     for member in (process, *process.children(recursive=True)):
         try:
-            total += member.memory_info().rss
+            try:
+                info = member.memory_full_info()
+                total += getattr(info, "pss", info.rss)
+            except psutil.AccessDenied:  # another user's process: its resident set
+                total += member.memory_info().rss
         except psutil.Error:
             pass  # a child that ended between the listing and the read
     return total
