@@ -24,8 +24,8 @@ class InspectedDatabase:
     """Both views of one database: schemainspect's (what migra diffs) and our CatalogSnapshot.
 
     schemainspect's view is tens of Python objects per table, and one inspection is diffed up to three
-    times (plan, reverse plan, re-diff after the rehearsal), each diff adjusting a copy of its own. So
-    from its first copy on, the view is held only frozen (pickled and compressed: a few percent of the
+    times (plan, reverse plan, and a re-diff after a rehearsal that did not converge), each diff
+    adjusting a copy of its own. So from its first copy on, the view is held only frozen (pickled and compressed: a few percent of the
     objects' memory): the first copy takes the view as it was read, each later one is thawed from the
     frozen one, and an inspection waiting for its next diff costs next to nothing. An inspection never
     copied (diffed once, in place) is never frozen.
