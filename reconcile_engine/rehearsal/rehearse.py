@@ -69,10 +69,11 @@ def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, curre
         try:
             conn = copy.connect(autocommit=False)
             try:
-                before = None if copy_checked else take_snapshot(conn, scope)
-                if before is not None and before.fingerprint != current.snapshot.fingerprint:
-                    first = before.differences(current.snapshot)[0].describe("copy", "target")
-                    raise ScratchError(f"the scratch copy of the target is not faithful, so the plan cannot be rehearsed: {first}")
+                if not copy_checked:
+                    before = take_snapshot(conn, scope)
+                    if before.fingerprint != current.snapshot.fingerprint:
+                        first = before.differences(current.snapshot)[0].describe("copy", "target")
+                        raise ScratchError(f"the scratch copy of the target is not faithful, so the plan cannot be rehearsed: {first}")
                 try:
                     run_on_scratch(conn, plan.statements, "rehearsal", copy.inert)
                     copy.inert.restore(conn)
