@@ -6,7 +6,9 @@ import itertools
 
 from reconcile_engine.diff.migra_diff import diff
 from reconcile_engine.inspection.migra_view import inspect_database
-from reconcile_engine.inspection.snapshot import CatalogSnapshot, Scope, read_snapshot
+from reconcile_engine.connections import connected
+from reconcile_engine.inspection import snapshot as snapshot_module
+from reconcile_engine.inspection.snapshot import CatalogSnapshot, Scope, differences_in, read_snapshot, take_snapshot
 
 SCHEMAS = Scope(("public",))
 ODD = 'we"ird;\nname'  # a name with a quote, a semicolon and a newline
@@ -43,10 +45,39 @@ def test_copies_of_an_inspection_are_independent_of_it_and_of_each_other(new_dat
         assert key in view.tables and view.selectables[key].rowsecurity is True
         assert f'"public".{QUOTED_ODD}' in view.tables
     assert key not in first.inspected.tables
+    # Thawed, a view is the one read, object for object: what is shared stays shared, strings are shared.
+    thawed, read = second.inspected, inspect_database(_database(new_database, sql), SCHEMAS).inspected
+    _same_view(thawed, read, set())
+    table = thawed.tables[key]
+    assert thawed.relations[key] is table and thawed.selectables[key] is table
+    assert all(thawed.indexes[name] is index for name, index in table.indexes.items()) and table.indexes
+    assert table.columns["org_id"].dbtype is inspected.copy().inspected.tables[key].columns["org_id"].dbtype
     # Diffed again (and from the other side, as the reverse plan is), the frozen inspection says the same.
     assert [s.sql for s in diff(empty, inspected).statements] == first_plan
     assert any(s.startswith("drop table") for s in (s.sql for s in diff(inspected, empty).statements))
     assert diff(inspected, inspected).statements == ()
+
+
+def _same_view(one, other, seen: set) -> None:
+    """Structurally equal, schemainspect's objects attribute by attribute (the views hold cycles)."""
+    if (id(one), id(other)) in seen:
+        return
+    seen.add((id(one), id(other)))
+    assert type(one) is type(other)
+    if isinstance(one, dict):
+        assert list(one) == list(other)
+        for name in one:
+            _same_view(one[name], other[name], seen)
+    elif isinstance(one, (list, tuple)):
+        assert len(one) == len(other)
+        for mine, theirs in zip(one, other):
+            _same_view(mine, theirs, seen)
+    elif type(one).__module__.startswith("schemainspect."):
+        _same_view(vars(one), vars(other), seen)
+    elif type(one).__module__.startswith("sqlalchemy."):
+        assert str(one) == str(other)  # schemainspect's query texts
+    else:
+        assert one == other
 
 
 def test_two_reads_of_a_database_share_every_string(new_database, sql):
@@ -88,3 +119,52 @@ def test_differences_are_every_differing_key_in_order():
         expected = [(kind, key, mine.get((kind, key)), theirs.get((kind, key))) for kind, key in sorted(keys)
                     if mine.get((kind, key)) != theirs.get((kind, key))]
         assert [(d.kind, d.key, d.before, d.after) for d in found] == expected
+
+
+def test_differences_in_a_database_answer_as_its_snapshot_without_holding_one_when_there_are_none(
+        new_database, sql, monkeypatch):
+    url = _database(new_database, sql)
+    expected = read_snapshot(url, SCHEMAS)
+    whole_snapshots = []
+
+    def counted(conn, scope):
+        whole_snapshots.append(scope)
+        return take_snapshot(conn, scope)
+
+    monkeypatch.setattr(snapshot_module, "take_snapshot", counted)
+
+    def both(against):
+        with connected(url) as conn:
+            whole_snapshots.clear()
+            found = differences_in(conn, SCHEMAS, against)
+            return found, take_snapshot(conn, SCHEMAS).differences(against), len(whole_snapshots)
+
+    found, truth, read_whole = both(expected)
+    assert found == truth == [] and read_whole == 0  # the same: settled row by row, no snapshot held
+
+    one_more = CatalogSnapshot({**expected.objects, ("table", "public.gone"): "x"})
+    one_less = CatalogSnapshot({k: v for k, v in expected.objects.items() if k != ("index", "public.plain_org_idx")})
+    changed = CatalogSnapshot({**expected.objects, ("column", "public.plain.org_id"): "bigint"})
+    for against in (one_more, one_less, changed):
+        found, truth, read_whole = both(against)
+        assert found == truth and found and read_whole == 1
+
+    # Names with dots make two columns of one key, "public.a.b.c" (a snapshot holds the last read): the
+    # count says no, the whole snapshot says the same.
+    sql(url, 'CREATE TABLE "a.b" (c int); CREATE TABLE a ("b.c" int)')
+    collided = read_snapshot(url, SCHEMAS)
+    found, truth, read_whole = both(collided)
+    assert found == truth == [] and read_whole == 1
+    # The key read twice stands in for an object the database lacks: rows read and objects expected are
+    # as many, every row is as expected; the sum of hashes tells.
+    lacking = CatalogSnapshot({**collided.objects, ("table", "public.missing"): ""})
+    found, truth, read_whole = both(lacking)
+    assert found == truth and [(d.kind, d.key) for d in found] == [("table", "public.missing")] and read_whole == 1
+
+    sql(url, "ALTER TABLE plain ADD COLUMN note text; DROP INDEX plain_org_idx")
+    found, truth, _ = both(expected)
+    assert found == truth and {(d.kind, d.key) for d in found} >= {("column", "public.plain.note"),
+                                                                  ("index", "public.plain_org_idx")}
+    ignoring = Scope(("public",), ignore=("public.plain",))
+    with connected(url) as conn:
+        assert differences_in(conn, ignoring, read_snapshot(url, ignoring)) == []

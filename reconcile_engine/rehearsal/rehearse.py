@@ -21,7 +21,7 @@ from ..diff.migra_diff import diff
 from ..diff.operations import DiffContext
 from ..errors import PlanNotConvergedError, ScratchError
 from ..inspection.migra_view import InspectedDatabase, inspect_database
-from ..inspection.snapshot import CatalogSnapshot, Difference, take_snapshot
+from ..inspection.snapshot import CatalogSnapshot, Difference, differences_in
 from ..planning.build import Plan, build_plan
 from ..runner import PlanStatementFailed, run_on_scratch
 from ..scratch.databases import ScratchDatabase
@@ -69,11 +69,10 @@ def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, curre
         try:
             conn = copy.connect(autocommit=False)
             try:
-                if not copy_checked:
-                    before = take_snapshot(conn, scope)
-                    if before.fingerprint != current.snapshot.fingerprint:
-                        first = before.differences(current.snapshot)[0].describe("copy", "target")
-                        raise ScratchError(f"the scratch copy of the target is not faithful, so the plan cannot be rehearsed: {first}")
+                unfaithful = () if copy_checked else differences_in(conn, scope, current.snapshot)
+                if unfaithful:
+                    first = unfaithful[0].describe("copy", "target")
+                    raise ScratchError(f"the scratch copy of the target is not faithful, so the plan cannot be rehearsed: {first}")
                 try:
                     run_on_scratch(conn, plan.statements, "rehearsal", copy.inert)
                     copy.inert.restore(conn)
@@ -82,7 +81,7 @@ def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, curre
                     raise PlanNotConvergedError(
                         f"the plan fails on a copy of the target, so it was not written: {failed}{_what_to_declare(failed)}"
                     ) from failed
-                differences = tuple(take_snapshot(conn, scope).differences(desired.snapshot))
+                differences = tuple(differences_in(conn, scope, desired.snapshot))
             finally:
                 conn.close()
             remaining = ()
@@ -165,7 +164,7 @@ class _ReverseRehearsal:
             run_on_scratch(conn, reverse.statements, "rollback rehearsal", self.declared.inert)
             self.declared.inert.restore(conn)
             conn.commit()
-            back = take_snapshot(conn, self.scope)
+            differences = differences_in(conn, self.scope, self.back_to)
         except PlanStatementFailed as failed:
             conn.rollback()
             return None, f"the reverse plan fails on the declared state: {failed}"
@@ -173,7 +172,6 @@ class _ReverseRehearsal:
             with self._lock:
                 self._conn = None
                 conn.close()
-        differences = back.differences(self.back_to)
         if differences:
             return None, f"the reverse plan does not lead back: {differences[0].describe('after rollback', 'target')}"
         return reverse, None

@@ -71,7 +71,7 @@ def _from_kept_state(copy: ScratchDatabase, target_snapshot: CatalogSnapshot, co
     key = states.state_key(target_snapshot.fingerprint, copy.server.environment)
     if not copy.start_from(states, key):
         return False
-    if copy.snapshot(config.scope).fingerprint == target_snapshot.fingerprint:
+    if not copy.differences_from(target_snapshot, config.scope):
         return True
     log.info("a kept copy of the target no longer shows the catalog it was kept with: made again")
     states.forget(key)
@@ -107,10 +107,10 @@ def _build_from_inspection(copy: ScratchDatabase, target: InspectedDatabase, con
         conn.close()
     if config.privileges:
         copy_grants(copy, target.snapshot, config)
-    made = copy.snapshot(config.scope)
-    if made.fingerprint == target.snapshot.fingerprint:
+    differences = copy.differences_from(target.snapshot, config.scope)
+    if not differences:
         return None
-    return f"differs from it ({made.differences(target.snapshot)[0].describe('copy', 'target')})"
+    return f"differs from it ({differences[0].describe('copy', 'target')})"
 
 
 def copy_grants(copy: ScratchDatabase, target_snapshot: CatalogSnapshot, config: Config) -> None:

@@ -21,7 +21,7 @@ from ..connections import connect, connected, describe, first_line, with_databas
 from ..declared.files import DesiredState
 from ..declared.inference import infer
 from ..errors import ScratchError
-from ..inspection.snapshot import take_snapshot
+from ..inspection.snapshot import differences_in, take_snapshot
 from ..sqltext import quote_ident, quote_literal
 from .build_role import check_login
 from .declared_load import load_source
@@ -368,6 +368,15 @@ class ScratchDatabase:
         conn = self.connect()
         try:
             return take_snapshot(conn, scope or self._config.scope)
+        finally:
+            conn.close()
+
+    def differences_from(self, expected, scope=None) -> list:
+        """How it differs from the catalog snapshot `expected` (snapshot.differences_in: where it does
+        not, no snapshot of it is held)."""
+        conn = self.connect()
+        try:
+            return differences_in(conn, scope or self._config.scope, expected)
         finally:
             conn.close()
 
