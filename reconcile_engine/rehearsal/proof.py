@@ -25,6 +25,7 @@ from ..inspection.snapshot import CatalogSnapshot, not_compared, read_snapshot
 from ..planning import planfile
 from ..planning.build import Plan, build_plan
 from ..planning.preflight import refusal
+from ..process_memory import give_back_freed, share_arenas
 from ..scratch.databases import ScratchDatabase
 from ..scratch.layers import LayerStore
 from ..scratch.space import scratch_space
@@ -118,6 +119,7 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
     the declared state on a copy of the target. `renames` (declared/renames.py) that the target needs
     lead the plan: they are run on the copy first, and the rest of the plan is made from there."""
     timeout = config.timeouts.connect_timeout_s
+    share_arenas()
     target_now = read_snapshot(target.url, config.scope, timeout)
     with scratch_space_for(config, target) as server, ThreadPoolExecutor(max_workers=3) as beside, \
             ScratchDatabase(server, "rehearsal", timeout) as copy, \
@@ -135,11 +137,13 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         # were diffed from are let go before the plan's diff thaws the view again (at thousands of
         # tables the two overlapping were a plan's peak of memory). From an empty target it is at once.
         copy_checked = copied.result()
+        give_back_freed()  # the inspections' rows, the copy's statements
         needed = needed_renames(renames, current.snapshot)
         original = current
         if needed.applied:
             current = renamed_copy(copy, needed, config)
         rest = make_plan(current, wanted)
+        give_back_freed()  # the views the diff adjusted: the reverse diff thaws two more
         if rest is None and not needed.applied:
             return Proof(wanted.snapshot, tuple(findings), notes=needed.notes)
         rest = rest or build_plan(SchemaDiff((), ()), current.snapshot, wanted.snapshot, desired.as_of)
