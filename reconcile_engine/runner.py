@@ -85,6 +85,13 @@ def plan_units(statements) -> list[Unit]:
     return units
 
 
+def in_one_transaction(statements) -> bool:
+    """Whether a plan's statements can all run in the caller's one transaction (which it may then roll
+    back): no online step, commit point, transaction control, or statement run in batches."""
+    return not any(getattr(s, "online_step", False) or s.commit_after or s.facts.transaction_control
+                   or getattr(s, "batch_rows", 0) or getattr(s, "data_step", False) for s in statements)
+
+
 def run_statements(conn, statements, label: str, begin=lambda cur: None, *, batched: bool = False,
                    inert: InertFunctions | None = None, skip=frozenset(), ran=None, first: int = 1) -> None:
     """Run a plan's statements in the connection's transaction, naming the one that fails.

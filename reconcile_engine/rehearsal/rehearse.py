@@ -11,7 +11,9 @@ snapshots agree they have never found anything (every fixture checks both).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,12 +21,20 @@ from ..config import Config
 from ..diff.corrections.retention import REATTACH, reattached
 from ..diff.migra_diff import diff
 from ..diff.operations import DiffContext
+from ..diff.scope import relations, relations_to_diff
 from ..errors import PlanNotConvergedError, ScratchError
 from ..inspection.migra_view import InspectedDatabase, inspect_database
 from ..inspection.snapshot import CatalogSnapshot, Difference, differences_in
 from ..planning.build import Plan, build_plan
-from ..runner import PlanStatementFailed, run_on_scratch
+from ..process_memory import give_back_freed
+from ..runner import PlanStatementFailed, in_one_transaction, run_on_scratch, run_statements
 from ..scratch.databases import ScratchDatabase
+
+log = logging.getLogger(__name__)
+
+# A scoped reverse runs in one transaction (to be rolled back if it does not lead back): kept to as
+# many relations as stay well within a default server's lock table (64 slots per connection, shared).
+ONE_TRANSACTION_RELATIONS = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,15 +158,85 @@ class _ReverseRehearsal:
                 self._conn.cancel()  # interrupts the statement running on the server
 
     def run(self) -> tuple[Plan | None, str | None]:
-        changes = diff(self.desired, self.current, self.context)
-        statements = tuple(reattached(list(changes.statements), self.archived)) + self.trailing
-        used = changes.corrections_used + ((REATTACH,) if self.archived else ())
-        changes = dataclasses.replace(changes, statements=statements, corrections_used=used)
-        reverse = build_plan(changes, self.desired.snapshot, self.back_to, self.as_of)
+        scoped = None
+        if not self.archived and not self.trailing and self.back_to is self.current.snapshot:
+            scoped = relations_to_diff(self.desired.snapshot, self.current.snapshot)
+        if scoped is not None and len(scoped) <= ONE_TRANSACTION_RELATIONS:
+            outcome = self._run_scoped(scoped)
+            if outcome is not None:
+                return outcome
         with self._lock:
             if self._cancelled:
                 return None, "not rehearsed"
-            self._conn = conn = self.declared.connect(autocommit=False)
+        return self._run_whole()
+
+    def _reverse_plan(self, desired: InspectedDatabase, current: InspectedDatabase, used_once: bool) -> Plan:
+        changes = diff(desired, current, self.context, current_used_once=used_once)
+        statements = tuple(reattached(list(changes.statements), self.archived)) + self.trailing
+        used = changes.corrections_used + ((REATTACH,) if self.archived else ())
+        changes = dataclasses.replace(changes, statements=statements, corrections_used=used)
+        return build_plan(changes, self.desired.snapshot, self.back_to, self.as_of)
+
+    def _connect(self):
+        """The declared database's connection, or None once cancelled."""
+        with self._lock:
+            if self._cancelled:
+                return None
+            self._conn = self.declared.connect(autocommit=False)
+            return self._conn
+
+    def _let_go(self, conn) -> None:
+        with self._lock:
+            self._conn = None
+            conn.close()
+
+    def _run_scoped(self, kept: frozenset[str]) -> tuple[Plan | None, str | None] | None:
+        """The reverse diffed on the `kept` relations alone (diff/scope.py), each view cut down right
+        after it is thawed so that only one is ever whole; run in one transaction, committed only when
+        it leads back exactly. None: it did not (or could not run so), and the whole diff is made."""
+        left_out = (relations(self.desired.snapshot) | relations(self.current.snapshot)) - kept
+        try:
+            desired = self.desired.without(left_out)
+            give_back_freed()  # the rest of the view just thawed, before the other one is
+            current = self.current.without(left_out)
+            give_back_freed()
+            reverse = self._reverse_plan(desired, current, used_once=True)
+        except Exception as exc:  # noqa: BLE001 (the whole diff, made next, is what a plan did before)
+            log.debug("the reverse plan is diffed whole: kept to %d relation(s), it failed (%s)", len(kept), exc)
+            return None
+        del desired, current
+        if not in_one_transaction(reverse.statements):
+            return None
+        conn = self._connect()
+        if conn is None:
+            return None, "not rehearsed"
+        inert = copy.deepcopy(self.declared.inert)  # the declared database's, unless this is rolled back
+        try:
+            inert.stub_again(conn)
+            run_statements(conn, reverse.statements, "rollback rehearsal", batched=True, inert=inert)
+            inert.restore(conn)
+            differences = differences_in(conn, self.scope, self.back_to)
+            if differences:
+                conn.rollback()
+                log.debug("the reverse plan is diffed whole: kept to %d relation(s), it did not lead back (%s)", len(kept),
+                         differences[0].describe("after rollback", "target"))
+                return None
+            conn.commit()
+        except PlanStatementFailed as failed:
+            conn.rollback()
+            log.debug("the reverse plan is diffed whole: kept to %d relation(s), it failed (%s)", len(kept), failed)
+            return None
+        finally:
+            self._let_go(conn)
+        self.declared.inert = inert
+        log.debug("the reverse plan was diffed on %d of %d relations", len(kept), len(kept) + len(left_out))
+        return reverse, None
+
+    def _run_whole(self) -> tuple[Plan | None, str | None]:
+        reverse = self._reverse_plan(self.desired, self.current, used_once=False)
+        conn = self._connect()
+        if conn is None:
+            return None, "not rehearsed"
         try:
             # The declared database's functions have their bodies again (for its inspection): stubbed
             # again first, so that the reverse plan's statements cannot run them either.
@@ -169,9 +249,7 @@ class _ReverseRehearsal:
             conn.rollback()
             return None, f"the reverse plan fails on the declared state: {failed}"
         finally:
-            with self._lock:
-                self._conn = None
-                conn.close()
+            self._let_go(conn)
         if differences:
             return None, f"the reverse plan does not lead back: {differences[0].describe('after rollback', 'target')}"
         return reverse, None

@@ -1,0 +1,62 @@
+"""Stage 4 (diff), before migra: the relations a diff between two catalog snapshots needs to read,
+when their differences are all about relations. A plan's reverse (the rollback plan) is diffed on
+just those: at 10,000 tables, a plan that adds one table otherwise thaws two whole views (some 100 MB
+each) to find that one table's DROP. The rehearsal still judges the result on the whole database.
+
+What migra needs to see beside a changed relation, read from its own source (changes.py,
+get_selectable_differences): a changed or removed selectable's `dependents_all` are rebuilt only when
+they are in both views, so every view reading a kept relation, directly or not, is kept; and a
+partitioned table is kept with its partitions and its parents, whose columns and keys it shares.
+Anything else that differs (a function, a type, an enum, a schema, an extension, a standalone
+sequence) can change how relations that do not differ are rebuilt: then there is no scope, and the
+diff reads everything.
+"""
+
+from __future__ import annotations
+
+from ..inspection.snapshot import CatalogSnapshot
+
+RELATION_KINDS = ("table", "view", "materialized view", "foreign table")
+# What belongs to a relation, by the snapshot's kinds (catalog_queries.py). A grant or a comment
+# belongs to a relation only when its owners name one (see relations_to_diff).
+BELONGING_KINDS = (*RELATION_KINDS, "column", "constraint", "index", "policy", "trigger", "grant", "comment")
+
+
+def relations(snapshot: CatalogSnapshot) -> set[str]:
+    """Every relation ("schema.name") of a snapshot that a scope may leave out."""
+    return {key for kind, key in snapshot.objects if kind in RELATION_KINDS}
+
+
+def relations_to_diff(before: CatalogSnapshot, after: CatalogSnapshot) -> frozenset[str] | None:
+    """The relations a diff from `before` to `after` needs, or None when it needs everything (something
+    not of a relation differs). Nothing differs: an empty set."""
+    known = relations(before) | relations(after)
+    changed: set[str] = set()
+    for difference in before.differences(after):
+        if difference.kind not in BELONGING_KINDS:
+            return None
+        owners = before.belongs_to(difference, after)
+        if not any(owner in known for owner in owners):
+            return None  # a grant or comment on a function, a schema...
+        changed.update(owner for owner in owners if owner in known)
+    return frozenset(_closed(changed, before, after))
+
+
+def _closed(changed: set[str], before: CatalogSnapshot, after: CatalogSnapshot) -> set[str]:
+    """`changed` with the views reading any of them (and the views reading those...), and each
+    partition's parents and each partitioned table's partitions, on either side."""
+    related: dict[str, set[str]] = {}
+    for snapshot in (before, after):
+        for view, read in snapshot.fact("reads").items():
+            for relation in read or ():
+                related.setdefault(relation, set()).add(view)  # a view rebuilt when what it reads changes
+        for partition, parent in snapshot.fact("partition parent").items():
+            related.setdefault(parent, set()).add(partition)
+            related.setdefault(partition, set()).add(parent)
+    kept, pending = set(changed), list(changed)
+    while pending:
+        for other in related.get(pending.pop(), ()):
+            if other not in kept:
+                kept.add(other)
+                pending.append(other)
+    return kept
