@@ -97,7 +97,7 @@ def plan(project: Project, target: str | None = None, *, name: str = "plan", as_
 
     def make_plan(current, wanted):
         differences = current.snapshot.differences(wanted.snapshot)
-        changes = diff(current, wanted, DiffContext(desired.partition_specs, config.batch_rows, desired.usings()))
+        changes = diff(current, wanted, DiffContext.of(desired, config.batch_rows))
         if changes.empty and not differences and not before_steps and not after_steps:
             return None
         changes = around_data_steps(changes, before_steps, after_steps, current.snapshot)

@@ -110,7 +110,7 @@ def _fix_sql(config: Config, desired: DesiredState, the_target: Target, scratch,
     timeout = config.timeouts.connect_timeout_s
     target_view = beside.submit(inspect_database, the_target.url, config.scope, timeout, snapshot=current)
     desired_view = inspect_database(scratch.url, config.scope, timeout, snapshot=wanted)
-    context = DiffContext(desired.partition_specs, config.batch_rows, desired.usings())
+    context = DiffContext.of(desired, config.batch_rows)
     return tuple(s.sql for s in diff(target_view.result(), desired_view, context, current_used_once=True).statements)
 
 

@@ -11,6 +11,7 @@ one before held. At 2,500 tables, the two together took a plan's resident peak f
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import sys
 
@@ -18,6 +19,7 @@ _M_ARENA_MAX = -8  # mallopt's parameter (malloc.h)
 ARENAS = 2  # threads beyond them share: they mostly wait on the server, and Python runs one at a time
 
 
+@functools.cache  # loaded once: a plan calls it after each phase
 def _glibc():
     if not sys.platform.startswith("linux"):
         return None

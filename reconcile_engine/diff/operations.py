@@ -115,3 +115,8 @@ class DiffContext:
     partition_specs: tuple = ()
     batch_rows: int = 5_000
     usings: tuple = ()  # declared/renames.ColumnUsing: how a column's values convert to its new type
+
+    @classmethod
+    def of(cls, desired, batch_rows: int) -> "DiffContext":
+        """What `desired` (declared.files.DesiredState) says, with the config's rows per batch."""
+        return cls(desired.partition_specs, batch_rows, desired.usings())

@@ -55,7 +55,7 @@ def write_baseline(config: Config, load_desired, migrations: Path) -> Baseline:
     desired = load_desired(covers.plan.as_of)  # the partition windows the plans were made for
     desired.admit()
     timeout = config.timeouts.connect_timeout_s
-    context = DiffContext(desired.partition_specs, config.batch_rows, desired.usings())
+    context = DiffContext.of(desired, config.batch_rows)
     with server_without_target(config) as server:
         with ScratchDatabase(server, "replay", timeout) as replayed_db:
             state = replay_history(replayed_db, config, desired, history)

@@ -152,7 +152,7 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         # Counted on the target's rows (read-only) while the copy, which has none, rehearses the plan.
         checks = beside.submit(run_preflight, config, target.url, the_plan, original.snapshot)
         archived = archived_by(the_plan.statements, original.snapshot.fact("partition parent"), config.managed_schemas)
-        rehearsal = rehearse(rest, copy, scratch, current, wanted, config, DiffContext(desired.partition_specs, config.batch_rows, desired.usings()),
+        rehearsal = rehearse(rest, copy, scratch, current, wanted, config, DiffContext.of(desired, config.batch_rows),
                              reverse_to=original.snapshot, reverse_trailing=needed.reverse_operations,
                              archived=archived, copy_checked=copy_checked or needed.applied)
         if layers is not None and rehearsal.converged and not archived:
