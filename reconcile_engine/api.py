@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,7 @@ from pathlib import Path
 from .api_live import drift, maintain, repair, status
 from .config import Config
 from .declared.files import load_desired_state
-from .errors import DeclaredStateError, PendingPlansError, PlanFileError
+from .errors import DeclaredStateError, PendingPlansError, PlanFileError, PlanNotConvergedError
 from .project import (
     Progress, Project, declared_and_target, described, git_commit, load_project, look_up_desired, no_progress,
     pending_of, plan_files, who,
@@ -69,6 +70,7 @@ def plan(project: Project, target: str | None = None, *, name: str = "plan", as_
     from .declared.data_steps import read_data_steps
     from .diff.migra_diff import diff
     from .diff.operations import DiffContext
+    from .diff.scope import diff_on, relations_to_diff
     from .planning import planfile
     from .planning.build import build_plan
     from .planning.data_window import around_data_steps
@@ -95,9 +97,15 @@ def plan(project: Project, target: str | None = None, *, name: str = "plan", as_
                           declared_state="cached", changed_since_last_apply=last_after is not None
                           and lookup.target_snapshot.fingerprint != last_after, ignore=config.ignore)
 
-    def make_plan(current, wanted):
+    scoped = []  # each plan made: whether from a diff kept to the relations that differ (diff/scope.py)
+
+    def make_plan(current, wanted, whole=False):
         differences = current.snapshot.differences(wanted.snapshot)
-        changes = diff(current, wanted, DiffContext.of(desired, config.batch_rows))
+        context = DiffContext.of(desired, config.batch_rows)
+        # Nothing differs for the snapshot: only the whole diff can show what migra alone sees.
+        kept = None if whole or not differences else relations_to_diff(current.snapshot, wanted.snapshot)
+        scoped.append(kept is not None)
+        changes = diff(current, wanted, context) if kept is None else diff_on(kept, current, wanted, context)
         if changes.empty and not differences and not before_steps and not after_steps:
             return None
         changes = around_data_steps(changes, before_steps, after_steps, current.snapshot)
@@ -106,7 +114,13 @@ def plan(project: Project, target: str | None = None, *, name: str = "plan", as_
             return make_online(the_plan, current.snapshot)
         return the_plan
 
-    proof = prove(config, desired, the_target, make_plan, renames=desired.renames())
+    try:
+        proof = prove(config, desired, the_target, make_plan, renames=desired.renames())
+    except PlanNotConvergedError:
+        if not any(scoped):
+            raise
+        # Made on the relations that differ, it did not reach the declared state: made again, whole.
+        proof = prove(config, desired, the_target, functools.partial(make_plan, whole=True), renames=desired.renames())
     lookup.cache.put(lookup.key, proof.declared, proof.findings)
     warnings = described(proof.findings) + proof.notes
     if proof.plan is None:  # the target is the declared state: its fingerprint is the declared one

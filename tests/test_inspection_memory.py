@@ -92,6 +92,24 @@ def test_two_reads_of_a_database_share_every_string(new_database, sql):
     assert len(ids) == 4 and all(name is ids[0] for name in ids)  # one "id" for every table's column
 
 
+def test_a_read_like_another_shares_its_keys_and_owners(new_database, sql):
+    """A plan reads the declared state like the target's snapshot: equal keys and owners' tuples are
+    the same objects, and what differs is read as it is."""
+    url = _database(new_database, sql)
+    target = read_snapshot(url, SCHEMAS)
+    sql(url, "ALTER TABLE plain ADD COLUMN added text")
+    alone, like = read_snapshot(url, SCHEMAS), read_snapshot(url, SCHEMAS, like=target)
+    assert like == alone and like.owners == alone.owners and like.fingerprint == alone.fingerprint
+    assert [d.key for d in target.differences(like)] == ["public.plain.added"]
+    shared = {item: item for item in target.objects}
+    assert all(item is shared[item] for item in like.objects if item in shared)
+    assert not any(item is shared.get(item) for item in alone.objects)
+    for item, names in like.owners.items():
+        if item in target.owners:
+            assert names is target.owners[item] or names != target.owners[item]
+    assert like.owners[("column", "public.plain.added")] is target.owners[("column", "public.plain.org_id")]
+
+
 def test_owners_are_the_key_itself_unless_held(new_database, sql):
     snapshot = read_snapshot(_database(new_database, sql), SCHEMAS)
     assert snapshot.owners_of(("table", "public.plain")) == ("public.plain",)
@@ -127,9 +145,9 @@ def test_differences_in_a_database_answer_as_its_snapshot_without_holding_one_wh
     expected = read_snapshot(url, SCHEMAS)
     whole_snapshots = []
 
-    def counted(conn, scope):
+    def counted(conn, scope, like=None):
         whole_snapshots.append(scope)
-        return take_snapshot(conn, scope)
+        return take_snapshot(conn, scope, like)
 
     monkeypatch.setattr(snapshot_module, "take_snapshot", counted)
 

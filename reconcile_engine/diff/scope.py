@@ -1,7 +1,9 @@
-"""Stage 4 (diff), before migra: the relations a diff between two catalog snapshots needs to read,
-when their differences are all about relations. A plan's reverse (the rollback plan) is diffed on
-just those: at 10,000 tables, a plan that adds one table otherwise thaws two whole views (some 100 MB
-each) to find that one table's DROP. The rehearsal still judges the result on the whole database.
+"""Stage 4 (diff): the relations a diff between two catalog snapshots needs to read, when their
+differences are all about relations, and the diff made on just those. A plan and its reverse are
+diffed so: at 10,000 tables, a plan that adds one table otherwise holds two whole views (some 120 MB
+each) to find that one table's CREATE, and its reverse two more for its DROP. The rehearsal still
+judges each on the whole database, and a plan made so that does not reach the declared state is made
+again from the whole diff (api.plan).
 
 What migra needs to see beside a changed relation, read from its own source (changes.py,
 get_selectable_differences): a changed or removed selectable's `dependents_all` are rebuilt only when
@@ -14,7 +16,11 @@ diff reads everything.
 
 from __future__ import annotations
 
+from ..inspection.migra_view import InspectedDatabase
 from ..inspection.snapshot import CatalogSnapshot
+from ..process_memory import give_back_freed
+from .migra_diff import diff
+from .operations import DiffContext, SchemaDiff
 
 RELATION_KINDS = ("table", "view", "materialized view", "foreign table")
 # What belongs to a relation, by the snapshot's kinds (catalog_queries.py). A grant or a comment
@@ -40,6 +46,21 @@ def relations_to_diff(before: CatalogSnapshot, after: CatalogSnapshot) -> frozen
             return None  # a grant or comment on a function, a schema...
         changed.update(owner for owner in owners if owner in known)
     return frozenset(_closed(changed, before, after))
+
+
+def diff_on(kept: frozenset[str], current: InspectedDatabase, desired: InspectedDatabase,
+            context: DiffContext = DiffContext()) -> SchemaDiff:
+    """migra_diff.diff of `current` to `desired` with only the `kept` relations in either view (and
+    what is not a relation). Each view is cut down right after it is thawed, and what it let go is
+    freed before the other is thawed: only one whole view is alive at a time."""
+    left_out = (relations(current.snapshot) | relations(desired.snapshot)) - kept
+    if not left_out:  # a plan from empty, say: cutting down would only copy the views once more
+        return diff(current, desired, context)
+    desired = desired.without(left_out)  # first: as in diff, a view's first copy freezes it (see copy)
+    give_back_freed()
+    current = current.without(left_out)
+    give_back_freed()
+    return diff(current, desired, context, current_used_once=True)
 
 
 def _closed(changed: set[str], before: CatalogSnapshot, after: CatalogSnapshot) -> set[str]:

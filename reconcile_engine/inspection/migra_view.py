@@ -123,16 +123,17 @@ def _set_attributes(obj, state) -> None:
 
 
 def inspect_database(url: str, scope: Scope, connect_timeout_s: int = 10, *,
-                     snapshot: CatalogSnapshot | None = None) -> InspectedDatabase:
+                     snapshot: CatalogSnapshot | None = None, like: CatalogSnapshot | None = None) -> InspectedDatabase:
     """Both views of one database, read at the same time on two connections: schemainspect mostly
     computes in Python while the snapshot's queries mostly wait on the server. `snapshot`: ours, when
     the caller has just read it (a plan reads the target's first, to copy it): not read twice, nor held
-    twice (at 10,000 tables a snapshot is about 70 MB)."""
+    twice (at 10,000 tables a snapshot is about 70 MB); `like`: a snapshot the one read shares its keys
+    with (snapshot.take_snapshot)."""
     from schemainspect import get_inspector  # heavy: imported when a database is inspected
     from schemainspect.pg.obj import PROPS
 
     with ThreadPoolExecutor(max_workers=1) as beside:
-        reading = beside.submit(read_snapshot, url, scope, connect_timeout_s) if snapshot is None else None
+        reading = beside.submit(read_snapshot, url, scope, connect_timeout_s, like) if snapshot is None else None
         with sqlalchemy_connection(url, connect_timeout_s) as conn:
             inspected = get_inspector(conn)
         # migra can keep one schema or exclude one; we keep exactly the managed ones.

@@ -139,13 +139,16 @@ class CatalogSnapshot:
         return [Difference(kind, key, mine.get((kind, key)), theirs.get((kind, key))) for kind, key in sorted(differing)]
 
 
-def take_snapshot(conn, scope: Scope) -> CatalogSnapshot:
+def take_snapshot(conn, scope: Scope, like: CatalogSnapshot | None = None) -> CatalogSnapshot:
+    """`like`: a snapshot of a database mostly the same (a plan's target, beside its declared state),
+    whose keys and owners' tuples this one shares where they are equal: a plan holds both through its
+    diff, and at 10,000 tables their (kind, key) and owners' tuples are some 50 MB, mostly twins."""
     with conn.cursor() as cur, _catalog_search_path(cur):
-        rows = _read_catalog(cur, queries_for(scope.privileges), scope.schemas)
+        rows = _read_catalog(cur, queries_for(scope.privileges), scope.schemas, like)
         if not scope.ignore:
-            return _snapshot_of(rows)  # each row kept as it is read: the rows are never all held
+            return _snapshot_of(rows, like=like)  # each row kept as it is read: the rows are never all held
         rows = list(rows)
-    return _snapshot_of(rows, _Ignoring(scope, rows))
+    return _snapshot_of(rows, _Ignoring(scope, rows), like)
 
 
 def differences_in(conn, scope: Scope, expected: CatalogSnapshot) -> list[Difference]:
@@ -189,17 +192,19 @@ def _catalog_search_path(cur):
         cur.execute("SELECT set_config('search_path', %s, false)", (saved_search_path,))
 
 
-def _snapshot_of(rows, ignoring: "_Ignoring | None" = None) -> CatalogSnapshot:
+def _snapshot_of(rows, ignoring: "_Ignoring | None" = None, like: CatalogSnapshot | None = None) -> CatalogSnapshot:
     objects: dict = {}
     facts: dict = {}
     owners: dict = {}
     ignored: set = set()
+    same_items = {item: item for item in like.objects} if like is not None else {}
     for kind, key, definition, names in rows:
         if ignoring is not None and ignoring.leaves_out(names):
             if kind in RELATION_KINDS:
                 ignored.add(names[0])  # the relation itself (catalog_queries.py)
             continue
         item = (kind, key)
+        item = same_items.get(item, item)
         if names != (key,):
             owners[item] = names
         if kind.startswith("fact:"):
@@ -214,12 +219,12 @@ RELATION_KINDS = frozenset({"table", "view", "materialized view", "sequence", "f
                             "index"})
 
 
-def _read_catalog(cur, queries, schemas):
+def _read_catalog(cur, queries, schemas, like: CatalogSnapshot | None = None):
     """Every row, each string interned as it is read: a plan holds several snapshots (and a drift two)
     of tens of thousands of rows naming the same tables, and most definitions repeat ("bigint not
     null"), so each distinct string is held once across all of them (sys.intern lets go of a string
     no one holds any more). The owners' tuples repeat too (a table's name on each of its columns)."""
-    same_names: dict = {}
+    same_names: dict = {names: names for names in like.owners.values()} if like is not None else {}
     for query in queries:
         cur.execute(query, {"schemas": list(schemas)})
         for kind, key, definition, names in cur:
@@ -256,7 +261,8 @@ class _Ignoring:
         return found
 
 
-def read_snapshot(url: str, scope: Scope, connect_timeout_s: int = 10) -> CatalogSnapshot:
-    """Only our own snapshot (no schemainspect): what a check against a cached desired state needs."""
+def read_snapshot(url: str, scope: Scope, connect_timeout_s: int = 10, like: CatalogSnapshot | None = None) -> CatalogSnapshot:
+    """Only our own snapshot (no schemainspect): what a check against a cached desired state needs.
+    `like`: see take_snapshot."""
     with connected(url, connect_timeout_s) as conn:
-        return take_snapshot(conn, scope)
+        return take_snapshot(conn, scope, like)

@@ -68,14 +68,15 @@ def desired_database(config: Config, desired: DesiredState, target: Target):
 
 
 def build_and_inspect(config: Config, desired: DesiredState, scratch: ScratchDatabase, beside: ThreadPoolExecutor,
-                      target_inspection, layers: LayerStore | None = None):
+                      target_inspection, layers: LayerStore | None = None, target_snapshot: CatalogSnapshot | None = None):
     """plan: build the desired state in `scratch` while the target is inspected beside it (the one
     waits on the server, the other mostly computes), then inspect the desired state; `scratch` is
     kept (the reverse plan is rehearsed on it). Returns (current, wanted, lint findings).
     target_inspection: the target's inspection under way (a Future); layers: the template layers
-    (layers.py) the caller has already looked up, else looked up here."""
+    (layers.py) the caller has already looked up, else looked up here; target_snapshot: the target's,
+    which the desired state's shares its keys with (take_snapshot's `like`)."""
     findings = _build(config, desired, scratch, beside, layers)
-    wanted = inspect_database(scratch.url, config.scope, config.timeouts.connect_timeout_s)
+    wanted = inspect_database(scratch.url, config.scope, config.timeouts.connect_timeout_s, like=target_snapshot)
     return target_inspection.result(), wanted, findings.result()
 
 
@@ -132,7 +133,8 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         # built: two backends, each busy for about as long as loading the schema takes.
         copied = beside.submit(copy_target, copy, target.url, target_now, config, target_inspection.result, layers)
         # kept: the reverse plan is rehearsed on it
-        current, wanted, findings = build_and_inspect(config, desired, scratch, beside, target_inspection, layers)
+        current, wanted, findings = build_and_inspect(config, desired, scratch, beside, target_inspection, layers,
+                                                      target_now)
         # The copy finished first: the statements that made it and the copy of the target's view they
         # were diffed from are let go before the plan's diff thaws the view again (at thousands of
         # tables the two overlapping were a plan's peak of memory). From an empty target it is at once.

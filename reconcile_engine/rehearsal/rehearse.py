@@ -21,12 +21,11 @@ from ..config import Config
 from ..diff.corrections.retention import REATTACH, reattached
 from ..diff.migra_diff import diff
 from ..diff.operations import DiffContext
-from ..diff.scope import relations, relations_to_diff
+from ..diff.scope import diff_on, relations_to_diff
 from ..errors import PlanNotConvergedError, ScratchError
 from ..inspection.migra_view import InspectedDatabase, inspect_database
 from ..inspection.snapshot import CatalogSnapshot, Difference, differences_in
 from ..planning.build import Plan, build_plan
-from ..process_memory import give_back_freed
 from ..runner import PlanStatementFailed, in_one_transaction, run_on_scratch, run_statements
 from ..scratch.databases import ScratchDatabase
 
@@ -170,8 +169,8 @@ class _ReverseRehearsal:
                 return None, "not rehearsed"
         return self._run_whole()
 
-    def _reverse_plan(self, desired: InspectedDatabase, current: InspectedDatabase, used_once: bool) -> Plan:
-        changes = diff(desired, current, self.context, current_used_once=used_once)
+    def _whole_reverse_plan(self) -> Plan:
+        changes = diff(self.desired, self.current, self.context)
         statements = tuple(reattached(list(changes.statements), self.archived)) + self.trailing
         used = changes.corrections_used + ((REATTACH,) if self.archived else ())
         changes = dataclasses.replace(changes, statements=statements, corrections_used=used)
@@ -194,17 +193,12 @@ class _ReverseRehearsal:
         """The reverse diffed on the `kept` relations alone (diff/scope.py), each view cut down right
         after it is thawed so that only one is ever whole; run in one transaction, committed only when
         it leads back exactly. None: it did not (or could not run so), and the whole diff is made."""
-        left_out = (relations(self.desired.snapshot) | relations(self.current.snapshot)) - kept
         try:
-            desired = self.desired.without(left_out)
-            give_back_freed()  # the rest of the view just thawed, before the other one is
-            current = self.current.without(left_out)
-            give_back_freed()
-            reverse = self._reverse_plan(desired, current, used_once=True)
+            reverse = build_plan(diff_on(kept, self.desired, self.current, self.context), self.desired.snapshot,
+                                 self.back_to, self.as_of)
         except Exception as exc:  # noqa: BLE001 (the whole diff, made next, is what a plan did before)
             log.debug("the reverse plan is diffed whole: kept to %d relation(s), it failed (%s)", len(kept), exc)
             return None
-        del desired, current
         if not in_one_transaction(reverse.statements):
             return None
         conn = self._connect()
@@ -229,11 +223,11 @@ class _ReverseRehearsal:
         finally:
             self._let_go(conn)
         self.declared.inert = inert
-        log.debug("the reverse plan was diffed on %d of %d relations", len(kept), len(kept) + len(left_out))
+        log.debug("the reverse plan was diffed on %d relation(s)", len(kept))
         return reverse, None
 
     def _run_whole(self) -> tuple[Plan | None, str | None]:
-        reverse = self._reverse_plan(self.desired, self.current, used_once=False)
+        reverse = self._whole_reverse_plan()
         conn = self._connect()
         if conn is None:
             return None, "not rehearsed"

@@ -1,7 +1,8 @@
-"""The diff kept to the relations that differ (diff/scope.py), which a plan's reverse is made from:
-on every fixture, both ways, it says exactly what the whole diff says, and leaves out a table and a
-view that nothing touches. Then the rehearsal: a scoped reverse leads back, and one that does not
-is rolled back and the reverse diffed whole."""
+"""The diff kept to the relations that differ (diff/scope.py), which a plan and its reverse are made
+from: on every fixture, both ways, it says exactly what the whole diff says, and leaves out a table
+and a view that nothing touches. Then the rehearsal: a scoped reverse leads back, and one that does
+not is rolled back and the reverse diffed whole; and a scoped plan that does not reach the declared
+state is made again from the whole diff."""
 
 import contextlib
 import datetime as dt
@@ -9,6 +10,8 @@ import logging
 
 import pytest
 import yaml
+
+import reconcile_engine as reconcile
 from test_corrections import CASES, FIXTURES, _load
 
 from reconcile_engine.config import load_config
@@ -130,7 +133,7 @@ def test_the_reverse_is_diffed_on_what_differs_and_leads_back(stage, caplog):
     with _rehearsal_log(caplog):
         rehearsal = rehearse(plan, copy, declared, current, desired, config)
     assert rehearsal.converged and rehearsal.reverse_problem is None
-    assert "the reverse plan was diffed on 2 of 4 relations" in caplog.text
+    assert "the reverse plan was diffed on 2 relation(s)" in caplog.text
     assert _sql(rehearsal.reverse.statements) == _sql(diff(desired, current).statements)
     assert read_snapshot(declared.url, config.scope).differences(current.snapshot) == []
 
@@ -147,3 +150,24 @@ def test_a_scoped_reverse_that_fails_is_rolled_back_and_the_whole_diff_made(stag
     assert any("drop view" in s.lower() for s in _sql(rehearsal.reverse.statements))
     # the whole reverse ran from the declared state (the failed one was rolled back) and led back
     assert read_snapshot(declared.url, config.scope).differences(current.snapshot) == []
+
+
+def test_a_scoped_plan_that_fails_on_the_copy_is_made_again_whole(tmp_path, target_url, sql, monkeypatch):
+    sql(target_url, TARGET)
+    (tmp_path / "schema").mkdir()
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "schema" / "tables.sql").write_text(DECLARED)
+    asked = []
+
+    def too_small(before, after):  # the view alone: its CREATE reads a column the plan then never adds
+        asked.append(1)
+        return frozenset({"public.account_emails"})
+
+    monkeypatch.setattr(diff_scope, "relations_to_diff", too_small)
+    planned = reconcile.plan(reconcile.load_project(tmp_path), target_url, name="email")
+    assert asked  # the scoped plan was made first
+    statements = _sql(planned.plan.statements)
+    assert statements[0] == 'alter table "public"."account" add column "email" text;'
+    assert statements[1].startswith('create or replace view "public"."account_emails" as')
+    assert planned.file.exists() and planned.plan.rollback_note.endswith("(rehearsed: leads back exactly)")
+    assert ("column", "public.account.email") not in read_snapshot(target_url, Scope(("public",))).objects
