@@ -60,6 +60,14 @@ class InspectedDatabase:
         view = handed_over if handed_over is not None else _thawed(frozen)
         return InspectedDatabase(view, self.snapshot, self.scope)  # its own, to be adjusted
 
+    def freeze(self) -> None:
+        """Hold the view frozen from now on (each copy is then thawed): an inspection waiting for a diff
+        that will not come until another whole view is read beside it."""
+        with self._lock:
+            if self._frozen is None:
+                self._frozen = _frozen(self._view)
+            self._view = None
+
     def without(self, relations: set[str], constraints: set[str] = frozenset(), *,
                 keep_sequences: bool = False) -> "InspectedDatabase":
         """A copy without the `relations` ("schema.name") and all that belongs to them, nor the

@@ -114,6 +114,16 @@ def lint_findings(config: Config, scratch: ScratchDatabase) -> list:
         conn.close()
 
 
+def inspect_frozen(url: str, scope, timeout: int, snapshot: CatalogSnapshot) -> InspectedDatabase:
+    """The target's inspection, held frozen until a diff thaws it: the declared state's view is read
+    beside it later, and two whole views alive at once (when the copy of the target is a kept one,
+    which never reads this) were, at 10,000 tables, a plan's peak of memory."""
+    inspected = inspect_database(url, scope, timeout, snapshot=snapshot)
+    inspected.freeze()
+    give_back_freed()
+    return inspected
+
+
 def prove(config: Config, desired: DesiredState, target: Target, make_plan: PlanMaker, *,
           renames: tuple = ()) -> Proof:
     """Build, make the plan, rehearse it both ways; raise PlanNotConvergedError when it does not reach
@@ -128,7 +138,7 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         layers = LayerStore.for_server(config, server)
         copy.use_layers(layers)  # once rehearsed, kept as the copy of the target the plan makes (layers.py)
         copy.prepare(config)  # first: with roles to create, two at once would race
-        target_inspection = beside.submit(inspect_database, target.url, config.scope, timeout, snapshot=target_now)
+        target_inspection = beside.submit(inspect_frozen, target.url, config.scope, timeout, target_now)
         # The target's copy (for the rehearsal) is made from its inspection while the desired state is
         # built: two backends, each busy for about as long as loading the schema takes.
         copied = beside.submit(copy_target, copy, target.url, target_now, config, target_inspection.result, layers)
