@@ -1,6 +1,7 @@
 """Stage tests for the rehearsal: the plan runs forward on a copy of the target while its reverse runs
 on the database the declared state was built in; both must land exactly where they should."""
 
+import contextlib
 import dataclasses
 import datetime as dt
 
@@ -28,14 +29,21 @@ CREATE INDEX note_account_idx ON note (account_id);
 def stage(tmp_path, pg_server_url, target_url, sql):
     """The target (TARGET loaded), a copy of it and the declared state (DECLARED) in scratch databases,
     both inspected, and the plan between them; yields what rehearse() takes."""
+    with rehearsal_stage(tmp_path, pg_server_url, target_url, sql, TARGET, DECLARED) as staged:
+        yield staged
+
+
+@contextlib.contextmanager
+def rehearsal_stage(tmp_path, pg_server_url, target_url, sql, target_sql, declared_sql):
+    """What rehearse() takes, for the target holding `target_sql` and the declared state `declared_sql`."""
     (tmp_path / "schema").mkdir()
     config = load_config(tmp_path)
-    sql(target_url, TARGET)
+    sql(target_url, target_sql)
     server = ScratchServer(pg_server_url, True)
     with ScratchDatabase(server, "rehearsal") as copy, ScratchDatabase(server, "desired") as declared:
         current = inspect_database(target_url, config.scope)
         copy_target(copy, target_url, current.snapshot, config, lambda: current)
-        sql(declared.url, DECLARED)
+        sql(declared.url, declared_sql)
         desired = inspect_database(declared.url, config.scope)
         plan = build_plan(diff(current, desired), current.snapshot, desired.snapshot, dt.date(2026, 6, 1))
         yield plan, copy, declared, current, desired, config

@@ -5,7 +5,6 @@ not is rolled back and the reverse diffed whole; and a scoped plan that does not
 state is made again from the whole diff."""
 
 import contextlib
-import datetime as dt
 import logging
 
 import pytest
@@ -13,19 +12,15 @@ import yaml
 
 import reconcile_engine as reconcile
 from test_corrections import CASES, FIXTURES, _load
+from test_rehearse import rehearsal_stage
 
-from reconcile_engine.config import load_config
 from reconcile_engine.diff import scope as diff_scope
 from reconcile_engine.diff.migra_diff import diff
 from reconcile_engine.diff.scope import relations, relations_to_diff
 from reconcile_engine.inspection.migra_view import inspect_database
 from reconcile_engine.inspection.snapshot import Scope, read_snapshot
-from reconcile_engine.planning.build import build_plan
 from reconcile_engine.rehearsal import rehearse as rehearse_module
 from reconcile_engine.rehearsal.rehearse import rehearse
-from reconcile_engine.rehearsal.target_copy import copy_target
-from reconcile_engine.scratch.databases import ScratchDatabase
-from reconcile_engine.scratch.space import ScratchServer
 
 UNRELATED = """
 CREATE TABLE scope_unrelated (id int PRIMARY KEY, note text);
@@ -113,19 +108,8 @@ CREATE VIEW account_emails AS SELECT id, email FROM account;
 
 @pytest.fixture
 def stage(tmp_path, pg_server_url, target_url, sql):
-    """The target, a copy of it and the declared state in scratch databases, both inspected, and the
-    plan between them: what rehearse() takes."""
-    (tmp_path / "schema").mkdir()
-    config = load_config(tmp_path)
-    sql(target_url, TARGET)
-    server = ScratchServer(pg_server_url, True)
-    with ScratchDatabase(server, "rehearsal") as copy, ScratchDatabase(server, "desired") as declared:
-        current = inspect_database(target_url, config.scope)
-        copy_target(copy, target_url, current.snapshot, config, lambda: current)
-        sql(declared.url, DECLARED)
-        desired = inspect_database(declared.url, config.scope)
-        plan = build_plan(diff(current, desired), current.snapshot, desired.snapshot, dt.date(2026, 6, 1))
-        yield plan, copy, declared, current, desired, config
+    with rehearsal_stage(tmp_path, pg_server_url, target_url, sql, TARGET, DECLARED) as staged:
+        yield staged
 
 
 def test_the_reverse_is_diffed_on_what_differs_and_leads_back(stage, caplog):
