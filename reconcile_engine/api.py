@@ -103,7 +103,7 @@ def plan(project: Project, target: str | None = None, *, name: str = "plan", as_
         differences = current.snapshot.differences(wanted.snapshot)
         context = DiffContext.of(desired, config.batch_rows)
         # Nothing differs for the snapshot: only the whole diff can show what migra alone sees.
-        kept = None if whole or not differences else relations_to_diff(current.snapshot, wanted.snapshot)
+        kept = None if whole or not differences else relations_to_diff(current.snapshot, wanted.snapshot, differences)
         scoped.append(kept is not None)
         changes = diff(current, wanted, context) if kept is None else diff_on(kept, current, wanted, context)
         if changes.empty and not differences and not before_steps and not after_steps:

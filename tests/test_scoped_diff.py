@@ -143,7 +143,7 @@ def test_a_scoped_plan_that_fails_on_the_copy_is_made_again_whole(tmp_path, targ
     (tmp_path / "schema" / "tables.sql").write_text(DECLARED)
     asked = []
 
-    def too_small(before, after):  # the view alone: its CREATE reads a column the plan then never adds
+    def too_small(before, after, differences=None):  # the view alone: its CREATE reads a column the plan then never adds
         asked.append(1)
         return frozenset({"public.account_emails"})
 

@@ -33,12 +33,14 @@ def relations(snapshot: CatalogSnapshot) -> set[str]:
     return {key for kind, key in snapshot.objects if kind in RELATION_KINDS}
 
 
-def relations_to_diff(before: CatalogSnapshot, after: CatalogSnapshot) -> frozenset[str] | None:
+def relations_to_diff(before: CatalogSnapshot, after: CatalogSnapshot,
+                      differences: list | None = None) -> frozenset[str] | None:
     """The relations a diff from `before` to `after` needs, or None when it needs everything (something
-    not of a relation differs). Nothing differs: an empty set."""
+    not of a relation differs). Nothing differs: an empty set. `differences`: before.differences(after),
+    when the caller has them (at 10,000 tables a walk over some 300,000 objects)."""
     known = relations(before) | relations(after)
     changed: set[str] = set()
-    for difference in before.differences(after):
+    for difference in before.differences(after) if differences is None else differences:
         if difference.kind not in BELONGING_KINDS:
             return None
         owners = before.belongs_to(difference, after)
