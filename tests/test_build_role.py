@@ -24,13 +24,14 @@ def test_the_build_role_owns_the_scratch_databases_and_nothing_else(tmp_path, ta
     config = load_config(tmp_path)
     with scratch_space(config, Target(target_url)) as server, ScratchDatabase(server, "desired") as scratch:
         role = server.builder.name
+        url = scratch.url  # made when first used
         [attributes] = sql(target_url, "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, "
                                        "rolcanlogin, rolvaliduntil FROM pg_roles WHERE rolname = %s", (role,))
         owner = sql(target_url, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
                     (scratch.name,))[0][0]
         member_of = sql(target_url, "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member "
                                     "WHERE r.rolname = %s", (role,))[0][0]
-        who = sql(scratch.url, "SELECT current_user")[0][0]
+        who = sql(url, "SELECT current_user")[0][0]
         assert role.startswith(ROLE_PREFIX)
         assert attributes[:6] == (False, False, False, False, False, True)
         assert dt.timedelta(0) < attributes[6] - dt.datetime.now(dt.timezone.utc) <= dt.timedelta(hours=12)

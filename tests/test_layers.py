@@ -125,19 +125,48 @@ def _all_databases(server_url):
         conn.close()
 
 
+def _checkpoints_requested(server_url) -> int:
+    """Checkpoints the server was asked for (each DROP DATABASE asks for one and waits for it)."""
+    conn = psycopg2.connect(server_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT current_setting('server_version_num')::int")
+            if cur.fetchone()[0] >= 170000:
+                cur.execute("SELECT num_requested FROM pg_stat_checkpointer")
+            else:
+                cur.execute("SELECT checkpoints_req FROM pg_stat_bgwriter")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
 def test_plan_after_a_policy_change_through_the_command_line(layered, cli, pg_server_url, target_url):
     assert cli("plan")[0] == 0
     assert cli("apply")[0] == 0
     policy = layered / "policies" / "organizations.sql"
     policy.write_text(policy.read_text().replace("WITH CHECK (id = current_setting('app.current_org_id', true))",
                                                  "WITH CHECK (id = current_setting('app.current_org_id', true) AND true)"))
+    checkpoints = _checkpoints_requested(pg_server_url)
     code, out, err = cli("plan", "--dry-run", "--format", "json")
+    # No database made empty only to be dropped, none dropped: the copy took over the kept state, the
+    # declared state came from the layer's template, and both were kept.
+    assert _checkpoints_requested(pg_server_url) == checkpoints
     assert code == 0, err
     plan = json.loads(out)
     sql = " ".join(s["sql"] for s in plan["statements"])
     assert "org_isolation" in sql and "AND true" in sql
     assert len(_records(layered)) == 1  # the tables layer of the first plan served the second
-    assert len(_records(layered, "state")) == 2  # the copy each plan rehearsed on, kept for the next
+    # Kept states: the first plan's copy, rehearsed (the target once applied) the dry run took over;
+    # the dry run's copy, rehearsed (the target once this plan is applied), and its declared state,
+    # which its reverse plan led back to the target (the target as it is still).
+    assert len(_records(layered, "state")) == 2
+    kept = {json.loads(record.read_text())["database"] for record in _records(layered)}
+    kept |= {json.loads(record.read_text())["database"] for record in _records(layered, "state")}
+    made = [name for name in _all_databases(pg_server_url) if name.startswith(("reconcile_layer_", "reconcile_scratch_"))]
+    assert sorted(made) == sorted(kept)  # and nothing else of the runs is left
+    code, out, err = cli("plan", "--dry-run", "--format", "json", "--verbose")
+    assert code == 0 and json.loads(out)["statements"] == plan["statements"], err
+    assert len(_records(layered, "state")) == 2  # the same states, taken over and kept again
     conn = psycopg2.connect(pg_server_url)
     try:
         with conn.cursor() as cur:  # the owner of the layers stays, with no rights of its own

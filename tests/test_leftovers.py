@@ -153,6 +153,7 @@ def test_the_objects_of_a_live_run_are_kept(pg_server_url, sql):
     server = ScratchServer(pg_server_url, False)
     with build_role_on(server, 10) as server, ScratchDatabase(server, "live") as scratch:
         role = server.builder.name
+        sql(scratch.url, "SELECT 1")  # made when first used
         comments = [sql(pg_server_url, "SELECT shobj_description(oid, 'pg_database') FROM pg_database "
                                        "WHERE datname = %s", (scratch.name,))[0][0],
                     sql(pg_server_url, "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",

@@ -34,7 +34,7 @@ from ..servers import Target
 from ..sqltext import quote_ident
 from .preflight_checks import run_preflight
 from .rehearse import rehearse
-from .target_copy import copy_target
+from .target_copy import copy_target, holds_only_schemas
 
 # (current, declared) -> None when there is nothing to do, else the plan to rehearse.
 PlanMaker = Callable[[InspectedDatabase, InspectedDatabase], "Plan | None"]
@@ -167,11 +167,16 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         rehearsal = rehearse(rest, copy, scratch, current, wanted, config, DiffContext.of(desired, config.batch_rows),
                              reverse_to=original.snapshot, reverse_trailing=needed.reverse_operations,
                              archived=archived, copy_checked=copy_checked or needed.applied)
-        if layers is not None and rehearsal.converged and not archived:
-            copy.keep_as_state(layers, wanted.snapshot.fingerprint)  # the copy of the target once applied
-        else:
+        # Kept rather than dropped where they can be (no copy written, no DROP DATABASE, whose checkpoint
+        # the run would wait for): the copy, rehearsed, is the target once the plan is applied; the
+        # declared state, once its reverse plan led back to the target exactly, is the target as it is
+        # (a copy the next plan takes over while the target is not changed).
+        kept = layers is not None and not archived
+        if not (kept and rehearsal.converged and copy.keep_as_state(layers, wanted.snapshot.fingerprint)):
             copy.drop_in_background()  # both at once
-        scratch.drop_in_background()
+        if not (kept and rehearsal.reverse is not None and not holds_only_schemas(original.snapshot)
+                and scratch.keep_as_state(layers, original.snapshot.fingerprint)):
+            scratch.drop_in_background()
         the_plan = the_plan.with_row_counts(count_rows(config, target, the_plan.tables_at_stake))
         the_plan = the_plan.with_lint(lint.result())  # squawk ran while the server rehearsed
         preflight = checks.result()

@@ -47,8 +47,7 @@ def copy_target(copy: ScratchDatabase, target_url: str, target_snapshot: Catalog
     copy.copy_target_extensions(config)
     present = tuple(s for s in config.scope.schemas if ("schema", s) in target_snapshot.objects)
     copy.create_schemas(present, target_snapshot.of_kind("comment"))
-    if all(kind == "schema" or (kind == "comment" and key.startswith("SCHEMA "))
-           for kind, key in target_snapshot.objects):
+    if holds_only_schemas(target_snapshot):
         if config.privileges:
             copy_grants(copy, target_snapshot, config)
         return False  # nothing in the schemas
@@ -64,6 +63,11 @@ def copy_target(copy: ScratchDatabase, target_url: str, target_snapshot: Catalog
     if config.privileges:
         copy_grants(copy, target_snapshot, config)
     return False
+
+
+def holds_only_schemas(snapshot: CatalogSnapshot) -> bool:
+    """Whether the managed schemas hold nothing (a copy of it is only CREATE SCHEMA: none is kept)."""
+    return all(kind == "schema" or (kind == "comment" and key.startswith("SCHEMA ")) for kind, key in snapshot.objects)
 
 
 def _from_kept_state(copy: ScratchDatabase, target_snapshot: CatalogSnapshot, config: Config,

@@ -1,9 +1,15 @@
 """Stage 2: scratch databases (on the scratch space of space.py). The desired state is built in one;
 rehearsals run in another.
 
-A scratch database is always dropped: on success, on error and on Ctrl-C; one a run killed with
-SIGKILL leaves, the next run drops (leftovers.py: each names its run in its COMMENT). What runs in it
-runs as the run's temporary build role (buildrole.py), inert (inert.py).
+A scratch database is made when first used (from template0, or from a template database or a kept
+state of layers.py, which it then needs no copy of) and is dropped: on success, on error and on
+Ctrl-C, unless it is kept as a state (layers.py); one a run killed with SIGKILL leaves, the next run
+drops (leftovers.py: each names its run in its COMMENT). What runs in it runs as the run's temporary
+build role (buildrole.py), inert (inert.py).
+
+Made when first used, not when the `with` block opens: a database made empty only to be dropped for a
+template was a DROP DATABASE, and every DROP DATABASE makes the server checkpoint at once and wait for
+it, which, after a database of thousands of tables was made, is tens of thousands of files to sync.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ class ScratchDatabase:
         self.name = f"{SCRATCH_PREFIX}{purpose}_{os.getpid()}_{secrets.token_hex(4)}"
         self.connect_timeout_s = connect_timeout_s
         # What the scratch database holds runs as the build role; the admin only creates and drops it.
-        self.url = server.builder.url(server.admin_url, self.name) if server.builder else \
+        self._url = server.builder.url(server.admin_url, self.name) if server.builder else \
             with_database(server.admin_url, self.name)
         self.inert = InertFunctions()  # functions stubbed in it, until their bodies are put back
         self._signals = TerminateAsInterrupt()
@@ -54,41 +60,70 @@ class ScratchDatabase:
         self.run_as: str | None = None  # the role its sessions build as (layers.OWNER_ROLE), if not the build role
         self.made_from_template = False  # whether a template made it (layers.py): load_desired, start_from
         self.layers: LayerStore | None = None  # use_layers
-        # Making it again (start_over, a template) and leaving the `with` block exclude each other: a
-        # copy still being made on another thread when the block is left must not make it again after
-        # it was dropped (it would outlive the run, and its build role).
-        self._remaking = threading.Lock()
+        # Making it (when first used), making it again (start_over, a template) and leaving the `with`
+        # block exclude each other: a copy still being made on another thread when the block is left
+        # must not make it again after it was dropped (it would outlive the run, and its build role).
+        # Re-entrant: preparing a database just made connects to it.
+        self._remaking = threading.RLock()
         self._left = False
+        self._exists = False
+
+    @property
+    def url(self) -> str:
+        """Its URL, for its build role; the database is made first if it was not yet (see the module)."""
+        self._made()
+        return self._url
+
+    def _made(self) -> None:
+        """Make it from template0 and prepare it inside (prepare), unless it exists already."""
+        with self._remaking:
+            if self._exists:
+                return
+            self._create()
+            if self._config is not None:
+                self._prepare_inside(self._config)
 
     def _admin(self):
         return connect(self.server.admin_url, self.connect_timeout_s)
 
     def __enter__(self) -> "ScratchDatabase":
         self._signals.__enter__()
-        try:
-            self._create()
-        except BaseException:
-            self._signals.__exit__(None, None, None)
-            raise
-        builder = self.server.builder
-        if builder is not None and not self.server.login_checked:
-            try:
-                check_login(builder, self.server.admin_url, self.name, self.connect_timeout_s)
-            except BaseException:
-                self.__exit__(None, None, None)
-                raise
-            self.server.login_checked = True
         return self
 
     def _remake(self, template: str = "template0") -> None:
-        """Drop it and create it again (from `template`); refused once the `with` block was left."""
+        """Make it (again, if it was made: dropped first) from `template`."""
+        with self._remaking:
+            if self._exists:
+                self._drop()
+                self._exists = False
+            self._create(template=template)
+
+    def take_over(self, database: str) -> bool:
+        """Become `database` (a kept state of layers.py, no session connected to it) by renaming it,
+        when this one was not made yet: no copy of it is written. False when it was, or when the
+        rename is refused (another run uses it); the caller makes it from the template instead."""
         with self._remaking:
             if self._left:
                 raise ScratchError(f"the scratch database {self.name} is no longer needed: not made again")
-            self._drop()
-            self._create(template=template)
+            if self._exists:
+                return False
+            try:
+                self._as_admin(f"ALTER DATABASE {quote_ident(database)} RENAME TO {quote_ident(self.name)}")
+            except psycopg2.Error as exc:
+                log.info("a kept copy of the target was copied, not taken over: %s", first_line(exc))
+                return False
+            self._exists = True
+            try:  # this run's now: dropped by the next run if this one is killed (leftovers.py)
+                self._as_admin(f"COMMENT ON DATABASE {quote_ident(self.name)} IS {quote_literal(identity_comment())}")
+            except psycopg2.Error:
+                pass  # kept states are named apart from scratch databases: a leftover only if it is not kept again
+        self._check_login()
+        return True
 
     def _create(self, template: str = "template0") -> None:
+        """CREATE DATABASE (refused once the `with` block was left), then the build role's first login."""
+        if self._left:
+            raise ScratchError(f"the scratch database {self.name} is no longer needed: not made again")
         builder = self.server.builder
         owner = f" OWNER {quote_ident(self.run_as or builder.name)}" if builder else ""
         conn = self._admin()
@@ -107,23 +142,37 @@ class ScratchDatabase:
             ) from exc
         finally:
             conn.close()
+        self._exists = True
+        self._check_login()
+
+    def _check_login(self) -> None:
+        """Once per scratch server: that the build role can log in to a database it made (pg_hba)."""
+        builder = self.server.builder
+        if builder is None or self.server.login_checked:
+            return
+        check_login(builder, self.server.admin_url, self.name, self.connect_timeout_s)
+        self.server.login_checked = True
 
     def start_over(self) -> None:
-        """Drop it and make it again, empty, prepared as before (prepare): a copy of the target that
-        came out wrong is made again another way."""
-        self._remake()
-        self.inert = InertFunctions()
-        self._defaults_set = set()
-        self.made_from_template = False
-        if self._config is not None:
-            self.prepare(self._config)
+        """Drop it, to be made again when next used, empty, prepared as before (prepare): a copy of the
+        target that came out wrong is made again another way."""
+        with self._remaking:
+            if self._exists:
+                self._drop()
+                self._exists = False
+            self.inert = InertFunctions()
+            self._defaults_set = set()
+            self.made_from_template = False
+            if self._config is not None:
+                self.prepare(self._config)
 
     def __exit__(self, *exc_info) -> bool:
         with self._remaking:
             self._left = True
         try:
             if self._dropping is None:
-                self._drop()
+                if self._exists:
+                    self._drop()
             else:
                 self._dropping.join()
                 if self._drop_error is not None and exc_info[0] is None:
@@ -146,6 +195,9 @@ class ScratchDatabase:
     def drop_in_background(self) -> None:
         """Start dropping it now, while other work goes on (it is no longer needed); leaving the
         `with` block waits for the drop to finish."""
+
+        if not self._exists:
+            return
 
         def drop() -> None:
             try:
@@ -174,6 +226,14 @@ class ScratchDatabase:
         self._create_roles(config.roles, "listed under roles: in reconcile.yaml")
         self._create_roles(environment.roles, "named by a declared file")
         self._create_roles(sorted(environment.grantees), "granted to by the target's privileges")
+        with self._remaking:
+            if self._exists:
+                self._prepare_inside(config)
+            # else when it is made from template0 (_made); a template or kept state holds it already
+
+    def _prepare_inside(self, config: Config) -> None:
+        """prepare's part inside the database: the external schemas, the default privileges."""
+        environment = self.server.environment
         if environment.external_schemas:
             self._load_external(environment)
         self._adopt_default_privileges(before_load=True)
@@ -326,8 +386,10 @@ class ScratchDatabase:
             return
         self.layers = layers
         if self.server.builder is not None:
-            self._as_admin(f"ALTER DATABASE {quote_ident(self.name)} OWNER TO {quote_ident(OWNER_ROLE)}")
-            self.run_as = OWNER_ROLE
+            with self._remaking:
+                if self._exists:
+                    self._as_admin(f"ALTER DATABASE {quote_ident(self.name)} OWNER TO {quote_ident(OWNER_ROLE)}")
+                self.run_as = OWNER_ROLE  # else the owner it is made with (_create)
 
     def load_desired(self, desired: DesiredState) -> None:
         """Make the extensions the declared files need but do not create; run the admitted declared
@@ -417,7 +479,10 @@ class ScratchDatabase:
         if layer is None or layer.pending_stubs:
             return False
         try:
-            self._remake(template=layer.database)
+            if self.take_over(layer.database):  # the kept state is this copy now: kept again after the rehearsal
+                layers.handed_over(key)
+            else:
+                self._remake(template=layer.database)
         except (psycopg2.Error, ScratchError) as exc:
             log.info("a kept copy of the target was not used: %s", str(exc).strip().splitlines()[0] if str(exc) else exc)
             self._start_empty()
@@ -427,11 +492,19 @@ class ScratchDatabase:
         self.made_from_template = True
         return True
 
-    def keep_as_state(self, layers: LayerStore, fingerprint: str) -> None:
-        """This database (a rehearsal's copy, now at the declared state) kept as the template of a copy of
-        the target once the plan is applied: renamed, not copied. Nothing may be connected to it."""
-        layers.save(layers.state_key(fingerprint, self.server.environment), self.name, fingerprint, [], [],
-                    rename=True)
+    def keep_as_state(self, layers: LayerStore, fingerprint: str) -> bool:
+        """This database, whose catalog snapshot is `fingerprint`, kept as the template of a copy of a
+        target in that state: renamed, not copied (a rehearsal's copy once the plan ran on it, for the
+        target once the plan is applied; the declared state once its reverse plan ran on it, for the
+        target as it is). Nothing may be connected to it. False when it was not kept (a state of that
+        key is kept already, or the rename failed): it is the caller's to drop."""
+        if not self._exists:
+            return False
+        kept = layers.save(layers.state_key(fingerprint, self.server.environment), self.name, fingerprint, [], [],
+                           rename=True)
+        if kept:
+            self._exists = False  # no longer this run's to drop
+        return kept
 
     def _start_empty(self) -> None:
         """After a template that did not do: this database empty and prepared again, as when it was made."""

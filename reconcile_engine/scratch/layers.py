@@ -188,13 +188,19 @@ class LayerStore:
         return f"{LAYER_PREFIX}{key[:24]}"
 
     def save(self, key: str, built: str, fingerprint: str, pending_stubs: list, defaults_set: list, *,
-             rename: bool = False) -> None:
+             rename: bool = False) -> bool:
         """Make the template of `built` (a scratch database no session is connected to) and record it;
-        with `rename`, `built` itself becomes the template (it is no longer needed as it was)."""
+        with `rename`, `built` itself becomes the template (it is no longer needed as it was), unless
+        one of that key is kept already (not dropped for it: every DROP DATABASE makes the server
+        checkpoint at once). Returns whether `built` was renamed (so is no longer the caller's)."""
         name = self.database_name(key)
+        if rename and self.find(key) is not None:
+            return False
         try:
             with connected(self.admin_url, self.connect_timeout_s) as conn, conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")  # one left unrecorded
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cur.fetchone() is not None:  # one left unrecorded
+                    cur.execute(f"DROP DATABASE {quote_ident(name)} WITH (FORCE)")
                 if rename:
                     cur.execute(f"ALTER DATABASE {quote_ident(built)} RENAME TO {quote_ident(name)}")
                 else:
@@ -202,7 +208,7 @@ class LayerStore:
                 self._mark_used(cur, name)
         except psycopg2.Error as exc:  # another run making the same one, say: it only saves time
             log.info("a template of the declared state was not kept: %s", str(exc).strip().splitlines()[0])
-            return
+            return False
         entry = {"kind": "state" if rename else "layer", "key": key, "database": name, "server": self.server_id,
                  "fingerprint": fingerprint,
                  "pending_stubs": pending_stubs, "defaults_set": defaults_set}
@@ -213,8 +219,14 @@ class LayerStore:
                 json.dump(entry, out)
             os.replace(temporary, self._record(key))
         except OSError:
-            return
+            return rename
         self._prune()
+        return rename
+
+    def handed_over(self, key: str) -> None:
+        """A kept state that a rehearsal's copy has taken over (renamed, ScratchDatabase.take_over): no
+        longer kept under its key."""
+        self._record(key).unlink(missing_ok=True)
 
     def forget(self, key: str) -> None:
         """A layer that did not show its recorded snapshot: dropped, so it is made again."""
