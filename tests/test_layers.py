@@ -156,18 +156,19 @@ def test_plan_after_a_policy_change_through_the_command_line(layered, cli, pg_se
     sql = " ".join(s["sql"] for s in plan["statements"])
     assert "org_isolation" in sql and "AND true" in sql
     assert len(_records(layered)) == 1  # the tables layer of the first plan served the second
-    # Kept states: the first plan's copy, rehearsed (the target once applied) the dry run took over;
-    # the dry run's copy, rehearsed (the target once this plan is applied), and its declared state,
-    # which its reverse plan led back to the target (the target as it is still).
-    assert len(_records(layered, "state")) == 2
+    # Kept states: the first plan's declared state, its reverse plan run (the empty target); its copy,
+    # rehearsed (the target once applied), which the dry run took over; the dry run's copy, rehearsed
+    # (the target once this plan is applied), and its declared state, which its reverse plan led back
+    # to the target (the target as it is still).
+    assert len(_records(layered, "state")) == 3
     kept = {json.loads(record.read_text())["database"] for record in _records(layered)}
     kept |= {json.loads(record.read_text())["database"] for record in _records(layered, "state")}
     databases = _all_databases(pg_server_url)
-    assert len(kept) == 3 and kept <= set(databases)
+    assert len(kept) == 4 and kept <= set(databases)
     assert not [name for name in databases if name.startswith("reconcile_scratch_")]  # nothing else of the runs is left
     code, out, err = cli("plan", "--dry-run", "--format", "json", "--verbose")
     assert code == 0 and json.loads(out)["statements"] == plan["statements"], err
-    assert len(_records(layered, "state")) == 2  # the same states, taken over and kept again
+    assert len(_records(layered, "state")) == 3  # the same states, taken over and kept again
     conn = psycopg2.connect(pg_server_url)
     try:
         with conn.cursor() as cur:  # the owner of the layers stays, with no rights of its own

@@ -34,7 +34,7 @@ from ..servers import Target
 from ..sqltext import quote_ident
 from .preflight_checks import run_preflight
 from .rehearse import rehearse
-from .target_copy import copy_target, holds_only_schemas
+from .target_copy import copy_target
 
 # (current, declared) -> None when there is nothing to do, else the plan to rehearse.
 PlanMaker = Callable[[InspectedDatabase, InspectedDatabase], "Plan | None"]
@@ -174,8 +174,7 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         kept = layers is not None and not archived
         if not (kept and rehearsal.converged and copy.keep_as_state(layers, wanted.snapshot.fingerprint)):
             copy.drop_in_background()  # both at once
-        if not (kept and rehearsal.reverse is not None and not holds_only_schemas(original.snapshot)
-                and scratch.keep_as_state(layers, original.snapshot.fingerprint)):
+        if not (kept and rehearsal.reverse is not None and scratch.keep_as_state(layers, original.snapshot.fingerprint)):
             scratch.drop_in_background()
         the_plan = the_plan.with_row_counts(count_rows(config, target, the_plan.tables_at_stake))
         the_plan = the_plan.with_lint(lint.result())  # squawk ran while the server rehearsed

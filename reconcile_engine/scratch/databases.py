@@ -67,6 +67,7 @@ class ScratchDatabase:
         self._remaking = threading.RLock()
         self._left = False
         self._exists = False
+        self._recording: threading.Thread | None = None  # a layer's record being written (_keep_layer)
 
     @property
     def url(self) -> str:
@@ -169,6 +170,8 @@ class ScratchDatabase:
     def __exit__(self, *exc_info) -> bool:
         with self._remaking:
             self._left = True
+        if self._recording is not None:
+            self._recording.join()  # before the build role that reads it goes
         try:
             if self._dropping is None:
                 if self._exists:
@@ -443,10 +446,24 @@ class ScratchDatabase:
             conn.close()
 
     def _keep_layer(self, layers: LayerStore, key: str) -> None:
-        """The first layer just loaded, kept as a template database (no session is connected to this one)."""
+        """The first layer just loaded, kept as a template database (no session is connected to this one);
+        its snapshot is read from the template beside the rest of the load, and joined on leaving."""
         defaults = self.server.environment.default_privileges
-        layers.save(key, self.name, self.snapshot().fingerprint, self.inert.pending(),
-                    [i for i, entry in enumerate(defaults) if entry in self._defaults_set])
+
+        def fingerprint_of(database: str) -> str:
+            conn = connect(self.server.builder.url(self.server.admin_url, database) if self.server.builder
+                           else with_database(self.server.admin_url, database), self.connect_timeout_s,
+                           settings=f"-c role={self.run_as}" if self.run_as else None)
+            try:
+                return take_snapshot(conn, self._config.scope).fingerprint
+            finally:
+                conn.close()
+
+        recording = layers.save(key, self.name, None, self.inert.pending(),
+                                [i for i, entry in enumerate(defaults) if entry in self._defaults_set],
+                                fingerprint_of=fingerprint_of)
+        if isinstance(recording, threading.Thread):
+            self._recording = recording
 
     def _from_layer(self, layers: LayerStore, key: str) -> bool:
         """Start again from the layer's template, if there is one that shows the snapshot it was made with."""
