@@ -66,7 +66,7 @@ def copy_target(copy: ScratchDatabase, target_url: str, target_snapshot: Catalog
 
 
 def holds_only_schemas(snapshot: CatalogSnapshot) -> bool:
-    """Whether the managed schemas hold nothing (a copy of it is only CREATE SCHEMA: none is kept)."""
+    """Whether the managed schemas hold nothing (a copy of it is only CREATE SCHEMA)."""
     return all(kind == "schema" or (kind == "comment" and key.startswith("SCHEMA ")) for kind, key in snapshot.objects)
 
 

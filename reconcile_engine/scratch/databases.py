@@ -49,8 +49,7 @@ class ScratchDatabase:
         self.name = f"{SCRATCH_PREFIX}{purpose}_{os.getpid()}_{secrets.token_hex(4)}"
         self.connect_timeout_s = connect_timeout_s
         # What the scratch database holds runs as the build role; the admin only creates and drops it.
-        self._url = server.builder.url(server.admin_url, self.name) if server.builder else \
-            with_database(server.admin_url, self.name)
+        self._url = self._url_of(self.name)
         self.inert = InertFunctions()  # functions stubbed in it, until their bodies are put back
         self._signals = TerminateAsInterrupt()
         self._dropping: threading.Thread | None = None
@@ -212,10 +211,17 @@ class ScratchDatabase:
         self._dropping.start()
 
     def connect(self, autocommit: bool = True):
+        return self._connect_to(self.url, autocommit)
+
+    def _url_of(self, database: str) -> str:
+        """A database of the scratch server, for the build role (the admin's URL where there is none)."""
+        builder = self.server.builder
+        return builder.url(self.server.admin_url, database) if builder else with_database(self.server.admin_url, database)
+
+    def _connect_to(self, url: str, autocommit: bool = True):
         # A scratch database is thrown away after use: its commits need not wait for the disk.
         role = f" -c role={self.run_as}" if self.run_as else ""
-        return connect(self.url, self.connect_timeout_s, autocommit=autocommit,
-                       settings=f"-c synchronous_commit=off{role}")
+        return connect(url, self.connect_timeout_s, autocommit=autocommit, settings=f"-c synchronous_commit=off{role}")
 
     # -- preparing the scratch database -------------------------------------------------------
 
@@ -451,19 +457,15 @@ class ScratchDatabase:
         defaults = self.server.environment.default_privileges
 
         def fingerprint_of(database: str) -> str:
-            conn = connect(self.server.builder.url(self.server.admin_url, database) if self.server.builder
-                           else with_database(self.server.admin_url, database), self.connect_timeout_s,
-                           settings=f"-c role={self.run_as}" if self.run_as else None)
+            conn = self._connect_to(self._url_of(database))
             try:
                 return take_snapshot(conn, self._config.scope).fingerprint
             finally:
                 conn.close()
 
-        recording = layers.save(key, self.name, None, self.inert.pending(),
-                                [i for i, entry in enumerate(defaults) if entry in self._defaults_set],
-                                fingerprint_of=fingerprint_of)
-        if isinstance(recording, threading.Thread):
-            self._recording = recording
+        self._recording = layers.keep_layer(key, self.name, self.inert.pending(),
+                                            [i for i, entry in enumerate(defaults) if entry in self._defaults_set],
+                                            fingerprint_of)
 
     def _from_layer(self, layers: LayerStore, key: str) -> bool:
         """Start again from the layer's template, if there is one that shows the snapshot it was made with."""
@@ -517,8 +519,7 @@ class ScratchDatabase:
         key is kept already, or the rename failed): it is the caller's to drop."""
         if not self._exists:
             return False
-        kept = layers.save(layers.state_key(fingerprint, self.server.environment), self.name, fingerprint, [], [],
-                           rename=True)
+        kept = layers.keep_state(layers.state_key(fingerprint, self.server.environment), self.name, fingerprint)
         if kept:
             self._exists = False  # no longer this run's to drop
         return kept

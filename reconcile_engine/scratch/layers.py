@@ -189,20 +189,44 @@ class LayerStore:
     def database_name(key: str) -> str:
         return f"{LAYER_PREFIX}{key[:24]}"
 
-    def save(self, key: str, built: str, fingerprint: str | None, pending_stubs: list, defaults_set: list, *,
-             rename: bool = False, fingerprint_of: Callable[[str], str] | None = None) -> threading.Thread | bool:
-        """Make the template of `built` (a scratch database no session is connected to) and record it;
-        with `rename`, `built` itself becomes the template (it is no longer needed as it was), unless
-        one of that key is kept already (not dropped for it: every DROP DATABASE makes the server
-        checkpoint at once). Returns whether `built` was renamed (so is no longer the caller's).
-
-        With `fingerprint_of` (given the template's name, its catalog snapshot's fingerprint), the
-        snapshot is read from the template, not from `built`, on a thread of its own that writes the
-        record (returned, for the caller to join before the run ends): `built` goes on being loaded
-        meanwhile (at 10,000 tables that snapshot is seconds of a plan)."""
-        name = self.database_name(key)
-        if rename and self.find(key) is not None:
+    def keep_state(self, key: str, built: str, fingerprint: str) -> bool:
+        """`built` (a scratch database no session is connected to, whose snapshot is `fingerprint`)
+        renamed to be the kept state of `key` and recorded, unless one of that key is kept already (not
+        dropped for it: every DROP DATABASE makes the server checkpoint at once). Returns whether it was
+        (it is then no longer the caller's to drop)."""
+        if self.find(key) is not None or not self._make(key, built, rename=True):
             return False
+        self._record_entry(key, {"kind": "state", "fingerprint": fingerprint, "pending_stubs": [], "defaults_set": []})
+        return True
+
+    def keep_layer(self, key: str, built: str, pending_stubs: list, defaults_set: list,
+                   fingerprint_of: Callable[[str], str]) -> threading.Thread | None:
+        """A template of `built` (a scratch database no session is connected to) made as the layer of
+        `key`. Its snapshot is read from the template (`fingerprint_of(name)` gives its fingerprint) on
+        a thread of its own that then records it, so that `built` goes on being loaded meanwhile (at
+        10,000 tables that snapshot is seconds of a plan). Returns the thread, for the caller to join
+        before the run ends; None when no template was made."""
+        if not self._make(key, built, rename=False):
+            return None
+        name = self.database_name(key)
+
+        def read_and_record() -> None:
+            try:
+                fingerprint = fingerprint_of(name)
+            except Exception as exc:  # noqa: BLE001 (unrecorded, it is dropped when next made; it only saves time)
+                log.info("a template of the declared state was not kept: its snapshot could not be read (%s)",
+                         str(exc).strip().splitlines()[0] if str(exc) else exc)
+                return
+            self._record_entry(key, {"kind": "layer", "fingerprint": fingerprint, "pending_stubs": pending_stubs,
+                                     "defaults_set": defaults_set})
+
+        recording = threading.Thread(target=read_and_record, name=f"record {name}", daemon=True)
+        recording.start()
+        return recording
+
+    def _make(self, key: str, built: str, *, rename: bool) -> bool:
+        """The database of `key`: `built` renamed, or a copy of it (CREATE DATABASE ... TEMPLATE)."""
+        name = self.database_name(key)
         try:
             with connected(self.admin_url, self.connect_timeout_s) as conn, conn.cursor() as cur:
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
@@ -216,26 +240,11 @@ class LayerStore:
         except psycopg2.Error as exc:  # another run making the same one, say: it only saves time
             log.info("a template of the declared state was not kept: %s", str(exc).strip().splitlines()[0])
             return False
-        entry = {"kind": "state" if rename else "layer", "key": key, "database": name, "server": self.server_id,
-                 "fingerprint": fingerprint,
-                 "pending_stubs": pending_stubs, "defaults_set": defaults_set}
-        if fingerprint_of is None:
-            return self._record_entry(key, entry, rename)
+        return True
 
-        def read_and_record() -> None:
-            try:
-                entry["fingerprint"] = fingerprint_of(name)
-            except Exception as exc:  # noqa: BLE001 (unrecorded, it is dropped when next made; it only saves time)
-                log.info("a template of the declared state was not kept: its snapshot could not be read (%s)",
-                         str(exc).strip().splitlines()[0] if str(exc) else exc)
-                return
-            self._record_entry(key, entry, rename)
-
-        recording = threading.Thread(target=read_and_record, name=f"record {name}", daemon=True)
-        recording.start()
-        return recording
-
-    def _record_entry(self, key: str, entry: dict, rename: bool) -> bool:
+    def _record_entry(self, key: str, entry: dict) -> None:
+        """Record the database of `key` (entry: its kind, fingerprint, pending stubs, defaults set)."""
+        entry = {"key": key, "database": self.database_name(key), "server": self.server_id, **entry}
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".layer-", suffix=".tmp")
@@ -243,9 +252,8 @@ class LayerStore:
                 json.dump(entry, out)
             os.replace(temporary, self._record(key))
         except OSError:
-            return rename
+            return
         self._prune()
-        return rename
 
     def handed_over(self, key: str) -> None:
         """A kept state that a rehearsal's copy has taken over (renamed, ScratchDatabase.take_over): no
