@@ -5,6 +5,7 @@ the error that names the statement that failed. The one place that executes plan
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import psycopg2
 
 from .batched_statement import NotBatchable, key_range_sql, shape_of
 from .connections import first_line
+from .diff.operations import Facts
 from .lock_table import LockTable, advice, extrapolated, is_lock_table_full, read_lock_table
 from .planning.online import index_name
 from .scratch.inert import InertFunctions
@@ -69,10 +71,11 @@ class Unit:
     alone: bool
 
 
-def plan_units(statements) -> list[Unit]:
-    """A plan's statements in the order they run: its transactions and its online steps in between."""
+def plan_units(statements, first: int = 1) -> list[Unit]:
+    """A plan's statements in the order they run: its transactions and its online steps in between.
+    first: the number of the first statement (a part of a plan run on its own)."""
     units, part = [], []
-    for number, statement in enumerate(statements, 1):
+    for number, statement in enumerate(statements, first):
         if getattr(statement, "online_step", False):
             if part:
                 units.append(Unit(part[0][0], tuple(part), False))
@@ -83,6 +86,18 @@ def plan_units(statements) -> list[Unit]:
     if part:
         units.append(Unit(part[0][0], tuple(part), False))
     return units
+
+
+@functools.lru_cache(maxsize=None)
+def _bare_facts(node: str, transaction_control: bool) -> Facts:
+    return Facts(node, transaction_control=transaction_control)
+
+
+def runner_facts(facts: Facts) -> Facts:
+    """Of a statement's facts, only what running it reads (its node type, for its inert form, and
+    whether it is transaction control), one shared object for each: for statements that are only run,
+    such as those that build a copy of a target (at 10,000 tables, 100,000 of them)."""
+    return _bare_facts(facts.node, facts.transaction_control)
 
 
 def in_one_transaction(statements) -> bool:
@@ -170,11 +185,12 @@ def run_online_step(conn, number: int, statement, label: str, session_settings: 
             raise PlanStatementFailed(label, number, statement, exc) from exc
 
 
-def run_on_scratch(conn, statements, label: str, inert: InertFunctions | None = None) -> None:
+def run_on_scratch(conn, statements, label: str, inert: InertFunctions | None = None, *, first: int = 1) -> None:
     """A whole plan on a scratch database (a rehearsal, either way): its transactions batched, its online
     steps on their own, in the plan's order, as apply runs them. Functions' bodies stay inert until the
-    caller restores them."""
-    for unit in plan_units(statements):
+    caller restores them. first: the number of the first statement, when `statements` are a part of a
+    plan cut at its commit points (each part then runs as it would have in the whole)."""
+    for unit in plan_units(statements, first):
         if not unit.alone:
             if conn.autocommit:
                 conn.autocommit = False

@@ -110,6 +110,24 @@ def test_a_read_like_another_shares_its_keys_and_owners(new_database, sql):
     assert like.owners[("column", "public.plain.added")] is target.owners[("column", "public.plain.org_id")]
 
 
+def test_a_fingerprint_read_alone_is_the_snapshots_own(new_database, sql):
+    """A layer's fingerprint is read without its snapshot (fingerprint_of): it must be the snapshot's,
+    with grants compared or not, with an ignore glob, and after any change it must change too."""
+    url = _database(new_database, sql)
+    sql(url, "COMMENT ON TABLE plain IS 'kept'; CREATE VIEW plain_view AS SELECT id FROM plain")
+    scopes = (SCHEMAS, Scope(("public",), privileges=True), Scope(("public",), ignore=("public.events*",)))
+    with connected(url) as conn:
+        before = {scope: snapshot_module.fingerprint_of(conn, scope) for scope in scopes}
+        for scope in scopes:
+            assert before[scope] == take_snapshot(conn, scope).fingerprint
+    assert before[scopes[2]] != before[SCHEMAS]  # the glob left the partitioned table out
+    sql(url, "ALTER TABLE plain ALTER COLUMN org_id DROP NOT NULL")
+    with connected(url) as conn:
+        for scope in scopes:
+            after = snapshot_module.fingerprint_of(conn, scope)
+            assert after == take_snapshot(conn, scope).fingerprint and after != before[scope]
+
+
 def test_owners_are_the_key_itself_unless_held(new_database, sql):
     snapshot = read_snapshot(_database(new_database, sql), SCHEMAS)
     assert snapshot.owners_of(("table", "public.plain")) == ("public.plain",)

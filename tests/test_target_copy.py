@@ -14,7 +14,7 @@ from reconcile_engine.inspection.migra_view import inspect_database
 from reconcile_engine.inspection.snapshot import read_snapshot
 from reconcile_engine.lock_table import LockTable, advice, needed_setting
 from reconcile_engine.rehearsal.target_copy import copy_target
-from reconcile_engine.runner import PlanStatementFailed, run_statements
+from reconcile_engine.runner import PlanStatementFailed, run_statements, runner_facts
 from reconcile_engine.scratch.databases import ScratchDatabase
 from reconcile_engine.scratch.space import ScratchServer
 from reconcile_engine.scratch.schema_dump import _lock_table_message
@@ -54,6 +54,34 @@ def test_the_copy_is_built_from_the_inspection_and_equals_the_target(tmp_path, p
     assert copied.fingerprint == target.fingerprint
     assert ("table", 'public."User"') in target.objects or any(k == "table" for k, _ in target.objects)
     assert not [r for r in caplog.records if "pg_dump" in r.getMessage()]  # no fallback
+
+
+def test_the_copys_statements_keep_only_what_running_them_reads():
+    """Built from the inspection, the copy's statements are only run: of their facts they keep their
+    node type (for the inert form of a function or a materialized view) and transaction control, one
+    shared object for each, and nothing else of their parse trees."""
+    index = operation('CREATE UNIQUE INDEX i ON t ((lower(a))) WHERE b', "migra").facts
+    bare = runner_facts(index)
+    assert index.index_keys and index.relation == "t"
+    assert (bare.node, bare.transaction_control, bare.index_keys, bare.relation) == ("IndexStmt", False, (), None)
+    assert bare is runner_facts(operation("CREATE INDEX j ON u (b)", "migra").facts)
+    assert runner_facts(operation("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", "migra").facts).node \
+        == "CreateFunctionStmt"
+    assert runner_facts(operation("COMMIT", "migra").facts).transaction_control
+
+
+def test_the_copys_statements_run_in_parts_cut_at_their_commit_points():
+    """Run part by part (each let go once it ran), the copy's statements run as the whole would: in
+    order, each part ending at a commit point."""
+    from reconcile_engine.rehearsal.target_copy import _cut_at_commits
+
+    statements = [operation(f"CREATE TABLE t{i} (id int)", "migra", commit_after=i % 3 == 2) for i in range(8)]
+    parts = _cut_at_commits(statements)
+    popped = [parts.pop() for _ in range(len(parts))]
+    assert [s for part in popped for s in part] == statements
+    assert [len(part) for part in popped] == [3, 3, 2]
+    assert all(part[-1].commit_after for part in popped[:-1])
+    assert _cut_at_commits([]) == []
 
 
 def test_a_sub_partitioned_target_is_copied_without_pg_dump(tmp_path, pg_server_url, target_url, sql, caplog):

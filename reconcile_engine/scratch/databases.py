@@ -27,7 +27,7 @@ from ..connections import connect, connected, describe, first_line, with_databas
 from ..declared.files import DesiredState
 from ..declared.inference import infer
 from ..errors import ScratchError
-from ..inspection.snapshot import differences_in, take_snapshot
+from ..inspection.snapshot import differences_in, fingerprint_of, take_snapshot
 from ..sqltext import quote_ident, quote_literal
 from .build_role import check_login
 from .declared_load import load_source
@@ -442,6 +442,14 @@ class ScratchDatabase:
         finally:
             conn.close()
 
+    def fingerprint(self) -> str:
+        """Its catalog snapshot's fingerprint, read without holding the snapshot (fingerprint_of)."""
+        conn = self.connect()
+        try:
+            return fingerprint_of(conn, self._config.scope)
+        finally:
+            conn.close()
+
     def differences_from(self, expected, scope=None) -> list:
         """How it differs from the catalog snapshot `expected` (snapshot.differences_in: where it does
         not, no snapshot of it is held)."""
@@ -456,16 +464,16 @@ class ScratchDatabase:
         its snapshot is read from the template beside the rest of the load, and joined on leaving."""
         defaults = self.server.environment.default_privileges
 
-        def fingerprint_of(database: str) -> str:
+        def layer_fingerprint(database: str) -> str:
             conn = self._connect_to(self._url_of(database))
             try:
-                return take_snapshot(conn, self._config.scope).fingerprint
+                return fingerprint_of(conn, self._config.scope)
             finally:
                 conn.close()
 
         self._recording = layers.keep_layer(key, self.name, self.inert.pending(),
                                             [i for i, entry in enumerate(defaults) if entry in self._defaults_set],
-                                            fingerprint_of)
+                                            layer_fingerprint)
 
     def _from_layer(self, layers: LayerStore, key: str) -> bool:
         """Start again from the layer's template, if there is one that shows the snapshot it was made with."""
@@ -482,7 +490,7 @@ class ScratchDatabase:
             return False
         self.inert = inert
         self._defaults_set = {defaults[i] for i in layer.defaults_set if 0 <= i < len(defaults)}
-        if self.snapshot().fingerprint != layer.fingerprint:
+        if self.fingerprint() != layer.fingerprint:
             log.info("the first layer's template database %s no longer shows the catalog it was made with: "
                      "built again from the files", layer.database)
             layers.forget(key)
