@@ -115,11 +115,13 @@ def plan(project: Project, target: str | None = None, *, name: str = "plan", as_
         return the_plan
 
     try:
-        proof = prove(config, desired, the_target, make_plan, renames=desired.renames())
+        proof = prove(config, desired, the_target, make_plan, renames=desired.renames(),
+                      target_now=lookup.target_snapshot)
     except PlanNotConvergedError:
         if not any(scoped):
             raise
-        # Made on the relations that differ, it did not reach the declared state: made again, whole.
+        # Made on the relations that differ, it did not reach the declared state: made again, whole
+        # (from the target as it is by then).
         proof = prove(config, desired, the_target, functools.partial(make_plan, whole=True), renames=desired.renames())
     lookup.cache.put(lookup.key, proof.declared, proof.findings)
     warnings = described(proof.findings) + proof.notes

@@ -92,7 +92,8 @@ def _compare(config: Config, desired: DesiredState, the_target: Target, use_cach
     timeout = config.timeouts.connect_timeout_s
     with scratch_space_for(config, the_target) as server, ThreadPoolExecutor(max_workers=2) as beside, \
             ScratchDatabase(server, "desired", timeout) as scratch:
-        current, wanted, findings = build_and_read(config, desired, the_target, scratch, beside)
+        current, wanted, findings = build_and_read(config, desired, the_target, scratch, beside,
+                                                   lookup.target_snapshot)
         lookup.cache.put(lookup.key, wanted, findings)
         differences = current.differences(wanted)
         # The verdict is our snapshots' (as from the cache); migra is asked only for the SQL of a difference.

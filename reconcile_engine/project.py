@@ -122,7 +122,7 @@ class CacheLookup:
     cache: DesiredStateCache
     key: str
     hit: CachedDesiredState | None  # set only when the target matches the cached desired state exactly
-    target_snapshot: CatalogSnapshot | None = None
+    target_snapshot: CatalogSnapshot | None = None  # the target's, when the lookup read it (a cached key)
 
 
 
@@ -132,12 +132,13 @@ def look_up_desired(config: Config, desired: DesiredState, target: Target, use_c
     cache = DesiredStateCache.for_project(config)
     key = cache_key(desired, config, scratch_server_version(config, target), privileges_digest(config, target.url))
     cached = cache.get(key) if use_cache else None
+    current = None
     if cached is not None:
         current = read_snapshot(target.url, config.scope, config.timeouts.connect_timeout_s)
         if not current.differences(cached.snapshot):
             return CacheLookup(cache, key, cached, current)
     desired.admit()  # the declared state will be built: nothing of it runs unless admitted
-    return CacheLookup(cache, key, None)
+    return CacheLookup(cache, key, None, current)  # the target's snapshot, if read: the build need not read it again
 
 
 

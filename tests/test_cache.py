@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import shutil
 
+import psycopg2
 import pytest
 
 from reconcile_engine.scratch.desired_cache import DesiredStateCache, cache_key, scratch_server_version
@@ -162,3 +163,30 @@ def test_each_scratch_mode_keys_by_the_server_that_would_build(project, target_u
     embedded = dataclasses.replace(config, scratch_mode="embedded")
     version = scratch_server_version(embedded, Target(target_url))  # read from the binaries, not started
     assert version.startswith("embedded postgres (PostgreSQL) 18")
+
+
+def test_a_plan_reads_the_target_once_when_the_cached_state_differs_from_it(project, target_url, monkeypatch):
+    """Planning the same files again: the cache's lookup reads the target's snapshot (the target differs
+    from the cached declared state), and the plan goes on from that read rather than reading it again.
+    Drift too. The plan is the same as the first."""
+    import reconcile_engine as reconcile
+    from reconcile_engine.inspection import snapshot
+
+    loaded = reconcile.load_project(project)
+    as_of = dt.date.fromisoformat(AS_OF)
+    first = reconcile.plan(loaded, target_url, write=False, as_of=as_of)
+    target_database = psycopg2.extensions.parse_dsn(target_url)["dbname"]
+    reads = []
+    take_snapshot = snapshot.take_snapshot
+
+    def counted(conn, *args, **kwargs):
+        reads.append(conn.info.dbname)
+        return take_snapshot(conn, *args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "take_snapshot", counted)
+    again = reconcile.plan(loaded, target_url, write=False, as_of=as_of)
+    assert [s.sql for s in again.plan.statements] == [s.sql for s in first.plan.statements]
+    assert reads.count(target_database) == 1, reads
+    reads.clear()
+    assert not reconcile.drift(loaded, target_url, as_of=as_of).in_sync
+    assert reads.count(target_database) == 1, reads

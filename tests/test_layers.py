@@ -101,6 +101,21 @@ def test_a_tampered_layer_is_dropped_and_the_state_built_from_the_files(layered,
     assert _build(layered, target_url) == (first, True)  # made again, from the files
 
 
+def test_a_layer_whose_template_cannot_be_read_is_never_trusted(layered, pg_server_url, target_url):
+    """The template is checked on its own connection while the rest is loaded on its copy: one that
+    cannot be read (connections to it refused, here) is not taken on trust; the declared state is built
+    from the files, and the layer made again."""
+    first, _ = _build(layered, target_url)
+    database = json.loads(_records(layered)[0].read_text())["database"]
+    conn = psycopg2.connect(pg_server_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+    conn.close()
+    assert _build(layered, target_url) == (first, False)
+    assert _build(layered, target_url) == (first, True)  # made again, from the files, and readable
+
+
 @pytest.mark.parametrize("forged", [
     {"pending_stubs": [["x", "DROP DATABASE postgres", "DROP DATABASE postgres"]]},
     {"database": "postgres"},
