@@ -105,7 +105,8 @@ def plan(project: Project, target: str | None = None, *, name: str = "plan", as_
         # Nothing differs for the snapshot: only the whole diff can show what migra alone sees.
         kept = None if whole or not differences else relations_to_diff(current.snapshot, wanted.snapshot, differences)
         scoped.append(kept is not None)
-        changes = diff(current, wanted, context) if kept is None else diff_on(kept, current, wanted, context)
+        # Whole: views read without some relations (proof.read_views) are read again whole.
+        changes = diff(current.whole(), wanted.whole(), context) if kept is None else diff_on(kept, current, wanted, context)
         if changes.empty and not differences and not before_steps and not after_steps:
             return None
         changes = around_data_steps(changes, before_steps, after_steps, current.snapshot)

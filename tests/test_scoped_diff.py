@@ -63,6 +63,7 @@ def test_a_diff_kept_to_what_differs_says_what_the_whole_diff_says(case, new_dat
         raise
     scope = Scope(("public",), privileges=bool(expect.get("privileges")))
     a, b = inspect_database(a_url, scope), inspect_database(b_url, scope)
+    url_of = {id(a): a_url, id(b): b_url}
     for before, after in ((b, a), (a, b)):  # the reverse, as a plan makes it, and the forward diff
         kept = relations_to_diff(before.snapshot, after.snapshot)
         if kept is None:  # something that is not a relation differs: the whole diff, always
@@ -73,7 +74,13 @@ def test_a_diff_kept_to_what_differs_says_what_the_whole_diff_says(case, new_dat
         assert kept.isdisjoint(LEFT_OUT)
         left_out = (relations(before.snapshot) | relations(after.snapshot)) - kept
         scoped = diff(before.without(left_out), after.without(left_out))
-        assert _sql(scoped.statements) == _sql(diff(before, after).statements)
+        whole = _sql(diff(before, after).statements)
+        assert _sql(scoped.statements) == whole
+        # schemainspect's views read without those relations at all, as a plan reads them: the same
+        read = [inspect_database(url_of[id(side)], scope, snapshot=side.snapshot, leaving_out=frozenset(left_out))
+                for side in (before, after)]
+        assert all(side.partial is None or side.partial <= left_out for side in read)
+        assert _sql(diff_scope.diff_on(kept, *read).statements) == whole
 
 
 def test_what_belongs_to_no_relation_leaves_nothing_out(new_database):
@@ -155,3 +162,60 @@ def test_a_scoped_plan_that_fails_on_the_copy_is_made_again_whole(tmp_path, targ
     assert statements[1].startswith('create or replace view "public"."account_emails" as')
     assert planned.file.exists() and planned.plan.rollback_note.endswith("(rehearsed: leads back exactly)")
     assert ("column", "public.account.email") not in read_snapshot(target_url, Scope(("public",))).objects
+
+
+NEEDED = UNRELATED + """
+CREATE TABLE parent_log (id int, note text);
+CREATE TABLE child_log (extra text) INHERITS (parent_log);
+CREATE TABLE "we'ird:na%me\\x.y" (id int PRIMARY KEY, "col:1" text);
+CREATE TABLE changed (id int PRIMARY KEY, note text);
+CREATE VIEW both_read AS SELECT c.id, s.note FROM changed c JOIN scope_unrelated s USING (id);
+"""
+
+
+@pytest.mark.parametrize("declared_change", [
+    "CREATE INDEX changed_note ON changed (note);",  # a table a view reads with one left out
+    "ALTER TABLE child_log ADD COLUMN more int;",  # a child whose parent is left out (INHERITS)
+    'CREATE INDEX weird_col ON "we\'ird:na%me\\x.y" ("col:1");',  # a hostile name, kept
+])
+def test_a_view_read_without_relations_reads_what_those_kept_need(new_database, declared_change):
+    """schemainspect reads a view's relations and a child's parents with them, even where the diff
+    leaves them out (it looks them up as it reads); names with quotes, colons, percent signs, dots and
+    backslashes are left out, or kept, by name; the diff is the whole one's."""
+    a_url, b_url = new_database(), new_database()
+    _load(a_url, NEEDED)
+    _load(b_url, NEEDED + declared_change)
+    scope = Scope(("public",))
+    a, b = inspect_database(a_url, scope), inspect_database(b_url, scope)
+    kept = relations_to_diff(a.snapshot, b.snapshot)
+    left_out = frozenset((relations(a.snapshot) | relations(b.snapshot)) - kept)
+    assert kept and left_out
+    read = [inspect_database(url, scope, snapshot=side.snapshot, leaving_out=left_out)
+            for url, side in ((a_url, a), (b_url, b))]
+    assert all(side.partial and side.partial < left_out | frozenset(kept) and side.partial.isdisjoint(kept)
+               for side in read)
+    whole = _sql(diff(a, b).statements)
+    assert whole and _sql(diff_scope.diff_on(kept, *read).statements) == whole
+    # and the same diff when nothing is left out of the hostile name's table but itself
+    weird = 'public.we\'ird:na%me\\x.y'
+    assert weird in relations(a.snapshot)
+    only_weird = inspect_database(a_url, scope, snapshot=a.snapshot, leaving_out=frozenset({weird}))
+    assert only_weird.partial == {weird}
+    assert not any("we'ird" in key for key in only_weird.inspected.tables)
+
+
+def test_a_view_read_without_relations_is_never_diffed_whole(new_database):
+    """A whole diff of such a view would drop what it lacks: refused (an internal error, never a plan);
+    read again whole, it diffs as the whole view."""
+    a_url, b_url = new_database(), new_database()
+    _load(a_url, UNRELATED)
+    _load(b_url, UNRELATED + "CREATE TABLE added (id int);")
+    scope = Scope(("public",))
+    a, b = inspect_database(a_url, scope), inspect_database(b_url, scope)
+    partial = inspect_database(b_url, scope, snapshot=b.snapshot, leaving_out=frozenset(LEFT_OUT))
+    # (a view's relations are read with it: the table alone is not left out while its view is read)
+    assert inspect_database(b_url, scope, snapshot=b.snapshot, leaving_out=frozenset({"public.scope_unrelated"})).partial is None
+    with pytest.raises(ValueError, match="read without 2 relation"):
+        diff(a, partial)
+    assert _sql(diff(a, partial.whole()).statements) == _sql(diff(a, b).statements)
+    assert partial.whole() is partial.whole()  # read once

@@ -15,6 +15,10 @@ def diff(current: InspectedDatabase, desired: InspectedDatabase, context: DiffCo
     adjust copies of their schemainspect views, so an inspection can be diffed again; except with
     current_used_once, when `current` is adjusted in place (the caller drops it; copying thousands of
     objects costs a fraction of a second per thousand tables)."""
+    for side in (current, desired):
+        if side.partial:  # what its view lacks, the diff would drop (or never create)
+            raise ValueError(f"a whole diff of a view read without {len(side.partial)} relation(s): "
+                             f"diff it on the relations it was read for (diff/scope.diff_on), or read it whole")
     conversions = conversion.find_conversions(current, desired)
     if conversions:
         return _with_conversions(conversions, current, desired, context, corrections)

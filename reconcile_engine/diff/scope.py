@@ -56,6 +56,14 @@ def diff_on(kept: frozenset[str], current: InspectedDatabase, desired: Inspected
     what is not a relation). Each view is cut down right after it is thawed, and what it let go is
     freed before the other is thawed: only one whole view is alive at a time."""
     left_out = (relations(current.snapshot) | relations(desired.snapshot)) - kept
+    # A view read without some relations (inspect_database's leaving_out) serves when none of them is
+    # kept here (what it lacks beyond left_out is in neither snapshot, and is cut as well); else (the
+    # reverse of a plan whose relations are not the plan's, say) it is read again whole.
+    if current.partial is not None and not current.partial.isdisjoint(kept):
+        current = current.whole()
+    if desired.partial is not None and not desired.partial.isdisjoint(kept):
+        desired = desired.whole()
+    left_out |= (current.partial or frozenset()) | (desired.partial or frozenset())
     if not left_out:  # a plan from empty, say: cutting down would only copy the views once more
         return diff(current, desired, context)
     desired = desired.without(left_out)  # first: as in diff, a view's first copy freezes it (see copy)

@@ -33,12 +33,18 @@ class InspectedDatabase:
     copied (diffed once, in place) is never frozen.
     """
 
-    def __init__(self, inspected, snapshot: CatalogSnapshot, scope: Scope):
+    def __init__(self, inspected, snapshot: CatalogSnapshot, scope: Scope, *, partial: frozenset[str] | None = None,
+                 url: str | None = None, connect_timeout_s: int = 10):
         self._view = inspected  # schemainspect.pg.PostgreSQL, kept to the managed schemas; None once frozen
         self._frozen: bytes | None = None
         self._lock = threading.Lock()  # the reverse plan is diffed on a thread of its own
         self.snapshot = snapshot
         self.scope = scope
+        # The relations its view was read without (scoped_view.py), None when read whole: such a view
+        # serves only a diff that leaves them out (diff/scope.diff_on); whole() reads it again whole.
+        self.partial = partial
+        self._read_from = (url, connect_timeout_s)
+        self._whole: InspectedDatabase | None = None
 
     @property
     def inspected(self):
@@ -58,7 +64,9 @@ class InspectedDatabase:
             self._view = None  # from now on only frozen (a view thawed for reading may still be read)
             frozen = self._frozen
         view = handed_over if handed_over is not None else _thawed(frozen)
-        return InspectedDatabase(view, self.snapshot, self.scope)  # its own, to be adjusted
+        url, timeout = self._read_from
+        # its own, to be adjusted; read without the same relations
+        return InspectedDatabase(view, self.snapshot, self.scope, partial=self.partial, url=url, connect_timeout_s=timeout)
 
     def freeze(self) -> None:
         """Hold the view frozen from now on (each copy is then thawed): an inspection waiting for a diff
@@ -68,6 +76,17 @@ class InspectedDatabase:
                 self._frozen = _frozen(self._view)
             self._view = None
 
+    def whole(self) -> "InspectedDatabase":
+        """This inspection, or, when its view was read without some relations, the database's whole
+        one, read once (from the same database, as it is then: its snapshot is this one's)."""
+        if self.partial is None:
+            return self
+        with self._lock:
+            if self._whole is None:
+                url, timeout = self._read_from
+                self._whole = inspect_database(url, self.scope, timeout, snapshot=self.snapshot)
+            return self._whole
+
     def without(self, relations: set[str], constraints: set[str] = frozenset(), *,
                 keep_sequences: bool = False) -> "InspectedDatabase":
         """A copy without the `relations` ("schema.name") and all that belongs to them, nor the
@@ -75,6 +94,8 @@ class InspectedDatabase:
         other = self.copy()
         _leave_out_relations(other.inspected, relations, constraints, keep_sequences)
         other.snapshot = self.snapshot.without(relations, constraints, keep_sequences=keep_sequences)
+        if other.partial is not None:  # what it was read without, and is not cut out here, it still lacks
+            other.partial = frozenset(other.partial - set(relations)) or None
         return other
 
 
@@ -131,19 +152,26 @@ def _set_attributes(obj, state) -> None:
 
 
 def inspect_database(url: str, scope: Scope, connect_timeout_s: int = 10, *,
-                     snapshot: CatalogSnapshot | None = None, like: CatalogSnapshot | None = None) -> InspectedDatabase:
+                     snapshot: CatalogSnapshot | None = None, like: CatalogSnapshot | None = None,
+                     leaving_out: frozenset[str] | None = None) -> InspectedDatabase:
     """Both views of one database, read at the same time on two connections: schemainspect mostly
     computes in Python while the snapshot's queries mostly wait on the server. `snapshot`: ours, when
     the caller has just read it (a plan reads the target's first, to copy it): not read twice, nor held
     twice (at 10,000 tables a snapshot is about 70 MB); `like`: a snapshot the one read shares its keys
-    with (snapshot.take_snapshot)."""
+    with (snapshot.take_snapshot); `leaving_out`: relations ("schema.name") schemainspect's view is read
+    without (scoped_view.py), for a diff that leaves them out (the snapshot is always whole)."""
     from schemainspect import get_inspector  # heavy: imported when a database is inspected
     from schemainspect.pg.obj import PROPS
 
     with ThreadPoolExecutor(max_workers=1) as beside:
         reading = beside.submit(read_snapshot, url, scope, connect_timeout_s, like) if snapshot is None else None
         with sqlalchemy_connection(url, connect_timeout_s) as conn:
-            inspected = get_inspector(conn)
+            if leaving_out is None:
+                inspected, lacking = get_inspector(conn), frozenset()
+            else:
+                from .scoped_view import read_without
+
+                inspected, lacking = read_without(conn, leaving_out)
         # migra can keep one schema or exclude one; we keep exactly the managed ones.
         wanted = set(scope.schemas)
         for prop in PROPS.split():
@@ -159,7 +187,8 @@ def inspect_database(url: str, scope: Scope, connect_timeout_s: int = 10, *,
     # would carry its result's metadata into every copy (tens of KB a row).
     inspected.deps = []
     _share_strings(inspected)
-    return InspectedDatabase(inspected, snapshot, scope)
+    return InspectedDatabase(inspected, snapshot, scope, partial=lacking or None, url=url,
+                             connect_timeout_s=connect_timeout_s)
 
 
 def _share_strings(inspected) -> None:

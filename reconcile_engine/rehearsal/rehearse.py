@@ -21,7 +21,7 @@ from ..config import Config
 from ..diff.corrections.retention import REATTACH, reattached
 from ..diff.migra_diff import diff
 from ..diff.operations import DiffContext
-from ..diff.scope import diff_on, relations_to_diff
+from ..diff.scope import diff_on, relations, relations_to_diff
 from ..errors import PlanNotConvergedError, ScratchError
 from ..inspection.migra_view import InspectedDatabase, inspect_database
 from ..inspection.snapshot import CatalogSnapshot, Difference, differences_in
@@ -111,8 +111,16 @@ def rehearse(plan: Plan, copy: ScratchDatabase, declared: ScratchDatabase, curre
 def _still_to_do(copy: ScratchDatabase, desired: InspectedDatabase, config: Config, context: DiffContext) -> tuple[str, ...]:
     """What migra (with the corrections) would still do on the rehearsed copy: the statements a plan that
     did not converge is missing, as the error lists them."""
-    rehearsed = inspect_database(copy.url, config.scope, config.timeouts.connect_timeout_s)
-    return tuple(s.sql for s in diff(rehearsed, desired, context, current_used_once=True).statements)
+    timeout = config.timeouts.connect_timeout_s
+    if desired.partial is None:
+        rehearsed = inspect_database(copy.url, config.scope, timeout)
+        return tuple(s.sql for s in diff(rehearsed, desired, context, current_used_once=True).statements)
+    # The declared state's view was read without some relations (the plan was diffed without them): the
+    # copy is read, and diffed, without them too. (Read again whole, the declared database might show
+    # part of a reverse plan that ran on it.)
+    rehearsed = inspect_database(copy.url, config.scope, timeout, leaving_out=desired.partial)
+    kept = frozenset((relations(rehearsed.snapshot) | relations(desired.snapshot)) - desired.partial)
+    return tuple(s.sql for s in diff_on(kept, rehearsed, desired, context).statements)
 
 
 # SQLSTATEs of a type change PostgreSQL cannot make by a cast: no cast exists (cannot_coerce), or
@@ -170,7 +178,9 @@ class _ReverseRehearsal:
         return self._run_whole()
 
     def _whole_reverse_plan(self) -> Plan:
-        changes = diff(self.desired, self.current, self.context)
+        # Views read without some relations (for the plan's diff) are read again whole: the declared
+        # database as it is (a scoped reverse that did not lead back was rolled back), the target as it is.
+        changes = diff(self.desired.whole(), self.current.whole(), self.context)
         statements = tuple(reattached(list(changes.statements), self.archived)) + self.trailing
         used = changes.corrections_used + ((REATTACH,) if self.archived else ())
         changes = dataclasses.replace(changes, statements=statements, corrections_used=used)
