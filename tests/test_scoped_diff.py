@@ -19,7 +19,7 @@ from reconcile_engine.diff.migra_diff import diff
 from reconcile_engine.diff.scope import relations, relations_to_diff
 from reconcile_engine.inspection.migra_view import inspect_database
 from reconcile_engine.inspection.snapshot import Scope, read_snapshot
-from reconcile_engine.rehearsal import rehearse as rehearse_module
+from reconcile_engine.rehearsal import proof as proof_module, rehearse as rehearse_module
 from reconcile_engine.rehearsal.rehearse import rehearse
 
 UNRELATED = """
@@ -31,10 +31,10 @@ LEFT_OUT = {"public.scope_unrelated", "public.scope_unrelated_view"}
 
 
 @contextlib.contextmanager
-def _rehearsal_log(caplog):
-    """The rehearsal's debug lines in caplog, whatever the command line set up before (it stops the
-    engine's records from reaching the root logger)."""
-    logger = logging.getLogger(rehearse_module.__name__)
+def _rehearsal_log(caplog, module=rehearse_module):
+    """The rehearsal's debug lines (or `module`'s) in caplog, whatever the command line set up before (it
+    stops the engine's records from reaching the root logger)."""
+    logger = logging.getLogger(module.__name__)
     level = logger.level
     logger.addHandler(caplog.handler)
     logger.setLevel(logging.DEBUG)
@@ -219,3 +219,21 @@ def test_a_view_read_without_relations_is_never_diffed_whole(new_database):
         diff(a, partial)
     assert _sql(diff(a, partial.whole()).statements) == _sql(diff(a, b).statements)
     assert partial.whole() is partial.whole()  # read once
+
+
+def test_a_plan_reads_only_the_relations_that_differ_and_says_what_the_whole_diff_says(
+        tmp_path, target_url, new_database, sql, caplog):
+    sql(target_url, TARGET)
+    (tmp_path / "schema").mkdir()
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "schema" / "tables.sql").write_text(DECLARED)
+    with _rehearsal_log(caplog, proof_module):
+        planned = reconcile.plan(reconcile.load_project(tmp_path), target_url, name="email", write=False)
+    # account and the new view that reads it; not scope_unrelated and its view
+    assert "schemainspect reads 2 relation(s) of 4, on either side" in caplog.text
+    declared_url = new_database()
+    _load(declared_url, DECLARED)
+    scope = Scope(("public",))
+    whole = diff(inspect_database(target_url, scope), inspect_database(declared_url, scope))
+    assert _sql(planned.plan.statements) == _sql(whole.statements)
+    assert planned.plan.rollback_note.endswith("(rehearsed: leads back exactly)")

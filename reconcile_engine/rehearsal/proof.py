@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,6 +39,8 @@ from ..sqltext import quote_ident
 from .preflight_checks import run_preflight
 from .rehearse import ONE_TRANSACTION_RELATIONS, rehearse
 from .target_copy import copy_target
+
+log = logging.getLogger(__name__)
 
 # (current, declared) -> None when there is nothing to do, else the plan to rehearse.
 PlanMaker = Callable[[InspectedDatabase, InspectedDatabase], "Plan | None"]
@@ -115,6 +118,7 @@ def read_views(config: Config, scratch: ScratchDatabase, target: Target, target_
         wanted = inspect_database(scratch.url, config.scope, timeout, snapshot=wanted_snapshot)
         return reading.result(), wanted
     left_out = frozenset((relations(target_now) | relations(wanted_snapshot)) - kept)
+    log.debug("schemainspect reads %d relation(s) of %d, on either side", len(kept), len(kept) + len(left_out))
     # The target's whole view, when its copy was made from it, serves as well (the diff cuts it down).
     reading = target_view.start() if target_view.started else beside.submit(
         inspect_database, target.url, config.scope, timeout, snapshot=target_now, leaving_out=left_out)
