@@ -117,7 +117,7 @@ def plan(project: Project, target: str | None = None, *, name: str = "plan", as_
 
     try:
         proof = prove(config, desired, the_target, make_plan, renames=desired.renames(),
-                      target_now=lookup.target_snapshot)
+                      target_now=lookup.target_snapshot, declared_fingerprint=lookup.declared_fingerprint)
     except PlanNotConvergedError:
         if not any(scoped):
             raise

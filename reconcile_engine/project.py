@@ -123,6 +123,7 @@ class CacheLookup:
     key: str
     hit: CachedDesiredState | None  # set only when the target matches the cached desired state exactly
     target_snapshot: CatalogSnapshot | None = None  # the target's, when the lookup read it (a cached key)
+    declared_fingerprint: str | None = None  # the declared state's as cached for these files (a cached key)
 
 
 
@@ -138,7 +139,9 @@ def look_up_desired(config: Config, desired: DesiredState, target: Target, use_c
         if not current.differences(cached.snapshot):
             return CacheLookup(cache, key, cached, current)
     desired.admit()  # the declared state will be built: nothing of it runs unless admitted
-    return CacheLookup(cache, key, None, current)  # the target's snapshot, if read: the build need not read it again
+    # The target's snapshot, if read: the build need not read it again; the cached declared state's
+    # fingerprint: a state of it kept on the scratch server can be taken over instead of built.
+    return CacheLookup(cache, key, None, current, cached.snapshot.fingerprint if cached is not None else None)
 
 
 

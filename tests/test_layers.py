@@ -181,9 +181,15 @@ def test_plan_after_a_policy_change_through_the_command_line(layered, cli, pg_se
     databases = _all_databases(pg_server_url)
     assert len(kept) == 4 and kept <= set(databases)
     assert not [name for name in databases if name.startswith("reconcile_scratch_")]  # nothing else of the runs is left
+    checkpoints = _checkpoints_requested(pg_server_url)
     code, out, err = cli("plan", "--dry-run", "--format", "json", "--verbose")
     assert code == 0 and json.loads(out)["statements"] == plan["statements"], err
     assert len(_records(layered, "state")) == 3  # the same states, taken over and kept again
+    # The same files planned again: the declared state is the kept one the first dry run's copy reached
+    # (the desired-state cache knows its fingerprint), taken over rather than built from the layer, and
+    # so nothing is made, and nothing dropped.
+    assert _checkpoints_requested(pg_server_url) == checkpoints
+    assert "took over a kept state of the declared state" in err
     conn = psycopg2.connect(pg_server_url)
     try:
         with conn.cursor() as cur:  # the owner of the layers stays, with no rights of its own
@@ -259,3 +265,29 @@ def test_a_kept_copy_that_was_changed_is_not_used(layered, cli, pg_server_url, t
 
     copied, target, from_template = _kept_copy_then_copy_again(layered, pg_server_url, target_url, tamper)
     assert not from_template and copied == target
+
+
+def test_a_kept_declared_state_that_was_changed_is_not_used(layered, cli, pg_server_url, target_url):
+    """The declared state taken over from a kept copy must show the fingerprint the desired-state cache
+    holds for the files; one changed since is not used: the state is built from the files."""
+    assert cli("plan")[0] == 0 and cli("apply")[0] == 0
+    policy = layered / "policies" / "organizations.sql"
+    policy.write_text(policy.read_text().replace("WITH CHECK (id = current_setting('app.current_org_id', true))",
+                                                 "WITH CHECK (id = current_setting('app.current_org_id', true) AND true)"))
+    code, out, _ = cli("plan", "--dry-run", "--format", "json")
+    assert code == 0
+    first = json.loads(out)["statements"]
+    # the kept state the dry run's copy reached: the declared state (it shows the new policy)
+    for entry in [json.loads(r.read_text()) for r in _records(layered, "state")]:
+        conn = psycopg2.connect(with_database(pg_server_url, entry["database"]))
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_policy WHERE polwithcheck IS NOT NULL "
+                        "AND pg_get_expr(polwithcheck, polrelid) LIKE '%AND true%'")
+            if cur.fetchone()[0]:
+                cur.execute("CREATE TABLE public.planted (id int)")
+        conn.close()
+    code, out, err = cli("plan", "--dry-run", "--format", "json", "--verbose")
+    assert code == 0, err
+    assert json.loads(out)["statements"] == first  # no DROP TABLE planted: built from the files
+    assert "does not show the catalog it was kept with: built again" in err

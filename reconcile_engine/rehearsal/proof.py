@@ -100,17 +100,23 @@ class _TargetView:
 
 
 def read_views(config: Config, scratch: ScratchDatabase, target: Target, target_now: CatalogSnapshot,
-               target_view: _TargetView, beside: ThreadPoolExecutor) -> tuple[InspectedDatabase, InspectedDatabase]:
+               target_view: _TargetView, beside: ThreadPoolExecutor, expected: str | None = None,
+               ) -> tuple[InspectedDatabase, InspectedDatabase] | None:
     """Both sides' inspections for the plan's diff: (target, declared state). Where our snapshots show
     that the diff keeps to a few relations (diff/scope.py: a plan, and its reverse, made in one
     transaction), schemainspect reads only those on either side (at 2,500 tables about 0.7 s rather than
     5 to 7 s; a diff that needs more reads them again whole, InspectedDatabase.whole); else both whole,
-    at the same time. The declared state's snapshot shares the target's keys."""
+    at the same time. The declared state's snapshot shares the target's keys. `expected`: the
+    fingerprint the declared state must show (one taken over, _build); None when it does not."""
     timeout = config.timeouts.connect_timeout_s
     if not relations(target_now):  # from empty: nothing to leave out; read both at once, as from the start
         wanted = inspect_database(scratch.url, config.scope, timeout, like=target_now)
+        if expected is not None and wanted.snapshot.fingerprint != expected:
+            return None
         return target_view.whole(), wanted
     wanted_snapshot = read_snapshot(scratch.url, config.scope, timeout, like=target_now)
+    if expected is not None and wanted_snapshot.fingerprint != expected:
+        return None
     differences = target_now.differences(wanted_snapshot)
     kept = relations_to_diff(target_now, wanted_snapshot, differences) if differences else None
     if kept is None or len(kept) > ONE_TRANSACTION_RELATIONS:
@@ -137,19 +143,28 @@ def build_and_read(config: Config, desired: DesiredState, target: Target, scratc
     `scratch` is kept."""
     timeout = config.timeouts.connect_timeout_s
     target_snapshot = beside.submit(read_snapshot, target.url, config.scope, timeout) if target_now is None else None
-    findings = _build(config, desired, scratch, beside)
+    findings, _ = _build(config, desired, scratch, beside)
     wanted = scratch.snapshot(config.scope)
     return target_now or target_snapshot.result(), wanted, findings.result()
 
 
 def _build(config: Config, desired: DesiredState, scratch: ScratchDatabase, beside: ThreadPoolExecutor,
-           layers: LayerStore | None = None):
-    """Load the declared state into `scratch`; returns the security lint on it, under way beside
-    (its queries wait on the server while the caller reads the state)."""
-    scratch.use_layers(layers if layers is not None else LayerStore.for_server(config, scratch.server))
+           layers: LayerStore | None = None, kept: str | None = None) -> tuple[Future, bool]:
+    """Load the declared state into `scratch`, or, with `kept` (the fingerprint the desired-state cache
+    holds for these declared files), take over a state of that fingerprint kept on the scratch server
+    (layers.py), when there is one: nothing is built. Returns the security lint on it, under way beside
+    (its queries wait on the server while the caller reads the state), and whether a kept state was
+    taken over (the caller checks that it shows `kept`, and else builds the state again)."""
+    layers = layers if layers is not None else LayerStore.for_server(config, scratch.server)
+    scratch.use_layers(layers)
     scratch.prepare(config)
-    scratch.load_desired(desired)
-    return beside.submit(lint_findings, config, scratch)
+    taken = kept is not None and layers is not None and \
+        scratch.start_from(layers, layers.state_key(kept, scratch.server.environment))
+    if taken:
+        log.info("took over a kept state of the declared state (%s): not built", kept[:12])
+    else:
+        scratch.load_desired(desired)
+    return beside.submit(lint_findings, config, scratch), taken
 
 
 def lint_findings(config: Config, scratch: ScratchDatabase) -> list:
@@ -173,12 +188,16 @@ def inspect_frozen(url: str, scope, timeout: int, snapshot: CatalogSnapshot) -> 
 
 
 def prove(config: Config, desired: DesiredState, target: Target, make_plan: PlanMaker, *,
-          renames: tuple = (), target_now: CatalogSnapshot | None = None) -> Proof:
+          renames: tuple = (), target_now: CatalogSnapshot | None = None,
+          declared_fingerprint: str | None = None) -> Proof:
     """Build, make the plan, rehearse it both ways; raise PlanNotConvergedError when it does not reach
     the declared state on a copy of the target. `renames` (declared/renames.py) that the target needs
     lead the plan: they are run on the copy first, and the rest of the plan is made from there.
     `target_now`: the target's snapshot, when the caller has just read it (the desired-state cache's
-    lookup): not read again (at 2,500 tables a read is about 2 s of the plan)."""
+    lookup): not read again (at 2,500 tables a read is about 2 s of the plan). `declared_fingerprint`:
+    the declared state's, as the desired-state cache holds it for these files: a state of it kept on
+    the scratch server (an earlier rehearsal's copy) is then taken over instead of building one, once
+    it shows that fingerprint."""
     timeout = config.timeouts.connect_timeout_s
     share_arenas()
     if target_now is None:
@@ -196,8 +215,17 @@ def prove(config: Config, desired: DesiredState, target: Target, make_plan: Plan
         # each busy for about as long as loading the schema takes. Made from the target's whole
         # inspection (read then) unless a kept state of the target serves.
         copied = beside.submit(copy_target, copy, target.url, target_now, config, target_view.whole, layers)
-        findings = _build(config, desired, scratch, beside, layers)  # kept: the reverse plan is rehearsed on it
-        current, wanted = read_views(config, scratch, target, target_now, target_view, beside)
+        # kept: the reverse plan is rehearsed on it
+        findings, taken = _build(config, desired, scratch, beside, layers, declared_fingerprint)
+        views = read_views(config, scratch, target, target_now, target_view, beside,
+                           declared_fingerprint if taken else None)
+        if views is None:  # the kept state taken over does not show the declared state: built from the files
+            log.info("a kept copy of the declared state does not show the catalog it was kept with: built again")
+            findings.result()
+            scratch.start_over()
+            findings, _ = _build(config, desired, scratch, beside, layers)
+            views = read_views(config, scratch, target, target_now, target_view, beside)
+        current, wanted = views
         findings = findings.result()
         # The copy finished first: the statements that made it and the copy of the target's view they
         # were diffed from are let go before the plan's diff thaws the view again (at thousands of
