@@ -3,8 +3,8 @@ what differs leaves out (diff/scope.py). A plan that changes a policy on one tab
 reads that table, not thousands (at 2,500 tables a whole read is about 5 s, two thirds of it Python).
 
 schemainspect (heavy, and it adds a warning filter) is imported only where a view is read so. Nothing
-of it is copied or patched: each of its queries is wrapped, unchanged, in an outer SELECT that leaves out the rows of
-those relations, so each row it then reads is one it read whole, in the same order (a subquery with
+of it is copied or patched: each of its queries is wrapped, unchanged, in an outer SELECT that leaves
+out the rows of those relations, so each row it then reads is one it read whole, in the same order (a subquery with
 an ORDER BY is sorted where it is, and a filter above it keeps that order).
 
 A row is left out as migra_view._leave_out_relations would leave out the object it makes, by the
@@ -31,13 +31,17 @@ _NAMED_BY = {
 # each child table's parents (partitions and INHERITS alike).
 _NEEDS = """
     SELECT n.nspname || '.' || c.relname, rn.nspname || '.' || r.relname
-    FROM pg_rewrite rw JOIN pg_class c ON c.oid = rw.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
-    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid AND d.refclassid = 'pg_class'::regclass
-    JOIN pg_class r ON r.oid = d.refobjid AND r.oid <> c.oid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+    FROM pg_catalog.pg_rewrite rw
+    JOIN pg_catalog.pg_class c ON c.oid = rw.ev_class JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = rw.oid
+     AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+    JOIN pg_catalog.pg_class r ON r.oid = d.refobjid AND r.oid <> c.oid
+    JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
     UNION
     SELECT n.nspname || '.' || c.relname, pn.nspname || '.' || p.relname
-    FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-    JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+    FROM pg_catalog.pg_inherits i
+    JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_catalog.pg_class p ON p.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
 """
 
 
